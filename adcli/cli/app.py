@@ -1,0 +1,48 @@
+"""The `adcli` Typer app: it only registers the commands, one module each."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+import adcli
+from adcli.cli.appearance import appearance
+from adcli.cli.console import stdout
+from adcli.cli.style_transfer import style_transfer
+from adcli.cli.texture import texture
+
+app = typer.Typer(
+    name="adcli",
+    help="Attention Distillation (CVPR 2025) on Stable Diffusion 1.5 and SDXL: transfer the style, "
+    "appearance or texture of reference images. Try any command with --model tiny for a fast, "
+    "download-free run (tiny random models draw noise; real results need the SD weights).",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        stdout.print(f"adcli {adcli.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = None,
+) -> None:
+    """Attention Distillation for Stable Diffusion."""
+
+
+app.command("style-transfer")(style_transfer)
+app.command("appearance")(appearance)
+app.command("texture")(texture)
+
+
+def main() -> None:
+    app(prog_name="adcli")

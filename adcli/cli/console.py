@@ -1,0 +1,116 @@
+"""All terminal output goes through here: Rich progress and messages on stderr, paths on stdout."""
+
+from __future__ import annotations
+
+import functools
+import os
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from adcli.errors import AdcliError
+
+stderr = Console(stderr=True, highlight=False)
+stdout = Console(highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    stderr.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn user mistakes into one line and an exit code; ADCLI_DEBUG=1 shows the traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except AdcliError as error:
+            if os.environ.get("ADCLI_DEBUG"):
+                traceback.print_exc()
+            fail(str(error), error.exit_code)
+        except KeyboardInterrupt:
+            stderr.print("[yellow]interrupted[/]: finished images are kept; nothing half-written was left")
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as error:  # a bug, not a user mistake: still one line unless debugging
+            if os.environ.get("ADCLI_DEBUG"):
+                traceback.print_exc()
+            fail(f"internal error: {type(error).__name__}: {error} (set ADCLI_DEBUG=1 to see the traceback)", 1)
+
+    return wrapper
+
+
+class RichReporter:
+    """Progress for the batch and for the current image, with the loss as it falls."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[loss]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=stderr,
+            disable=self.quiet,
+            transient=True,
+        )
+        self.batch_task: int | None = None
+        self.item_task: int | None = None
+
+    def __enter__(self) -> RichReporter:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            self.progress.console.print(escape(message))
+
+    def loading(self, what: str) -> None:
+        self.info(f"loading {what}")
+
+    def job_started(self, index: int, total: int, name: str, steps: int) -> None:
+        if total > 1:
+            if self.batch_task is None:
+                self.batch_task = self.progress.add_task("batch", total=total, loss="")
+            self.progress.update(self.batch_task, completed=index)
+        if self.item_task is not None:
+            self.progress.remove_task(self.item_task)
+        self.item_task = self.progress.add_task(escape(name), total=steps or None, loss="")
+
+    def step(self, step: int, total: int, loss: float | None) -> None:
+        if self.item_task is None:
+            return
+        fields = {"loss": f"loss {loss:.4f}"} if loss is not None else {}
+        self.progress.update(self.item_task, completed=step, total=total, **fields)
+
+    def job_done(self, name: str, path: Path, seconds: float) -> None:
+        if self.batch_task is not None:
+            self.progress.advance(self.batch_task)
+        self.info(f"wrote {path} ({seconds:.1f} s)")
+        stdout.print(escape(str(path)))
+
+    def job_failed(self, name: str, message: str) -> None:
+        if self.batch_task is not None:
+            self.progress.advance(self.batch_task)
+        self.progress.console.print(f"[bold red]failed[/] {escape(name)}: {escape(message)}", soft_wrap=True)

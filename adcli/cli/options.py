@@ -1,0 +1,51 @@
+"""Options shared by the commands, defined once. ``None`` means "not given: keep the preset's value"."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from adcli.errors import InputError
+
+MODEL_HELP = (
+    "Model: a Hugging Face hub id, a local diffusers folder, a single .safetensors checkpoint, "
+    "or 'tiny' / 'tiny-sdxl' (random-weight test models built in code: fast, but they draw noise)."
+)
+
+Preset = Annotated[Optional[Path], typer.Option("--preset", help="A YAML preset layered over the built-in one (configs/<task>.yaml); command-line options still win.", show_default=False)]
+Model = Annotated[Optional[str], typer.Option("--model", "-m", help=MODEL_HELP, show_default=False)]
+ModelConfig = Annotated[Optional[str], typer.Option("--model-config", help="For a single-file checkpoint: a local diffusers folder (or hub id) of the same architecture to read its configs from.", show_default=False)]
+Vae = Annotated[Optional[str], typer.Option("--vae", help="A separate VAE for encoding/decoding: diffusers folder (e.g. from `adcli finetune-vae`), hub id or .safetensors file.", show_default=False)]
+Dtype = Annotated[Optional[str], typer.Option("--dtype", help="UNet precision on CUDA: bf16 (default), fp16 or fp32. The CPU always uses fp32.", show_default=False)]
+Device = Annotated[Optional[str], typer.Option("--device", help="auto (default: CUDA if present), cpu, cuda or cuda:N.", show_default=False)]
+Seed = Annotated[Optional[int], typer.Option("--seed", help="Base seed; each image's seed is derived from it and the image's inputs.", show_default=False)]
+Size = Annotated[Optional[str], typer.Option("--size", help="Output size WIDTHxHEIGHT in pixels, multiples of 8 (e.g. 512x512).", show_default=False)]
+Layers = Annotated[Optional[str], typer.Option("--layers", help="Self-attention layers for the losses, comma-separated, in forward order; negative counts from the end. Default: the last 6 (write --layers=-6,-5,…).", show_default=False)]
+Iterations = Annotated[Optional[int], typer.Option("--iterations", "-n", help="Optimization iterations (the UNet timestep falls from T to 0 over them).", show_default=False)]
+Lr = Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate on the latent.", show_default=False)]
+ContentWeight = Annotated[Optional[float], typer.Option("--content-weight", help="λ, the weight of the content loss (L = L_AD + λ·L_content).", show_default=False)]
+Output = Annotated[Path, typer.Option("--output", "-o", help="A .png path for a single result, or a folder (created if needed).")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing file named by -o (otherwise adcli refuses).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display; only written paths (stdout) and errors (stderr).")]
+
+
+def parse_layers(text: str | None) -> list[int] | None:
+    """``"10,11,12"`` or ``"-6,-5"`` → list of ints."""
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise InputError(f"--layers {text!r} must be comma-separated whole numbers, e.g. 10,11,12 or -6,-5,-4") from None
+
+
+def common_overrides(
+    model: str | None, model_config: str | None, vae: str | None, dtype: str | None, device: str | None,
+    seed: int | None, size: str | None, layers: str | None, lr: float | None,
+) -> dict:
+    return {
+        "model": model, "model_config": model_config, "vae": vae, "dtype": dtype, "device": device,
+        "seed": seed, "size": size, "layers": parse_layers(layers), "lr": lr,
+    }

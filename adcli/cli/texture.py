@@ -1,0 +1,51 @@
+"""`adcli texture`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from adcli.cli import options as o
+from adcli.cli.console import handle_errors
+from adcli.cli.run import run_command
+from adcli.tasks.texture import texture_jobs
+
+
+@handle_errors
+def texture(
+    reference: Annotated[list[Path], typer.Option("--reference", "-r", help="Texture exemplar; repeat it to blend several.", show_default=False)],
+    num_images: Annotated[int, typer.Option("--num-images", min=1, help="How many textures to make, each from its own seed.")] = 1,
+    output: o.Output = Path("outputs"),
+    preset: o.Preset = None,
+    model: o.Model = None,
+    model_config: o.ModelConfig = None,
+    vae: o.Vae = None,
+    dtype: o.Dtype = None,
+    device: o.Device = None,
+    seed: o.Seed = None,
+    size: o.Size = None,
+    layers: o.Layers = None,
+    iterations: o.Iterations = None,
+    lr: o.Lr = None,
+    overwrite: o.Overwrite = False,
+    quiet: o.Quiet = False,
+) -> None:
+    """Synthesize a new texture like --reference from noise, by optimizing with the AD loss alone.
+
+    [bold]Examples[/]
+
+      adcli texture --reference bark.jpg --size 512x512 -o bark-new.png
+
+      adcli texture -r moss.png --num-images 4 --seed 7 -o textures/
+
+      adcli texture -r samples/style/brick.jpg --model tiny --size 128x128
+    """
+    overrides = o.common_overrides(model, model_config, vae, dtype, device, seed, size, layers, lr)
+    overrides |= {"iterations": iterations}
+    run_command(
+        "texture", preset, overrides,
+        lambda resolved, reporter: texture_jobs(resolved, reference, reporter, num_images),
+        output, overwrite, quiet,
+    )

@@ -1,0 +1,168 @@
+"""Self-attention capture through diffusers' attention-processor API.
+
+A :class:`CaptureProcessor` computes attention exactly like diffusers' default processor and
+records, for the layers it was asked for, the per-head queries, keys, values and attention
+output into a :class:`FeatureStore` owned by the current run. :func:`capture` installs the
+processors and restores the originals in ``finally``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.attention_processor import Attention
+
+from adcli.errors import AdcliError
+
+_SECTION_RANK = {"down_blocks": 0, "mid_block": 1, "up_blocks": 2}
+
+
+@dataclass
+class LayerFeatures:
+    """One self-attention layer's tensors, each ``(batch, heads, tokens, head_dim)``.
+
+    ``out`` is ``softmax(q kᵀ/√d) v`` before the output projection; ``grid`` is the layer's
+    (height, width) token grid, used to downsample label maps.
+    """
+
+    q: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
+    out: torch.Tensor
+    grid: tuple[int, int]
+
+
+class FeaturesComplete(Exception):
+    """Raised by the last wanted layer to stop a forward pass whose remainder is not needed."""
+
+
+@dataclass
+class FeatureStore:
+    """Where one UNet pass leaves its captured layers, keyed by layer position."""
+
+    layers: dict[int, LayerFeatures] = field(default_factory=dict)
+    stop_after: int | None = None
+    grid_hint: tuple[int, int] | None = None
+
+    def clear(self) -> None:
+        self.layers.clear()
+
+
+def _forward_rank(name: str) -> tuple:
+    section = name.split(".", 1)[0]
+    numbers = tuple(int(n) for n in re.findall(r"\.(\d+)\.", f".{name}."))
+    return (_SECTION_RANK.get(section, 3), numbers)
+
+
+def self_attention_names(unet: torch.nn.Module) -> list[str]:
+    """Names of the UNet's self-attention (attn1) processors, in forward order."""
+    names = [name for name in unet.attn_processors if name.endswith("attn1.processor")]
+    return sorted(names, key=_forward_rank)
+
+
+def select_layers(unet: torch.nn.Module, indices: Sequence[int]) -> list[int]:
+    """Resolve layer indices (negative counts from the end) to positions, failing loudly."""
+    count = len(self_attention_names(unet))
+    resolved = []
+    for index in indices:
+        position = index + count if index < 0 else index
+        if not 0 <= position < count:
+            raise AdcliError(
+                f"layer {index} does not exist: this model has {count} self-attention layers "
+                f"(use 0..{count - 1}, or -1 for the last)"
+            )
+        resolved.append(position)
+    if not resolved:
+        raise AdcliError("no attention layers selected: give at least one with --layers")
+    return sorted(set(resolved))
+
+
+def _token_grid(tokens: int, hint: tuple[int, int] | None) -> tuple[int, int]:
+    """The (height, width) grid of a layer with ``tokens`` tokens, from the latent's aspect."""
+    if hint is None:
+        side = int(round(tokens**0.5))
+        return (side, tokens // side) if side * (tokens // side) == tokens else (1, tokens)
+    height, width = hint
+    while height * width > tokens:
+        height, width = (height + 1) // 2, (width + 1) // 2
+    if height * width != tokens:
+        return (1, tokens)
+    return (height, width)
+
+
+class CaptureProcessor:
+    """diffusers' scaled-dot-product attention, recording q, k, v and output for one layer."""
+
+    def __init__(self, position: int, store: FeatureStore):
+        self.position = position
+        self.store = store
+
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+        *args,
+        **kwargs,
+    ) -> torch.Tensor:
+        residual = hidden_states
+        if attn.spatial_norm is not None:
+            hidden_states = attn.spatial_norm(hidden_states, temb)
+        input_ndim = hidden_states.ndim
+        if input_ndim == 4:
+            batch, channels, height, width = hidden_states.shape
+            hidden_states = hidden_states.view(batch, channels, height * width).transpose(1, 2)
+        batch, tokens, _ = hidden_states.shape
+        if attention_mask is not None:
+            attention_mask = attn.prepare_attention_mask(attention_mask, tokens, batch)
+            attention_mask = attention_mask.view(batch, attn.heads, -1, attention_mask.shape[-1])
+        if attn.group_norm is not None:
+            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+
+        context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
+        # (B, N, C) → (B, H, N, D)
+        q = attn.to_q(hidden_states)
+        k = attn.to_k(context)
+        v = attn.to_v(context)
+        head_dim = k.shape[-1] // attn.heads
+        q, k, v = (x.view(batch, -1, attn.heads, head_dim).transpose(1, 2) for x in (q, k, v))
+        if attn.norm_q is not None:
+            q = attn.norm_q(q)
+        if attn.norm_k is not None:
+            k = attn.norm_k(k)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask)
+
+        grid = (height, width) if input_ndim == 4 else _token_grid(tokens, self.store.grid_hint)
+        self.store.layers[self.position] = LayerFeatures(q=q, k=k, v=v, out=out, grid=grid)
+        if self.store.stop_after == self.position:
+            raise FeaturesComplete
+
+        hidden_states = out.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim).to(q.dtype)
+        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
+        if input_ndim == 4:
+            hidden_states = hidden_states.transpose(-1, -2).reshape(batch, channels, height, width)
+        if attn.residual_connection:
+            hidden_states = hidden_states + residual
+        return hidden_states / attn.rescale_output_factor
+
+
+@contextmanager
+def capture(unet: torch.nn.Module, positions: Sequence[int], store: FeatureStore) -> Iterator[FeatureStore]:
+    """Install capture processors on the self-attention layers at ``positions``; restore on exit."""
+    names = self_attention_names(unet)
+    original = dict(unet.attn_processors)
+    replaced = dict(original)
+    for position in positions:
+        replaced[names[position]] = CaptureProcessor(position, store)
+    unet.set_attn_processor(replaced)
+    try:
+        yield store
+    finally:
+        unet.set_attn_processor(original)

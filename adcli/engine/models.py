@@ -1,0 +1,261 @@
+"""Model loading: one :class:`Backend` for SD1.5 and SDXL, whatever the source.
+
+Sources: ``tiny`` / ``tiny-sdxl`` (built in code), a local diffusers folder, a single
+``.safetensors`` checkpoint, or a Hugging Face hub id (cache and ``HF_HUB_OFFLINE`` honoured).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+from adcli.engine.tiny import build_tiny_components
+from adcli.errors import ModelLoadError
+
+TINY_MODELS = {"tiny": "sd15", "tiny-sd15": "sd15", "tiny-sdxl": "sdxl"}
+DEFAULT_MODELS = {
+    "sd15": "stable-diffusion-v1-5/stable-diffusion-v1-5",
+    "sdxl": "stabilityai/stable-diffusion-xl-base-1.0",
+}
+_SINGLE_FILE_SUFFIXES = (".safetensors",)
+
+
+@dataclass
+class Conditioning:
+    """Text conditioning for a batch: ``embeds`` (B, 77, D); SDXL adds ``pooled`` (B, D2)."""
+
+    embeds: torch.Tensor
+    pooled: torch.Tensor | None = None
+
+    def repeat(self, batch: int) -> Conditioning:
+        if self.embeds.shape[0] == batch:
+            return self
+        pooled = None if self.pooled is None else self.pooled.expand(batch, -1)
+        return Conditioning(self.embeds.expand(batch, -1, -1), pooled)
+
+    @staticmethod
+    def cat(parts: list[Conditioning]) -> Conditioning:
+        pooled = None if parts[0].pooled is None else torch.cat([p.pooled for p in parts])
+        return Conditioning(torch.cat([p.embeds for p in parts]), pooled)
+
+
+@dataclass
+class Backend:
+    """A loaded Stable Diffusion model: its parts, where they run, and the conversions between
+    pixels, latents and UNet inputs that every task needs."""
+
+    arch: str
+    unet: UNet2DConditionModel
+    vae: AutoencoderKL
+    scheduler: DDIMScheduler
+    tokenizers: list
+    text_encoders: list
+    device: torch.device
+    dtype: torch.dtype
+    source: str
+    _prompt_cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def vae_dtype(self) -> torch.dtype:
+        return next(self.vae.parameters()).dtype
+
+    @torch.no_grad()
+    def encode_prompts(self, prompts: list[str]) -> Conditioning:
+        """Encode prompts the way each architecture's pipeline does; results are cached."""
+        key = tuple(prompts)
+        if key in self._prompt_cache:
+            return self._prompt_cache[key]
+        hidden, pooled = [], None
+        for tokenizer, encoder in zip(self.tokenizers, self.text_encoders, strict=True):
+            ids = tokenizer(
+                prompts, padding="max_length", max_length=tokenizer.model_max_length,
+                truncation=True, return_tensors="pt",
+            ).input_ids.to(encoder.device)
+            if self.arch == "sd15":
+                hidden.append(encoder(ids).last_hidden_state)
+            else:
+                output = encoder(ids, output_hidden_states=True)
+                hidden.append(output.hidden_states[-2])
+                if isinstance(encoder, CLIPTextModelWithProjection):
+                    pooled = output.text_embeds
+        embeds = torch.cat(hidden, dim=-1).to(self.device, self.dtype)
+        result = Conditioning(embeds, None if pooled is None else pooled.to(self.device, self.dtype))
+        self._prompt_cache[key] = result
+        return result
+
+    def unet_inputs(self, conditioning: Conditioning, batch: int, latent_hw: tuple[int, int]) -> dict:
+        """Keyword arguments for ``unet(latents, t, **inputs)``: text, and SDXL's added conditions."""
+        conditioning = conditioning.repeat(batch)
+        inputs = {"encoder_hidden_states": conditioning.embeds}
+        if self.arch == "sdxl":
+            height, width = (s * self.vae_scale_factor for s in latent_hw)
+            time_ids = torch.tensor([height, width, 0, 0, height, width], device=self.device, dtype=self.dtype)
+            inputs["added_cond_kwargs"] = {
+                "text_embeds": conditioning.pooled,
+                "time_ids": time_ids.expand(batch, -1),
+            }
+        return inputs
+
+    @torch.no_grad()
+    def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pixels in [-1, 1], (B, 3, H, W) → scaled latents (B, 4, H/8, W/8), fp32.
+
+        Uses the posterior mean, not a sample, so that a run is deterministic.
+        """
+        pixels = pixels.to(self.device, self.vae_dtype)
+        latents = self.vae.encode(pixels).latent_dist.mean
+        shift = getattr(self.vae.config, "shift_factor", None) or 0.0
+        return ((latents - shift) * self.vae.config.scaling_factor).float()
+
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents → pixels in [0, 1], (B, 3, H, W), fp32 on the CPU."""
+        shift = getattr(self.vae.config, "shift_factor", None) or 0.0
+        latents = latents / self.vae.config.scaling_factor + shift
+        pixels = self.vae.decode(latents.to(self.device, self.vae_dtype)).sample
+        return ((pixels.float() + 1) / 2).clamp(0, 1).cpu()
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _hub_hint(name: str) -> str:
+    return (
+        f"model {name!r} could not be loaded from the Hugging Face hub or its cache "
+        f"(no network, or not downloaded yet): download it once with `hf download {name}` on a machine "
+        f"with network, or pass --model /path/to/a/local/diffusers/folder or a .safetensors file"
+    )
+
+
+def _load_pretrained(source: str, dtype: torch.dtype, local_only: bool) -> dict:
+    """Load every component from a diffusers folder or hub id."""
+    from diffusers import DiffusionPipeline
+
+    kwargs = {"local_files_only": local_only}
+    index = DiffusionPipeline.load_config(source, **kwargs)
+    arch = "sdxl" if index.get("text_encoder_2") else "sd15"
+    components = {
+        "unet": UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=dtype, **kwargs),
+        "vae": AutoencoderKL.from_pretrained(source, subfolder="vae", **kwargs),
+        "scheduler": DDIMScheduler.from_pretrained(source, subfolder="scheduler", **kwargs),
+        "tokenizer": CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **kwargs),
+        "text_encoder": CLIPTextModel.from_pretrained(source, subfolder="text_encoder", torch_dtype=dtype, **kwargs),
+    }
+    if arch == "sdxl":
+        components["tokenizer_2"] = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer_2", **kwargs)
+        components["text_encoder_2"] = CLIPTextModelWithProjection.from_pretrained(
+            source, subfolder="text_encoder_2", torch_dtype=dtype, **kwargs
+        )
+    return components
+
+
+def _load_components(model: str, model_config: str | None, dtype: torch.dtype) -> tuple[str, dict]:
+    if model in TINY_MODELS:
+        arch = TINY_MODELS[model]
+        return arch, build_tiny_components(arch)
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise ModelLoadError(
+                f"model folder {path} is not a diffusers model (no model_index.json): "
+                f"pass a diffusers folder, a .safetensors checkpoint or a hub id"
+            )
+        try:
+            components = _load_pretrained(str(path), dtype, local_only=True)
+        except (OSError, ValueError, KeyError) as error:
+            raise ModelLoadError(f"model folder {path} could not be read ({_first_line(error)})") from None
+        return ("sdxl" if "text_encoder_2" in components else "sd15"), components
+    if path.is_file() or model.endswith(_SINGLE_FILE_SUFFIXES):
+        if not path.is_file():
+            raise ModelLoadError(f"model file {path} does not exist: check the path given to --model")
+        from adcli.engine.single_file import detect_arch, load_single_file_components
+
+        arch = detect_arch(path)
+        components = load_single_file_components(
+            path, arch=arch, config=model_config, dtype=dtype, local_files_only=_offline()
+        )
+        return arch, components
+    if model.startswith((".", "/", "~")) or model.count("/") != 1:
+        raise ModelLoadError(
+            f"model {model!r} is neither an existing folder or file nor a hub id like owner/name: "
+            f"check the path given to --model"
+        )
+    try:
+        components = _load_pretrained(model, dtype, local_only=_offline())
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(_hub_hint(model)) from error
+    return ("sdxl" if "text_encoder_2" in components else "sd15"), components
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def load_vae(vae: str, model_config: str | None = None) -> AutoencoderKL:
+    """A separate VAE: a diffusers folder (e.g. from ``adcli finetune-vae``), a hub id or a .safetensors file."""
+    path = Path(vae).expanduser()
+    try:
+        if path.is_dir():
+            sub = "vae" if (path / "vae" / "config.json").is_file() else None
+            if sub is None and not (path / "config.json").is_file():
+                raise ModelLoadError(f"VAE folder {path} has no config.json: pass a diffusers VAE folder")
+            return AutoencoderKL.from_pretrained(str(path), subfolder=sub, local_files_only=True)
+        if path.is_file():
+            from adcli.engine.single_file import load_single_file_vae
+
+            return load_single_file_vae(path, config=model_config, dtype=torch.float32, local_files_only=_offline())
+        if vae.endswith(_SINGLE_FILE_SUFFIXES) or vae.startswith((".", "/", "~")) or vae.count("/") != 1:
+            raise ModelLoadError(f"VAE {vae} does not exist: check the path given to --vae")
+        return AutoencoderKL.from_pretrained(vae, local_files_only=_offline())
+    except ModelLoadError:
+        raise
+    except (OSError, ValueError) as error:
+        if path.exists():
+            raise ModelLoadError(f"VAE {path} could not be read ({_first_line(error)})") from None
+        raise ModelLoadError(_hub_hint(vae)) from None
+
+
+def _place(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> None:
+    """Move a module, casting only when its dtype differs (a no-op cast makes diffusers warn)."""
+    current = next(module.parameters()).dtype
+    module.to(device) if current == dtype else module.to(device, dtype)
+
+
+def load_backend(
+    model: str,
+    *,
+    device: torch.device,
+    dtype: torch.dtype,
+    vae: str | None = None,
+    model_config: str | None = None,
+) -> Backend:
+    """Load a model for AD: weights frozen, in eval mode, UNet and text encoders in ``dtype``.
+
+    The VAE stays in fp32 (SD VAEs overflow in fp16 and it is a small share of the work).
+    """
+    arch, components = _load_components(model, model_config, dtype)
+    vae_model = load_vae(vae, model_config) if vae else components["vae"]
+    tokenizers = [components["tokenizer"]] + ([components["tokenizer_2"]] if arch == "sdxl" else [])
+    encoders = [components["text_encoder"]] + ([components["text_encoder_2"]] if arch == "sdxl" else [])
+    unet = components["unet"]
+    for module, wanted in [(unet, dtype), (vae_model, torch.float32)] + [(e, dtype) for e in encoders]:
+        module.eval().requires_grad_(False)
+        _place(module, device, wanted)
+    scheduler = components["scheduler"]
+    if not isinstance(scheduler, DDIMScheduler):
+        scheduler = DDIMScheduler.from_config(scheduler.config)
+    return Backend(
+        arch=arch, unet=unet, vae=vae_model, scheduler=scheduler, tokenizers=tokenizers,
+        text_encoders=encoders, device=device, dtype=dtype, source=model,
+    )

@@ -1,0 +1,168 @@
+"""Loading SD1.5/SDXL from one original-layout `.safetensors` checkpoint (as Civitai-style files come).
+
+diffusers converts the weights itself (``from_single_file``); it still needs the diffusers configs
+of the architecture (``config``: a local diffusers folder or a hub id; by default its hub repos),
+which is what fails offline. Every failure here becomes one ``ModelLoadError`` line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from adcli.errors import ModelLoadError
+
+_CONFIG_HINT = (
+    "pass --model-config with a local diffusers folder of the same architecture, "
+    "or run once with network to fill the Hugging Face cache"
+)
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+def _read_header(path) -> dict:
+    """The safetensors JSON header, checked against the file size, so that a truncated or foreign
+    file fails here with one line instead of deep inside diffusers."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"model file not found: {path}")
+    size = path.stat().st_size
+    try:
+        with path.open("rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            if length > min(size - 8, _MAX_HEADER):
+                raise ValueError("header length out of range")
+            header = json.loads(f.read(length))
+        ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+    except (OSError, ValueError, struct.error, KeyError, TypeError, IndexError, AttributeError) as err:
+        raise ModelLoadError(f"{path} is not a readable .safetensors file ({err})") from None
+    if max(ends, default=0) > size - 8 - length:
+        raise ModelLoadError(f"{path} is truncated (incomplete download?); download it again")
+    return header
+
+
+def detect_arch(path) -> str:
+    """``"sd15"`` or ``"sdxl"``, from the tensor names in the header only (no weights are read)."""
+    header = _read_header(path)
+    keys = header.keys()
+    has_unet = any(k.startswith("model.diffusion_model.") for k in keys)
+    if has_unet and any(k.startswith("conditioner.embedders.1.") for k in keys):
+        arch = "sdxl"
+    elif has_unet and any(k.startswith("cond_stage_model.transformer.") for k in keys):
+        arch = "sd15"
+    else:
+        raise ModelLoadError(
+            f"{path} is not a Stable Diffusion 1.5 or SDXL base checkpoint in the original single-file layout"
+        )
+    conv_in = header.get("model.diffusion_model.input_blocks.0.0.weight", {}).get("shape", [0, 4])
+    if conv_in[1] != 4:
+        raise ModelLoadError(f"{path} has a UNet with {conv_in[1]} input channels (inpainting?); only 4 is supported")
+    return arch
+
+
+@contextmanager
+def _quiet():
+    """diffusers/transformers warn and draw progress bars while loading; this library prints nothing."""
+    import diffusers.utils.logging as dlog
+    import transformers.utils.logging as tlog
+
+    saved = dlog.get_verbosity(), tlog.get_verbosity(), dlog.is_progress_bar_enabled()
+    dlog.set_verbosity_error()
+    tlog.set_verbosity_error()
+    dlog.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        dlog.set_verbosity(saved[0])
+        tlog.set_verbosity(saved[1])
+        if saved[2]:
+            dlog.enable_progress_bar()
+
+
+def _check_config(config: str | None) -> None:
+    """A config that looks like a path but is no folder would reach diffusers as a bad hub id."""
+    hub_id = config and re.fullmatch(r"[\w-][\w.-]*/[\w.-]+", config)
+    if config and not hub_id and not os.path.isdir(config):
+        raise ModelLoadError(f"model config folder not found: {config}")
+
+
+def _load_error(path, config, err: Exception) -> ModelLoadError:
+    """One line naming the file; missing configs (offline, empty cache) say how to provide them."""
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    detail = " ".join(str(err).split())[:300]
+    network = (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, ConnectionError, TimeoutError)
+    if isinstance(err, network) or (isinstance(err, OSError) and not (config and os.path.isdir(config))):
+        where = f"config {config!r}" if config else "diffusers' default configs from the Hugging Face hub"
+        return ModelLoadError(f"cannot load {path}: {where} not available ({detail}); {_CONFIG_HINT}")
+    return ModelLoadError(f"cannot load {path} (does --model-config match its architecture?): {detail}")
+
+
+def _check_loaded(path, name: str, module) -> None:
+    """diffusers leaves weights missing from the file on the meta device instead of failing."""
+    if isinstance(module, torch.nn.Module) and any(p.is_meta for p in module.parameters()):
+        raise ModelLoadError(f"{path} has no (or incomplete) weights for the {name}; it cannot be used alone")
+
+
+def load_single_file_components(path, *, arch: str, config: str | None, dtype, local_files_only: bool) -> dict:
+    """unet, vae, text encoder(s), tokenizer(s) and a DDIM scheduler from one checkpoint file."""
+    with _quiet():  # the first import of the pipelines warns about torchvision
+        from diffusers import DDIMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    found = detect_arch(path)
+    if found != arch:
+        raise ModelLoadError(f"{path} is an {found} checkpoint, not {arch}")
+    _check_config(config)
+    if arch == "sd15":
+        cls, names = StableDiffusionPipeline, ["unet", "vae", "text_encoder", "tokenizer"]
+        extra = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
+    else:
+        cls = StableDiffusionXLPipeline
+        names = ["unet", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2"]
+        extra = {"image_encoder": None, "feature_extractor": None}
+    with _quiet():
+        try:
+            pipe = cls.from_single_file(
+                str(path), config=config, torch_dtype=dtype, local_files_only=local_files_only, **extra
+            )
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as err:  # diffusers raises many kinds; the user needs one line
+            raise _load_error(path, config, err) from err
+    components = {name: getattr(pipe, name) for name in names}
+    for name, module in components.items():
+        _check_loaded(path, name, module)
+    components["scheduler"] = DDIMScheduler.from_config(pipe.scheduler.config)
+    return components
+
+
+def load_single_file_vae(path, *, config: str | None, dtype, local_files_only: bool):
+    """A VAE from one `.safetensors` file, in original (``first_stage_model.``/bare LDM) or diffusers
+    key layout. ``config``: a VAE folder, or a pipeline folder/hub id with a ``vae/`` subfolder; pass
+    the base model's, since with None diffusers assumes the SD1.5 VAE config (SDXL's scaling factor differs)."""
+    from diffusers import AutoencoderKL
+
+    _read_header(path)
+    _check_config(config)
+    kwargs = {"torch_dtype": dtype, "local_files_only": local_files_only}
+    if config is not None:
+        kwargs["config"] = config
+        if not (os.path.isdir(config) and os.path.isfile(os.path.join(config, "config.json"))):
+            kwargs["subfolder"] = "vae"
+    with _quiet():
+        try:
+            vae = AutoencoderKL.from_single_file(str(path), **kwargs)
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as err:
+            raise _load_error(path, config, err) from err
+    _check_loaded(path, "VAE", vae)
+    return vae

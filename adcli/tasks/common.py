@@ -1,0 +1,53 @@
+"""Pieces the task modules share: encoded-image cache, noise, decoding to a picture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from adcli.engine.images import load_image_tensor, to_pil
+from adcli.engine.models import Backend
+from adcli.errors import InputError
+
+
+class LatentCache:
+    """Encode each (image, size) once per run, however many jobs use it."""
+
+    def __init__(self) -> None:
+        self._latents: dict[tuple[str, tuple[int, int]], torch.Tensor] = {}
+
+    def get(self, backend: Backend, path: Path, size: tuple[int, int]) -> torch.Tensor:
+        key = (str(path), size)
+        if key not in self._latents:
+            self._latents[key] = backend.encode_images(load_image_tensor(path, size))
+        return self._latents[key]
+
+    def stack(self, backend: Backend, paths: list[Path], size: tuple[int, int]) -> torch.Tensor:
+        return torch.cat([self.get(backend, p, size) for p in paths])
+
+
+def noise_latents(backend: Backend, size: tuple[int, int], seed: int) -> torch.Tensor:
+    """Gaussian latents drawn on the CPU from ``seed``: the same start on every device."""
+    width, height = size
+    factor = backend.vae_scale_factor
+    shape = (1, backend.unet.config.in_channels, height // factor, width // factor)
+    generator = torch.Generator("cpu").manual_seed(seed)
+    return torch.randn(shape, generator=generator).to(backend.device)
+
+
+def decode_to_image(backend: Backend, latents: torch.Tensor) -> Image.Image:
+    return to_pil(backend.decode_latents(latents)[0])
+
+
+def require_files(paths: list[Path], what: str) -> list[Path]:
+    """Every path must be an existing file; a clear error names the first that is not."""
+    if not paths:
+        raise InputError(f"no {what} given")
+    for path in paths:
+        if not path.exists():
+            raise InputError(f"{what} {path} does not exist: check the path")
+        if path.is_dir():
+            raise InputError(f"{what} {path} is a folder: give image files")
+    return paths

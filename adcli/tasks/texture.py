@@ -1,0 +1,37 @@
+"""Texture synthesis by optimization (paper Sec. 3.2): a noise latent distils the reference(s)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from adcli.engine.distill import Guide, distill_by_optimization
+from adcli.engine.models import Backend
+from adcli.presets import ResolvedSettings, parse_size
+from adcli.tasks.common import LatentCache, decode_to_image, noise_latents, require_files
+from adcli.tasks.jobs import Job, Reporter
+
+
+def texture_jobs(
+    resolved: ResolvedSettings, references: list[Path], reporter: Reporter, num_images: int = 1
+) -> list[Job]:
+    """``num_images`` textures from the same reference(s), each from its own seed."""
+    settings = resolved.settings
+    size = parse_size(settings.size)
+    require_files(references, "reference image")
+    cache = LatentCache()
+    stem = "_".join(r.stem for r in references)
+
+    def job_for(index: int) -> Job:
+        def make(backend: Backend, seed: int):
+            guide = Guide(reference=cache.stack(backend, references, size))
+            latents = distill_by_optimization(
+                backend, noise_latents(backend, size, seed), guide, layers=settings.layers,
+                iterations=settings.iterations, lr=settings.lr, on_step=reporter.step,
+            )
+            return decode_to_image(backend, latents)
+
+        name = f"{stem}_texture" if num_images == 1 else f"{stem}_texture_{index}"
+        inputs = {"reference": [str(r) for r in references], "image_index": index}
+        return Job(name=name, inputs=inputs, make=make, key=f"{stem}#{index}", steps=settings.iterations)
+
+    return [job_for(index) for index in range(num_images)]

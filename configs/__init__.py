@@ -1,0 +1,1 @@
+"""Built-in presets, one YAML file per task; installed as the package ``adcli.configs``."""
