@@ -44,7 +44,11 @@ class ResolvedSettings:
 
 def preset_path(task: str) -> Path:
     """The built-in preset file of ``task`` (``configs/<task>.yaml``, shipped as package data)."""
-    return Path(str(resources.files("adcli.configs") / f"{task}.yaml"))
+    try:
+        folder = Path(str(resources.files("adcli.configs")))
+    except ModuleNotFoundError:  # running from a source checkout that was not pip-installed
+        folder = Path(__file__).resolve().parents[2] / "configs"
+    return folder / f"{task}.yaml"
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
