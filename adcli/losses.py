@@ -21,6 +21,11 @@ def concat_references(ref: torch.Tensor) -> torch.Tensor:
     return ref.permute(1, 0, 2, 3).reshape(1, heads, refs * tokens, dim)
 
 
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """Half-precision features are compared in fp32; fp32/fp64 stay as they are."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def _attention_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
     """Turn a boolean ``(N, R·M)`` mask into SDPA's additive form (−inf where attention is barred).
 
@@ -66,7 +71,7 @@ def ad_loss_from_output(
     saves one attention per layer. Gradients flow through ``out`` only.
     """
     ideal = reference_attention(q, ref_k, ref_v, mask)
-    return (out.float() - ideal.float()).abs().mean()
+    return (_wide(out) - _wide(ideal)).abs().mean()
 
 
 def ad_loss(
@@ -93,4 +98,4 @@ def content_loss(q: torch.Tensor, q_content: torch.Tensor) -> torch.Tensor:
 
     q: ``(B, H, N, D)``; q_content: ``(B, H, N, D)`` or ``(1, H, N, D)`` shared by the batch.
     """
-    return (q.float() - q_content.detach().float()).abs().mean()
+    return (_wide(q) - _wide(q_content.detach())).abs().mean()

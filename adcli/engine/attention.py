@@ -43,7 +43,11 @@ class FeaturesComplete(Exception):
 
 @dataclass
 class FeatureStore:
-    """Where one UNet pass leaves its captured layers, keyed by layer position."""
+    """Where one UNet pass leaves its captured layers, keyed by layer position.
+
+    ``grid_hint`` is the (height, width) of the latent entering the UNet, set by :func:`capture`,
+    from which each layer's token grid follows (non-square grids included).
+    """
 
     layers: dict[int, LayerFeatures] = field(default_factory=dict)
     stop_after: int | None = None
@@ -161,8 +165,15 @@ def capture(unet: torch.nn.Module, positions: Sequence[int], store: FeatureStore
     replaced = dict(original)
     for position in positions:
         replaced[names[position]] = CaptureProcessor(position, store)
+
+    def remember_latent_grid(module, args, kwargs):
+        sample = args[0] if args else kwargs["sample"]
+        store.grid_hint = tuple(sample.shape[-2:])
+
+    hook = unet.register_forward_pre_hook(remember_latent_grid, with_kwargs=True)
     unet.set_attn_processor(replaced)
     try:
         yield store
     finally:
+        hook.remove()
         unet.set_attn_processor(original)

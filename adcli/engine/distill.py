@@ -46,7 +46,6 @@ class FeatureExtractor:
         inputs = backend.unet_inputs(conditioning, batch, tuple(latents.shape[-2:]))
         inputs.update(unet_extra or {})
         self.store.clear()
-        self.store.grid_hint = tuple(latents.shape[-2:])
         t = timestep.to(backend.device).reshape(-1).expand(batch)
         try:
             backend.unet(latents.to(backend.dtype), t, **inputs)

@@ -7,6 +7,7 @@ Sources: ``tiny`` / ``tiny-sdxl`` (built in code), a local diffusers folder, a s
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -202,7 +203,18 @@ def _first_line(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
-def load_vae(vae: str, model_config: str | None = None) -> AutoencoderKL:
+def _single_file_vae(path: Path, model_config: str | None, base: AutoencoderKL | None) -> AutoencoderKL:
+    """A one-file VAE takes its architecture from --model-config, else from the loaded model's VAE."""
+    from adcli.engine.single_file import load_single_file_vae
+
+    if model_config is not None or base is None:
+        return load_single_file_vae(path, config=model_config, dtype=torch.float32, local_files_only=_offline())
+    with tempfile.TemporaryDirectory(prefix="adcli-vae-config-") as folder:
+        base.save_config(folder)
+        return load_single_file_vae(path, config=folder, dtype=torch.float32, local_files_only=True)
+
+
+def load_vae(vae: str, model_config: str | None = None, base: AutoencoderKL | None = None) -> AutoencoderKL:
     """A separate VAE: a diffusers folder (e.g. from ``adcli finetune-vae``), a hub id or a .safetensors file."""
     path = Path(vae).expanduser()
     try:
@@ -212,9 +224,7 @@ def load_vae(vae: str, model_config: str | None = None) -> AutoencoderKL:
                 raise ModelLoadError(f"VAE folder {path} has no config.json: pass a diffusers VAE folder")
             return AutoencoderKL.from_pretrained(str(path), subfolder=sub, local_files_only=True)
         if path.is_file():
-            from adcli.engine.single_file import load_single_file_vae
-
-            return load_single_file_vae(path, config=model_config, dtype=torch.float32, local_files_only=_offline())
+            return _single_file_vae(path, model_config, base)
         if vae.endswith(_SINGLE_FILE_SUFFIXES) or vae.startswith((".", "/", "~")) or vae.count("/") != 1:
             raise ModelLoadError(f"VAE {vae} does not exist: check the path given to --vae")
         return AutoencoderKL.from_pretrained(vae, local_files_only=_offline())
@@ -245,7 +255,7 @@ def load_backend(
     The VAE stays in fp32 (SD VAEs overflow in fp16 and it is a small share of the work).
     """
     arch, components = _load_components(model, model_config, dtype)
-    vae_model = load_vae(vae, model_config) if vae else components["vae"]
+    vae_model = load_vae(vae, model_config, base=components["vae"]) if vae else components["vae"]
     tokenizers = [components["tokenizer"]] + ([components["tokenizer_2"]] if arch == "sdxl" else [])
     encoders = [components["text_encoder"]] + ([components["text_encoder_2"]] if arch == "sdxl" else [])
     unet = components["unet"]

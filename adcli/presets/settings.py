@@ -72,8 +72,8 @@ def parse_size(text: str, max_side: int = MAX_SIDE) -> tuple[int, int]:
         raise PresetError(f"size {text!r} is not WIDTHxHEIGHT, e.g. 512x512")
     width, height = int(match.group(1)), int(match.group(2))
     for name, value in (("width", width), ("height", height)):
-        if value < 8 or value % 8:
-            raise PresetError(f"size {text}: {name} {value} must be a positive multiple of 8 (e.g. 512x512)")
         if value > max_side:
             raise PresetError(f"size {text}: {name} {value} is larger than {max_side} pixels")
+        if value < 8 or value % 8:
+            raise PresetError(f"size {text}: {name} {value} must be a positive multiple of 8 (e.g. 512x512)")
     return width, height

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from adcli.engine.distill import Guide, distill_by_optimization
 from adcli.engine.models import Backend
+from adcli.errors import InputError
 from adcli.presets import ResolvedSettings, parse_size
 from adcli.tasks.common import LatentCache, decode_to_image, require_files
 from adcli.tasks.jobs import Job, Reporter
@@ -43,4 +44,7 @@ def transfer_jobs(
         inputs = {content_role: str(content), reference_role: [str(r) for r in references]}
         return Job(name=name, inputs=inputs, make=make, key=name, steps=settings.iterations)
 
-    return [job_for(content) for content in require_files(contents, f"{content_role} image")]
+    if not contents:
+        raise InputError(f"no {content_role} image given")
+    # a missing content image fails its own job only; the shared references were checked above
+    return [job_for(content) for content in contents]
