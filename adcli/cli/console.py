@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -43,6 +44,8 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             if os.environ.get("ADCLI_DEBUG"):
                 traceback.print_exc()
             fail(str(error), error.exit_code)
+        except torch.cuda.OutOfMemoryError:
+            fail("out of GPU memory: try --dtype fp16, a smaller --size, or close other programs using the GPU", 1)
         except KeyboardInterrupt:
             stderr.print("[yellow]interrupted[/]: finished images are kept; nothing half-written was left")
             raise typer.Exit(130) from None
