@@ -1,0 +1,93 @@
+"""Seamless tiling: circular padding in the convolutions, so the picture wraps around.
+
+PyTorch's ``padding_mode="circular"`` wraps both axes at once, so wrapping only x or only y
+needs the padding done by hand: while :func:`seamless` is active, each padded ``Conv2d`` gets
+a forward pre-hook that pads its input (circular on the wrapped axes, zeros on the others) and
+its own padding is set to 0. On exit the hooks are removed and every padding is put back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+
+AXES = ("none", "x", "y", "xy")
+
+
+def _pad_hook(pad_h: int, pad_w: int, wrap_x: bool, wrap_y: bool):
+    def hook(module: torch.nn.Module, args: tuple) -> tuple:
+        x = args[0]  # (B, C, H, W)
+        x = F.pad(x, (pad_w, pad_w, 0, 0), mode="circular" if wrap_x else "constant")
+        x = F.pad(x, (0, 0, pad_h, pad_h), mode="circular" if wrap_y else "constant")
+        return (x, *args[1:])
+
+    return hook
+
+
+def _padded_convs(modules: Iterable[torch.nn.Module]) -> list[torch.nn.Conv2d]:
+    """Every zero-padded Conv2d with a numeric padding in ``modules`` (each counted once)."""
+    seen: dict[int, torch.nn.Conv2d] = {}
+    for module in modules:
+        for conv in module.modules():
+            if (
+                isinstance(conv, torch.nn.Conv2d)
+                and not isinstance(conv.padding, str)
+                and any(conv.padding)
+                and conv.padding_mode == "zeros"
+            ):
+                seen.setdefault(id(conv), conv)
+    return list(seen.values())
+
+
+@contextmanager
+def seamless(modules: Iterable[torch.nn.Module], axes: str) -> Iterator[int]:
+    """Make ``modules``' convolutions wrap around in ``axes`` (``x``, ``y``, ``xy``; ``none`` does nothing).
+
+    Yields how many convolutions were changed. Everything is restored in ``finally``.
+    """
+    if axes not in AXES:
+        raise ValueError(f"tiling axes must be one of {', '.join(AXES)}, got {axes!r}")
+    if axes == "none":
+        yield 0
+        return
+    convs = _padded_convs(modules)
+    saved = [(conv, conv.padding) for conv in convs]
+    handles = []
+    try:
+        for conv, padding in saved:
+            pad_h, pad_w = padding
+            handles.append(conv.register_forward_pre_hook(_pad_hook(pad_h, pad_w, "x" in axes, "y" in axes)))
+            conv.padding = (0, 0)
+        yield len(convs)
+    finally:
+        for handle in handles:
+            handle.remove()
+        for conv, padding in saved:
+            conv.padding = padding
+
+
+def seam_ratio(pixels: torch.Tensor, axis: str) -> float:
+    """How visible the wrap-around seam is: the seam's step over the interior's mean step.
+
+    pixels: (C, H, W). The image is rolled by half its width (``axis="x"``) or height (``"y"``),
+    which brings the seam to the middle; the mean absolute difference across it is divided by
+    the mean absolute difference between all other neighbouring columns (rows). About 1 or less:
+    no visible seam; well above 1: a seam.
+    """
+    dim = {"x": -1, "y": -2}[axis]
+    size = pixels.shape[dim]
+    rolled = torch.roll(pixels.float(), shifts=size // 2, dims=dim)
+    steps = (rolled.narrow(dim, 1, size - 1) - rolled.narrow(dim, 0, size - 1)).abs()
+    # steps[k] is the step between k and k+1; the seam sits between size//2 - 1 and size//2.
+    seam_index = size // 2 - 1
+    seam = steps.narrow(dim, seam_index, 1).mean()
+    interior = torch.cat([steps.narrow(dim, 0, seam_index), steps.narrow(dim, seam_index + 1, size - 2 - seam_index)], dim=dim)
+    return float(seam / interior.mean().clamp_min(1e-8))
+
+
+def repeat_2x2(pixels: torch.Tensor) -> torch.Tensor:
+    """(C, H, W) → (C, 2H, 2W): the picture tiled twice each way, to look for seams."""
+    return pixels.repeat(1, 2, 2)
