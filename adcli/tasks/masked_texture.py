@@ -17,10 +17,9 @@ from adcli.engine.distill import Guide, distill_by_optimization
 from adcli.engine.images import open_rgb, to_tensor
 from adcli.engine.masks import LabelMaps, MaskedAttention, fill_from_source, same_aspect
 from adcli.engine.models import Backend
-from adcli.engine.tiling import seamless
 from adcli.errors import InputError
 from adcli.presets import ResolvedSettings, parse_size
-from adcli.tasks.common import decode_to_image, require_files
+from adcli.tasks.common import decode_to_image, require_files, with_tiling
 from adcli.tasks.jobs import Job, Reporter
 
 
@@ -77,12 +76,11 @@ def masked_texture_jobs(
                 content_weight=settings.mask_content_weight,
                 mask_fn=MaskedAttention(maps, backend.device),
             )
-            with seamless([backend.unet, backend.vae], settings.tile):
-                latents = distill_by_optimization(
-                    backend, init_latents, guide, layers=settings.layers,
-                    iterations=settings.iterations, lr=settings.lr, on_step=reporter.step,
-                )
-                return decode_to_image(backend, latents)
+            latents = distill_by_optimization(
+                backend, init_latents, guide, layers=settings.layers,
+                iterations=settings.iterations, lr=settings.lr, on_step=reporter.step,
+            )
+            return decode_to_image(backend, latents)
 
         name = f"{reference.stem}_{target_mask.stem}" + ("" if num_images == 1 else f"_{index}")
         inputs = {
@@ -94,6 +92,8 @@ def masked_texture_jobs(
             "reference_size": f"{ref_size[0]}x{ref_size[1]}",
             "image_index": index,
         }
-        return Job(name=name, inputs=inputs, make=make, key=f"{name}#{index}", steps=settings.iterations)
+        return Job(
+            name=name, inputs=inputs, make=with_tiling(make, settings.tile), key=f"{name}#{index}", steps=settings.iterations
+        )
 
     return [job_for(index) for index in range(num_images)]

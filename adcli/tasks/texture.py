@@ -6,9 +6,8 @@ from pathlib import Path
 
 from adcli.engine.distill import Guide, distill_by_optimization
 from adcli.engine.models import Backend
-from adcli.engine.tiling import seamless
 from adcli.presets import ResolvedSettings, parse_size
-from adcli.tasks.common import LatentCache, decode_to_image, noise_latents, require_files
+from adcli.tasks.common import LatentCache, decode_to_image, noise_latents, require_files, with_tiling
 from adcli.tasks.jobs import Job, Reporter
 from adcli.tasks.masked_texture import masked_texture_jobs
 
@@ -29,15 +28,16 @@ def texture_jobs(
     def job_for(index: int) -> Job:
         def make(backend: Backend, seed: int):
             guide = Guide(reference=cache.stack(backend, references, size))
-            with seamless([backend.unet, backend.vae], settings.tile):
-                latents = distill_by_optimization(
-                    backend, noise_latents(backend, size, seed), guide, layers=settings.layers,
-                    iterations=settings.iterations, lr=settings.lr, on_step=reporter.step,
-                )
-                return decode_to_image(backend, latents)
+            latents = distill_by_optimization(
+                backend, noise_latents(backend, size, seed), guide, layers=settings.layers,
+                iterations=settings.iterations, lr=settings.lr, on_step=reporter.step,
+            )
+            return decode_to_image(backend, latents)
 
         name = f"{stem}_texture" if num_images == 1 else f"{stem}_texture_{index}"
         inputs = {"reference": [str(r) for r in references], "image_index": index}
-        return Job(name=name, inputs=inputs, make=make, key=f"{stem}#{index}", steps=settings.iterations)
+        return Job(
+            name=name, inputs=inputs, make=with_tiling(make, settings.tile), key=f"{stem}#{index}", steps=settings.iterations
+        )
 
     return [job_for(index) for index in range(num_images)]
