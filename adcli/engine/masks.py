@@ -69,7 +69,7 @@ class LabelMaps:
         if missing:
             names = ", ".join(hex_colour(_rgb(c)) for c in missing)
             raise InputError(
-                f"target mask {target_name} uses colour {names}, which source mask {source_name} does not "
+                f"target mask {target_name} uses colour(s) {names}, which source mask {source_name} does not "
                 f"have: every target region needs a region of the same colour in the source"
             )
         source_labels = np.searchsorted(palette, source_codes)
