@@ -69,23 +69,30 @@ def seamless(modules: Iterable[torch.nn.Module], axes: str) -> Iterator[int]:
             conv.padding = padding
 
 
-def seam_ratio(pixels: torch.Tensor, axis: str) -> float:
-    """How visible the wrap-around seam is: the seam's step over the interior's mean step.
+def seam_steps(pixels: torch.Tensor, axis: str, period: int = 8) -> tuple[float, torch.Tensor]:
+    """The step across the wrap-around seam, and the comparable steps inside the picture.
 
-    pixels: (C, H, W). The image is rolled by half its width (``axis="x"``) or height (``"y"``),
-    which brings the seam to the middle; the mean absolute difference across it is divided by
-    the mean absolute difference between all other neighbouring columns (rows). About 1 or less:
-    no visible seam; well above 1: a seam.
+    pixels: (C, H, W). Rolled by half its width (``axis="x"``) or height (``"y"``), the seam sits
+    in the middle. A step is the mean absolute difference between neighbouring columns (rows).
+    Comparable steps are those at the seam's offset modulo ``period``: a VAE paints 8-pixel cells,
+    and steps across cell edges are larger than steps inside a cell (all steps if too few).
     """
     dim = {"x": -1, "y": -2}[axis]
     size = pixels.shape[dim]
-    rolled = torch.roll(pixels.float(), shifts=size // 2, dims=dim)
-    steps = (rolled.narrow(dim, 1, size - 1) - rolled.narrow(dim, 0, size - 1)).abs()
-    # steps[k] is the step between k and k+1; the seam sits between size//2 - 1 and size//2.
-    seam_index = size // 2 - 1
-    seam = steps.narrow(dim, seam_index, 1).mean()
-    interior = torch.cat([steps.narrow(dim, 0, seam_index), steps.narrow(dim, seam_index + 1, size - 2 - seam_index)], dim=dim)
-    return float(seam / interior.mean().clamp_min(1e-8))
+    rolled = torch.roll(pixels.float(), shifts=size // 2, dims=dim).movedim(dim, -1)
+    steps = (rolled[..., 1:] - rolled[..., :-1]).abs().reshape(-1, size - 1).mean(0)  # (size - 1,)
+    seam = size // 2 - 1
+    others = [k for k in range(size - 1) if k != seam and (k - seam) % period == 0]
+    if len(others) < 2:
+        others = [k for k in range(size - 1) if k != seam]
+    return float(steps[seam]), steps[others]
+
+
+def seam_ratio(pixels: torch.Tensor, axis: str, period: int = 8) -> float:
+    """How visible the wrap-around seam is: its step over the mean comparable step (see
+    :func:`seam_steps`). About 1 or less: no visible seam; well above 1: a seam."""
+    seam, others = seam_steps(pixels, axis, period)
+    return seam / max(float(others.mean()), 1e-8)
 
 
 def repeat_2x2(pixels: torch.Tensor) -> torch.Tensor:
