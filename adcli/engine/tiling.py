@@ -18,10 +18,17 @@ AXES = ("none", "x", "y", "xy")
 
 
 def _pad_hook(pad_h: int, pad_w: int, wrap_x: bool, wrap_y: bool):
+    """What the conv's own zero padding did, with the wrapped axes padded circularly instead."""
+    along_x, along_y = (pad_w, pad_w, 0, 0), (0, 0, pad_h, pad_h)
+    if wrap_x and wrap_y:
+        circular, zeros = (pad_w, pad_w, pad_h, pad_h), None
+    else:
+        circular, zeros = (along_x, along_y) if wrap_x else (along_y, along_x)
+
     def hook(module: torch.nn.Module, args: tuple) -> tuple:
-        x = args[0]  # (B, C, H, W)
-        x = F.pad(x, (pad_w, pad_w, 0, 0), mode="circular" if wrap_x else "constant")
-        x = F.pad(x, (0, 0, pad_h, pad_h), mode="circular" if wrap_y else "constant")
+        x = F.pad(args[0], circular, mode="circular")  # (B, C, H, W) → (B, C, H + 2·pad_h, W + 2·pad_w)
+        if zeros is not None and any(zeros):
+            x = F.pad(x, zeros)
         return (x, *args[1:])
 
     return hook

@@ -1,4 +1,4 @@
-"""Masked (controllable) texture synthesis (paper Sec. 4.2 "Controlled Texture Synthesis").
+"""Masked (controllable) texture synthesis (paper Eqs. 11–12, Sec. 4.1 and App. B).
 
 The source label map labels the reference texture; the target label map lays out the output.
 The output takes the target map's shape and the reference keeps its own, each with the longer
@@ -92,8 +92,7 @@ def masked_texture_jobs(
             "reference_size": f"{ref_size[0]}x{ref_size[1]}",
             "image_index": index,
         }
-        return Job(
-            name=name, inputs=inputs, make=with_tiling(make, settings.tile), key=f"{name}#{index}", steps=settings.iterations
-        )
+        make = with_tiling(make, settings.tile)
+        return Job(name=name, inputs=inputs, make=make, key=f"{name}#{index}", steps=settings.iterations)
 
     return [job_for(index) for index in range(num_images)]
