@@ -9,8 +9,10 @@ import typer
 import adcli
 from adcli.cli.appearance import appearance
 from adcli.cli.console import stdout
+from adcli.cli.finetune_vae import finetune_vae
 from adcli.cli.style_transfer import style_transfer
 from adcli.cli.texture import texture
+from adcli.cli.tile_preview import tile_preview
 
 app = typer.Typer(
     name="adcli",
@@ -42,6 +44,8 @@ def root(
 app.command("style-transfer")(style_transfer)
 app.command("appearance")(appearance)
 app.command("texture")(texture)
+app.command("tile-preview")(tile_preview)
+app.command("finetune-vae")(finetune_vae)
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ Lr = Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate on
 ContentWeight = Annotated[Optional[float], typer.Option("--content-weight", help="λ, the weight of the content loss (L = L_AD + λ·L_content).", show_default=False)]
 Output = Annotated[Path, typer.Option("--output", "-o", help="A .png path for a single result, or a folder (created if needed).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing file named by -o (otherwise adcli refuses).")]
+Tile = Annotated[Optional[str], typer.Option("--tile", help="Seamless tiling: x, y or xy makes the result wrap around in that direction (circular padding in the UNet's and VAE's convolutions); none turns it off. Check with `adcli tile-preview`.", show_default=False)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display; only written paths (stdout) and errors (stderr).")]
 
 

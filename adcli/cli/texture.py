@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -17,6 +17,9 @@ from adcli.tasks.texture import texture_jobs
 def texture(
     reference: Annotated[list[Path], typer.Option("--reference", "-r", help="Texture exemplar; repeat it to blend several.", show_default=False)],
     num_images: Annotated[int, typer.Option("--num-images", min=1, help="How many textures to make, each from its own seed.")] = 1,
+    source_mask: Annotated[Optional[Path], typer.Option("--source-mask", help="Label map of the reference: a PNG with one flat colour per region (masked synthesis; needs --target-mask).", show_default=False)] = None,
+    target_mask: Annotated[Optional[Path], typer.Option("--target-mask", help="Label map of the output, in the source map's colours; the output takes its aspect ratio, with the longer side of --size.", show_default=False)] = None,
+    mask_content_weight: Annotated[Optional[float], typer.Option("--mask-content-weight", help="λ for masked synthesis: how closely the output keeps the label-filled init image's layout (default 0.15).", show_default=False)] = None,
     output: o.Output = Path("outputs"),
     preset: o.Preset = None,
     model: o.Model = None,
@@ -29,10 +32,13 @@ def texture(
     layers: o.Layers = None,
     iterations: o.Iterations = None,
     lr: o.Lr = None,
+    tile: o.Tile = None,
     overwrite: o.Overwrite = False,
     quiet: o.Quiet = False,
 ) -> None:
     """Synthesize a new texture like --reference from noise, by optimizing with the AD loss alone.
+
+    With --source-mask and --target-mask, each target region gets the texture of the same-coloured source region.
 
     [bold]Examples[/]
 
@@ -40,12 +46,14 @@ def texture(
 
       adcli texture -r moss.png --num-images 4 --seed 7 -o textures/
 
-      adcli texture -r samples/style/brick.jpg --model tiny --size 128x128
+      adcli texture -r samples/masks/source_texture.png --source-mask samples/masks/source_labels.png --target-mask samples/masks/target_labels.png
+
+      adcli texture -r samples/style/brick.jpg --tile xy --model tiny --size 128x128
     """
     overrides = o.common_overrides(model, model_config, vae, dtype, device, seed, size, layers, lr)
-    overrides |= {"iterations": iterations}
+    overrides |= {"iterations": iterations, "mask_content_weight": mask_content_weight, "tile": tile}
     run_command(
         "texture", preset, overrides,
-        lambda resolved, reporter: texture_jobs(resolved, reference, reporter, num_images),
+        lambda resolved, reporter: texture_jobs(resolved, reference, reporter, num_images, source_mask, target_mask),
         output, overwrite, quiet,
     )

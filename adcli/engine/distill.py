@@ -103,6 +103,10 @@ class Guide:
     def clean_features(self, extract: FeatureExtractor, timestep: torch.Tensor) -> tuple[Features, Features | None]:
         """Reference and content features in one no-gradient UNet batch."""
         use_content = self.content is not None and self.content_weight > 0
+        if use_content and self.content.shape[-2:] != self.reference.shape[-2:]:
+            # Different sizes (masked texture: reference at its own shape) cannot share a batch.
+            with torch.no_grad():
+                return extract(self.reference, timestep), extract(self.content, timestep)
         latents = torch.cat([self.reference, self.content]) if use_content else self.reference
         with torch.no_grad():
             features = extract(latents, timestep)

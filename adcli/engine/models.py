@@ -236,6 +236,21 @@ def load_vae(vae: str, model_config: str | None = None, base: AutoencoderKL | No
         raise ModelLoadError(_hub_hint(vae)) from None
 
 
+def load_model_vae(model: str, vae: str | None = None, model_config: str | None = None) -> AutoencoderKL:
+    """Only the VAE, in fp32: ``vae`` when given, else ``model``'s (for ``adcli finetune-vae``)."""
+    if vae:
+        return load_vae(vae, model_config).float()
+    path = Path(model).expanduser()
+    if path.is_dir() and (path / "vae" / "config.json").is_file():
+        return load_vae(str(path), model_config).float()
+    if model in TINY_MODELS or path.exists() or model.endswith(_SINGLE_FILE_SUFFIXES) or model.count("/") != 1:
+        return _load_components(model, model_config, torch.float32)[1]["vae"].float()
+    try:
+        return AutoencoderKL.from_pretrained(model, subfolder="vae", local_files_only=_offline()).float()
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(_hub_hint(model)) from error
+
+
 def _place(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> None:
     """Move a module, casting only when its dtype differs (a no-op cast makes diffusers warn)."""
     current = next(module.parameters()).dtype

@@ -4,6 +4,7 @@ resolved into one frozen, type-checked settings object."""
 from adcli.presets.loader import ResolvedSettings, load_settings, preset_path
 from adcli.presets.settings import (
     AppearanceSettings,
+    FinetuneVaeSettings,
     StyleTransferSettings,
     TaskSettings,
     TextureSettings,
@@ -12,6 +13,7 @@ from adcli.presets.settings import (
 
 __all__ = [
     "AppearanceSettings",
+    "FinetuneVaeSettings",
     "ResolvedSettings",
     "StyleTransferSettings",
     "TaskSettings",

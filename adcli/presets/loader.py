@@ -15,15 +15,17 @@ import yaml
 from adcli.errors import PresetError
 from adcli.presets.settings import (
     AppearanceSettings,
+    FinetuneVaeSettings,
     StyleTransferSettings,
     TaskSettings,
     TextureSettings,
 )
 
-SETTINGS_FOR_TASK: dict[str, type[TaskSettings]] = {
+SETTINGS_FOR_TASK: dict[str, type[TaskSettings] | type[FinetuneVaeSettings]] = {
     "style-transfer": StyleTransferSettings,
     "appearance": AppearanceSettings,
     "texture": TextureSettings,
+    "finetune-vae": FinetuneVaeSettings,
 }
 
 
@@ -32,13 +34,13 @@ class ResolvedSettings:
     """The settings a run used and where they came from (all of it goes into PNG metadata)."""
 
     task: str
-    settings: TaskSettings
+    settings: TaskSettings | FinetuneVaeSettings
     preset: str
     overrides: dict[str, Any]
 
     def as_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self.settings)
-        values["layers"] = list(values["layers"])
+        values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
         return {"task": self.task, "preset": self.preset, "overrides": self.overrides, "settings": values}
 
 

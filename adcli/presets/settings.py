@@ -10,6 +10,7 @@ from typing import Literal
 from adcli.errors import PresetError
 
 Dtype = Literal["bf16", "fp16", "fp32"]
+Tile = Literal["none", "x", "y", "xy"]
 MAX_SIDE = 4096
 
 
@@ -62,7 +63,40 @@ class AppearanceSettings(OptimizationSettings):
 
 @dataclass(frozen=True)
 class TextureSettings(OptimizationSettings):
-    """Texture synthesis from noise."""
+    """Texture synthesis from noise; with label maps, masked synthesis from an init image."""
+
+    mask_content_weight: float
+    tile: Tile
+
+    def validate(self) -> None:
+        super().validate()
+        if self.mask_content_weight < 0:
+            raise PresetError(f"mask_content_weight must not be negative, got {self.mask_content_weight}")
+
+
+@dataclass(frozen=True)
+class FinetuneVaeSettings:
+    """VAE decoder fine-tuning on reference images (paper Sec. 3.5, Eq. 10): no UNet, no layers."""
+
+    model: str
+    model_config: str | None
+    vae: str | None
+    device: str
+    seed: int
+    steps: int
+    lr: float
+    crop_size: int
+    batch_size: int
+
+    def validate(self) -> None:
+        if self.steps < 1:
+            raise PresetError(f"steps must be at least 1, got {self.steps}")
+        if self.lr <= 0:
+            raise PresetError(f"lr must be positive, got {self.lr}")
+        if self.crop_size < 8 or self.crop_size % 8:
+            raise PresetError(f"crop_size must be a positive multiple of 8, got {self.crop_size}")
+        if self.batch_size < 1:
+            raise PresetError(f"batch_size must be at least 1, got {self.batch_size}")
 
 
 def parse_size(text: str, max_side: int = MAX_SIDE) -> tuple[int, int]:

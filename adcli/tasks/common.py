@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -9,6 +10,7 @@ from PIL import Image
 
 from adcli.engine.images import load_image_tensor, to_pil
 from adcli.engine.models import Backend
+from adcli.engine.tiling import seamless
 from adcli.errors import InputError
 
 
@@ -51,3 +53,16 @@ def require_files(paths: list[Path], what: str) -> list[Path]:
         if path.is_dir():
             raise InputError(f"{what} {path} is a folder: give image files")
     return paths
+
+
+def with_tiling(make: Callable[[Backend, int], Image.Image], axes: str) -> Callable[[Backend, int], Image.Image]:
+    """A job's ``make`` run with the UNet's and VAE decoder's convolutions wrapping in ``axes``
+    (``none``: unchanged). The encoder is left alone: references are not periodic."""
+    if axes == "none":
+        return make
+
+    def tiled(backend: Backend, seed: int) -> Image.Image:
+        with seamless([backend.unet, backend.vae.decoder, backend.vae.post_quant_conv], axes):
+            return make(backend, seed)
+
+    return tiled

@@ -7,14 +7,18 @@ from pathlib import Path
 from adcli.engine.distill import Guide, distill_by_optimization
 from adcli.engine.models import Backend
 from adcli.presets import ResolvedSettings, parse_size
-from adcli.tasks.common import LatentCache, decode_to_image, noise_latents, require_files
+from adcli.tasks.common import LatentCache, decode_to_image, noise_latents, require_files, with_tiling
 from adcli.tasks.jobs import Job, Reporter
+from adcli.tasks.masked_texture import masked_texture_jobs
 
 
 def texture_jobs(
-    resolved: ResolvedSettings, references: list[Path], reporter: Reporter, num_images: int = 1
+    resolved: ResolvedSettings, references: list[Path], reporter: Reporter, num_images: int = 1,
+    source_mask: Path | None = None, target_mask: Path | None = None,
 ) -> list[Job]:
-    """``num_images`` textures from the same reference(s), each from its own seed."""
+    """``num_images`` textures from the same reference(s), each from its own seed; with label maps, masked."""
+    if source_mask is not None or target_mask is not None:
+        return masked_texture_jobs(resolved, references, source_mask, target_mask, reporter, num_images)
     settings = resolved.settings
     size = parse_size(settings.size)
     require_files(references, "reference image")
@@ -32,6 +36,8 @@ def texture_jobs(
 
         name = f"{stem}_texture" if num_images == 1 else f"{stem}_texture_{index}"
         inputs = {"reference": [str(r) for r in references], "image_index": index}
-        return Job(name=name, inputs=inputs, make=make, key=f"{stem}#{index}", steps=settings.iterations)
+        return Job(
+            name=name, inputs=inputs, make=with_tiling(make, settings.tile), key=f"{stem}#{index}", steps=settings.iterations
+        )
 
     return [job_for(index) for index in range(num_images)]

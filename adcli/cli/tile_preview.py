@@ -1,0 +1,38 @@
+"""`adcli tile-preview`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from adcli.cli import options as o
+from adcli.cli.console import handle_errors, stderr, stdout
+from adcli.errors import InputError
+from adcli.tasks.tile_preview import tile_preview as make_preview
+
+
+@handle_errors
+def tile_preview(
+    image: Annotated[Path, typer.Argument(help="A picture made with --tile (or any picture).", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="A .png path or a folder (default: IMAGE_2x2.png beside IMAGE).", show_default=False)] = None,
+    overwrite: o.Overwrite = False,
+    quiet: o.Quiet = False,
+) -> None:
+    """Repeat IMAGE 2×2 so that any seam shows, and measure the seams.
+
+    The seam ratio is the step in colour across the wrap-around seam over the mean step between neighbouring pixel columns (rows) elsewhere: about 1 or less means no visible seam.
+
+    [bold]Examples[/]
+
+      adcli texture -r bark.jpg --tile xy -o bark.png && adcli tile-preview bark.png
+
+      adcli tile-preview outputs/brick_texture.png -o preview.png
+    """
+    if not image.is_file():
+        raise InputError(f"image {image} does not exist: check the path")
+    path, seams = make_preview(image, output, overwrite)
+    if not quiet:
+        stderr.print(f"seam ratio x {seams['x']:.2f}, y {seams['y']:.2f} (about 1 or less: no visible seam)")
+    stdout.print(str(path))

@@ -1,0 +1,98 @@
+"""Masked (controllable) texture synthesis (paper Eqs. 11–12, Sec. 4.1 and App. B).
+
+The source label map labels the reference texture; the target label map lays out the output.
+The output takes the target map's shape and the reference keeps its own, each with the longer
+side of ``--size``. The init image (each target region filled with random same-labelled source
+pixels) is both the starting latent and the content reference (λ = ``mask_content_weight``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from adcli.engine.distill import Guide, distill_by_optimization
+from adcli.engine.images import open_rgb, to_tensor
+from adcli.engine.masks import LabelMaps, MaskedAttention, fill_from_source, same_aspect
+from adcli.engine.models import Backend
+from adcli.errors import InputError
+from adcli.presets import ResolvedSettings, parse_size
+from adcli.tasks.common import decode_to_image, require_files, with_tiling
+from adcli.tasks.jobs import Job, Reporter
+
+
+def fit_longer_side(shape: tuple[int, int], longer: int) -> tuple[int, int]:
+    """(width, height) with the aspect of ``shape`` and the longer side ``longer``, multiples of 8."""
+    width, height = shape
+    scale = longer / max(width, height)
+    return tuple(max(8, round(side * scale / 8) * 8) for side in (width, height))  # type: ignore[return-value]
+
+
+def masked_texture_jobs(
+    resolved: ResolvedSettings,
+    references: list[Path],
+    source_mask: Path | None,
+    target_mask: Path | None,
+    reporter: Reporter,
+    num_images: int = 1,
+) -> list[Job]:
+    """Check the maps against the reference before anything loads, then one job per image."""
+    settings = resolved.settings
+    if source_mask is None or target_mask is None:
+        given, needed = ("--source-mask", "--target-mask") if source_mask else ("--target-mask", "--source-mask")
+        raise InputError(f"{given} needs {needed} too: masked synthesis takes both label maps")
+    require_files(references, "reference image")
+    if len(references) != 1:
+        raise InputError(
+            f"masked synthesis takes one --reference (the texture that --source-mask labels), got {len(references)}"
+        )
+    reference = references[0]
+    require_files([source_mask], "source mask")
+    require_files([target_mask], "target mask")
+    maps = LabelMaps.read(source_mask, target_mask)
+    source_shape = (int(maps.source.shape[1]), int(maps.source.shape[0]))
+    reference_image = open_rgb(reference)
+    reference_shape = reference_image.size
+    if not same_aspect(source_shape, reference_shape):
+        raise InputError(
+            f"source mask {source_mask} is {source_shape[0]}x{source_shape[1]} but reference {reference} is "
+            f"{reference_shape[0]}x{reference_shape[1]}: the source map must label that image (same aspect ratio)"
+        )
+    longer = max(parse_size(settings.size))
+    out_size = fit_longer_side((int(maps.target.shape[1]), int(maps.target.shape[0])), longer)
+    ref_size = fit_longer_side(reference_shape, longer)
+    reference_pixels = to_tensor(reference_image, ref_size)  # (1, 3, H, W) in [-1, 1]
+
+    def job_for(index: int) -> Job:
+        def make(backend: Backend, seed: int) -> Image.Image:
+            generator = torch.Generator("cpu").manual_seed(seed)
+            init = fill_from_source(reference_pixels, maps, out_size, generator)
+            init_latents = backend.encode_images(init)
+            guide = Guide(
+                reference=backend.encode_images(reference_pixels),
+                content=init_latents,
+                content_weight=settings.mask_content_weight,
+                mask_fn=MaskedAttention(maps, backend.device),
+            )
+            latents = distill_by_optimization(
+                backend, init_latents, guide, layers=settings.layers,
+                iterations=settings.iterations, lr=settings.lr, on_step=reporter.step,
+            )
+            return decode_to_image(backend, latents)
+
+        name = f"{reference.stem}_{target_mask.stem}" + ("" if num_images == 1 else f"_{index}")
+        inputs = {
+            "reference": [str(reference)],
+            "source_mask": str(source_mask),
+            "target_mask": str(target_mask),
+            "labels": list(maps.colours),
+            "output_size": f"{out_size[0]}x{out_size[1]}",
+            "reference_size": f"{ref_size[0]}x{ref_size[1]}",
+            "image_index": index,
+        }
+        make = with_tiling(make, settings.tile)
+        return Job(name=name, inputs=inputs, make=make, key=f"{name}#{index}", steps=settings.iterations)
+
+    return [job_for(index) for index in range(num_images)]
