@@ -10,6 +10,7 @@ import adcli
 from adcli.cli.appearance import appearance
 from adcli.cli.console import stdout
 from adcli.cli.style_transfer import style_transfer
+from adcli.cli.t2i import t2i
 from adcli.cli.texture import texture
 
 app = typer.Typer(
@@ -42,6 +43,7 @@ def root(
 app.command("style-transfer")(style_transfer)
 app.command("appearance")(appearance)
 app.command("texture")(texture)
+app.command("t2i")(t2i)
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from adcli.presets.loader import ResolvedSettings, load_settings, preset_path
 from adcli.presets.settings import (
     AppearanceSettings,
     StyleTransferSettings,
+    T2ISettings,
     TaskSettings,
     TextureSettings,
     parse_size,
@@ -14,6 +15,7 @@ __all__ = [
     "AppearanceSettings",
     "ResolvedSettings",
     "StyleTransferSettings",
+    "T2ISettings",
     "TaskSettings",
     "TextureSettings",
     "load_settings",

@@ -16,6 +16,7 @@ from adcli.errors import PresetError
 from adcli.presets.settings import (
     AppearanceSettings,
     StyleTransferSettings,
+    T2ISettings,
     TaskSettings,
     TextureSettings,
 )
@@ -24,6 +25,7 @@ SETTINGS_FOR_TASK: dict[str, type[TaskSettings]] = {
     "style-transfer": StyleTransferSettings,
     "appearance": AppearanceSettings,
     "texture": TextureSettings,
+    "t2i": T2ISettings,
 }
 
 
