@@ -46,7 +46,9 @@ def load_controlnet(
             f"ControlNet {source} was made for another model architecture (text width {got}, the model's "
             f"is {wanted}): use a ControlNet for SD1.5 with an SD1.5 model, for SDXL with SDXL"
         )
-    return controlnet.eval().requires_grad_(False).to(device, dtype)
+    controlnet.eval().requires_grad_(False)
+    # cast only when needed: a no-op cast makes diffusers warn
+    return controlnet.to(device) if next(controlnet.parameters()).dtype == dtype else controlnet.to(device, dtype)
 
 
 def _load_pretrained(source: str, dtype: torch.dtype, local_only: bool) -> ControlNetModel:

@@ -1,11 +1,15 @@
-"""Texture synthesis by optimization (paper Sec. 3.2): a noise latent distils the reference(s)."""
+"""Texture synthesis (paper Sec. 3.2): a noise latent distils the reference(s), by optimization
+(Alg. 1, ``mode: optimize``) or by AD-guided DDIM sampling with no prompt and no CFG (Alg. 2, ``mode: sample``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from adcli.engine.distill import Guide, distill_by_optimization
 from adcli.engine.models import Backend
+from adcli.engine.sampler import distill_by_sampling, text_denoiser
 from adcli.presets import ResolvedSettings, parse_size
 from adcli.tasks.common import LatentCache, decode_to_image, noise_latents, require_files
 from adcli.tasks.jobs import Job, Reporter
@@ -20,10 +24,19 @@ def texture_jobs(
     require_files(references, "reference image")
     cache = LatentCache()
     stem = "_".join(r.stem for r in references)
+    steps = settings.steps if settings.mode == "sample" else settings.iterations
 
     def job_for(index: int) -> Job:
         def make(backend: Backend, seed: int):
             guide = Guide(reference=cache.stack(backend, references, size))
+            if settings.mode == "sample":
+                latents = distill_by_sampling(
+                    backend, text_denoiser(backend, backend.encode_prompts([""])), guide, size=size,
+                    generator=torch.Generator("cpu").manual_seed(seed), layers=settings.layers,
+                    steps=settings.steps, iterations=settings.ad_iterations, lr=settings.lr,
+                    adain=settings.adain, on_step=reporter.step,
+                )
+                return decode_to_image(backend, latents)
             latents = distill_by_optimization(
                 backend, noise_latents(backend, size, seed), guide, layers=settings.layers,
                 iterations=settings.iterations, lr=settings.lr, on_step=reporter.step,
@@ -32,6 +45,6 @@ def texture_jobs(
 
         name = f"{stem}_texture" if num_images == 1 else f"{stem}_texture_{index}"
         inputs = {"reference": [str(r) for r in references], "image_index": index}
-        return Job(name=name, inputs=inputs, make=make, key=f"{stem}#{index}", steps=settings.iterations)
+        return Job(name=name, inputs=inputs, make=make, key=f"{stem}#{index}", steps=steps)
 
     return [job_for(index) for index in range(num_images)]
