@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -14,6 +15,15 @@ from adcli.tasks.outputs import read_metadata
 from adcli.tasks.t2i import model_for_arch
 
 FAST = ["--steps", "3", "--ad-iterations", "1", "--quiet"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The tiny models run thousands of small ops: on a shared CPU one thread is several times faster."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def run(*args):
