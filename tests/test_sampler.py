@@ -183,3 +183,21 @@ def test_a_nan_ad_loss_names_the_ad_step(backend, monkeypatch):
     monkeypatch.setattr(guidance, "distillation_loss", lambda target, *a, **k: target[max(target)].out.sum() * float("nan"))
     with pytest.raises(NumericalError, match=r"AD step at timestep \d+ failed: the loss became nan"):
         _sample(backend, iterations=2)
+
+
+def test_mixed_precision_unet_passes_with_fp32_latents(monkeypatch):
+    """UNet (and ControlNet) passes run in the backend's half precision; the optimized latent stays fp32."""
+    backend = load_backend("tiny", device=torch.device("cpu"), dtype=torch.bfloat16, controlnet="tiny")
+    dtypes = []
+    original = backend.unet.forward
+    monkeypatch.setattr(backend.unet, "forward", lambda x, *a, **k: dtypes.append(x.dtype) or original(x, *a, **k))
+    control = Control(backend.controlnet, torch.rand((1, 3, 64, 64)), 1.0)
+    denoise = text_denoiser(backend, backend.encode_prompts(["a cat"]), negative_conditioning(backend, ""), 7.0, control)
+    reference = _reference()
+    out = distill_by_sampling(
+        backend, denoise, Guide(reference=reference, content=reference, content_weight=0.15), size=SIZE,
+        generator=torch.Generator().manual_seed(0), layers=LAYERS, steps=2, iterations=2, lr=0.015, adain=True,
+        init=reference, strength=1.0,
+    )
+    assert set(dtypes) == {torch.bfloat16} and len(dtypes) == 2 * (1 + 1 + 2)
+    assert out.dtype == torch.float32 and bool(torch.isfinite(out).all())
