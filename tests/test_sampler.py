@@ -105,10 +105,11 @@ def test_ad_iterations_lower_the_ad_loss_at_a_step(backend):
             backend, guide, scheduler, torch.Generator().manual_seed(0),
             layers=LAYERS, iterations=max(iterations, 1), lr=0.05, adain=False,
         )
-        step = hook.prepare(t_prev)
-        z = hook.apply(latents, step) if iterations else latents
-        with hook.extract.installed(), torch.no_grad():
-            return float(distillation_loss(hook.extract(z, t_prev), step.reference))
+        with hook.installed():
+            step = hook.prepare(t_prev)
+            z = hook.apply(latents, step) if iterations else latents
+            with torch.no_grad():
+                return float(distillation_loss(hook.extract(z, t_prev), step.reference))
 
     assert ad_loss_after(3) < ad_loss_after(0)
 
@@ -201,3 +202,20 @@ def test_mixed_precision_unet_passes_with_fp32_latents(monkeypatch):
     )
     assert set(dtypes) == {torch.bfloat16} and len(dtypes) == 2 * (1 + 1 + 2)
     assert out.dtype == torch.float32 and bool(torch.isfinite(out).all())
+
+
+def test_denoiser_and_hook_take_latents_of_any_size(backend):
+    """MultiDiffusion will call both per window: one step's reference features serve a window of
+    another shape than the reference."""
+    scheduler = make_scheduler(backend, 10)
+    t = scheduler.timesteps[4]
+    hook = ADGuidance(backend, Guide(reference=_reference()), scheduler, torch.Generator().manual_seed(0),
+                      layers=LAYERS, iterations=1, lr=0.05, adain=True)
+    denoise = text_denoiser(backend, backend.encode_prompts(["a cat"]), negative_conditioning(backend, ""), 7.0)
+    window = torch.randn((1, 4, 8, 16), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        eps = denoise(window, t)
+    with hook.installed():
+        step = hook.prepare(previous_timestep(scheduler, t))
+        out = hook.apply(window, step)
+    assert eps.shape == out.shape == window.shape and not torch.equal(out, window)

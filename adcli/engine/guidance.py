@@ -4,12 +4,14 @@ After each DDIM step z_t → z_{t−1}: noise the reference latent(s) to t−1, 
 z_{t−1} to them, then a few Adam iterations on z_{t−1} against the AD (+ content) loss, features
 taken with the empty prompt at t−1. The reference features of a step are computed once in
 :meth:`ADGuidance.prepare` and reused by every iteration — and by every window, for a caller
-that applies the step to several crops of a larger latent (MultiDiffusion).
+that applies the step to several crops of a larger latent (MultiDiffusion): it calls
+``prepare`` once and ``apply`` per window, each inside ``with guidance.installed():``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import torch
@@ -83,8 +85,7 @@ class ADGuidance:
         noised = self.scheduler.add_noise(clean, noise, timestep.reshape(1))
         count = guide.reference.shape[0]
         at_step = Guide(noised[:count], noised[count:] if use_content else None, guide.content_weight, guide.mask_fn)
-        with self.extract.installed():
-            reference, content = at_step.clean_features(self.extract, timestep)
+        reference, content = at_step.clean_features(self.extract, timestep)
         return StepReference(timestep, noised[:count], reference, content)
 
     def apply(self, latents: torch.Tensor, step: StepReference) -> torch.Tensor:
@@ -102,10 +103,14 @@ class ADGuidance:
                 self.last_loss = value
 
         try:
-            with self.extract.installed():
-                return optimize_latents(latents, loss, self.iterations, self.lr, record, report_every=self.iterations)
+            return optimize_latents(latents, loss, self.iterations, self.lr, record, report_every=self.iterations)
         except NumericalError as error:
             raise NumericalError(f"AD step at timestep {int(step.timestep)} failed: {error}") from None
 
     def __call__(self, latents: torch.Tensor, timestep: torch.Tensor, index: int) -> torch.Tensor:
-        return self.apply(latents, self.prepare(timestep))
+        with self.installed():
+            return self.apply(latents, self.prepare(timestep))
+
+    def installed(self) -> AbstractContextManager:
+        """Feature capture on the UNet; :meth:`prepare` and :meth:`apply` run inside it, denoising outside."""
+        return self.extract.installed()
