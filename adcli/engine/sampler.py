@@ -6,9 +6,9 @@ Guidance is added by wrapping the denoiser (:func:`text_denoiser`: prompt, class
 guidance, ControlNet), AD by the hook (:class:`~adcli.engine.guidance.ADGuidance`); both take
 latents of any spatial size, so MultiDiffusion can call them per window.
 
-The last step: DDIM takes z_1 to the final latent (``t_prev`` 0, the scheduler's final alpha)
-and the AD hook still runs there, at timestep 0, as the official code does: the last AD
-iterations then act on a nearly clean latent and sharpen the texture.
+The last step: DDIM takes the latent to the final alpha (``t_prev`` clamps to 0) and the AD
+hook still runs there, at timestep 0, as the official code does after every step: the last AD
+iterations act on the (nearly) clean latent that gets decoded.
 """
 
 from __future__ import annotations
