@@ -11,6 +11,7 @@ from adcli.cli.appearance import appearance
 from adcli.cli.console import stdout
 from adcli.cli.finetune_vae import finetune_vae
 from adcli.cli.style_transfer import style_transfer
+from adcli.cli.t2i import t2i
 from adcli.cli.texture import texture
 from adcli.cli.tile_preview import tile_preview
 
@@ -46,6 +47,7 @@ app.command("appearance")(appearance)
 app.command("texture")(texture)
 app.command("tile-preview")(tile_preview)
 app.command("finetune-vae")(finetune_vae)
+app.command("t2i")(t2i)
 
 
 def main() -> None:

@@ -50,3 +50,8 @@ def common_overrides(
         "model": model, "model_config": model_config, "vae": vae, "dtype": dtype, "device": device,
         "seed": seed, "size": size, "layers": parse_layers(layers), "lr": lr,
     }
+
+# AD-guided sampling (t2i, texture --mode sample)
+Steps = Annotated[Optional[int], typer.Option("--steps", help="DDIM sampling steps.", show_default=False)]
+AdIterations = Annotated[Optional[int], typer.Option("--ad-iterations", help="Adam iterations on the latent after each sampling step; 0 gives plain sampling with the same seed.", show_default=False)]
+Adain = Annotated[Optional[bool], typer.Option("--adain/--no-adain", help="AdaIN the latent's per-channel mean/std to the noised reference before each AD step.", show_default=False)]

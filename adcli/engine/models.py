@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
+from adcli.engine.controlnet import load_controlnet
 from adcli.engine.tiny import build_tiny_components
 from adcli.errors import ModelLoadError
 
@@ -60,6 +61,7 @@ class Backend:
     dtype: torch.dtype
     source: str
     _prompt_cache: dict = field(default_factory=dict, repr=False)
+    controlnet: ControlNetModel | None = None
 
     @property
     def vae_scale_factor(self) -> int:
@@ -264,12 +266,22 @@ def load_backend(
     dtype: torch.dtype,
     vae: str | None = None,
     model_config: str | None = None,
+    controlnet: str | None = None,
+    arch: str | None = None,
 ) -> Backend:
     """Load a model for AD: weights frozen, in eval mode, UNet and text encoders in ``dtype``.
 
     The VAE stays in fp32 (SD VAEs overflow in fp16 and it is a small share of the work).
+    ``arch`` (sd15/sdxl), when given, must be the loaded model's architecture; ``controlnet``
+    is loaded alongside (see :mod:`adcli.engine.controlnet`).
     """
-    arch, components = _load_components(model, model_config, dtype)
+    loaded_arch, components = _load_components(model, model_config, dtype)
+    if arch not in (None, "auto") and arch != loaded_arch:
+        raise ModelLoadError(
+            f"--arch {arch} was asked for, but model {model} is {loaded_arch}: "
+            f"pass a matching --model, or drop --arch"
+        )
+    arch = loaded_arch
     vae_model = load_vae(vae, model_config, base=components["vae"]) if vae else components["vae"]
     tokenizers = [components["tokenizer"]] + ([components["tokenizer_2"]] if arch == "sdxl" else [])
     encoders = [components["text_encoder"]] + ([components["text_encoder_2"]] if arch == "sdxl" else [])
@@ -280,7 +292,12 @@ def load_backend(
     scheduler = components["scheduler"]
     if not isinstance(scheduler, DDIMScheduler):
         scheduler = DDIMScheduler.from_config(scheduler.config)
-    return Backend(
+    backend = Backend(
         arch=arch, unet=unet, vae=vae_model, scheduler=scheduler, tokenizers=tokenizers,
         text_encoders=encoders, device=device, dtype=dtype, source=model,
     )
+    if controlnet:
+        backend.controlnet = load_controlnet(
+            controlnet, unet, device=device, dtype=dtype, tiny_model=model in TINY_MODELS, local_only=_offline()
+        )
+    return backend

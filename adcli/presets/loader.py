@@ -17,6 +17,7 @@ from adcli.presets.settings import (
     AppearanceSettings,
     FinetuneVaeSettings,
     StyleTransferSettings,
+    T2ISettings,
     TaskSettings,
     TextureSettings,
 )
@@ -26,6 +27,7 @@ SETTINGS_FOR_TASK: dict[str, type[TaskSettings] | type[FinetuneVaeSettings]] = {
     "appearance": AppearanceSettings,
     "texture": TextureSettings,
     "finetune-vae": FinetuneVaeSettings,
+    "t2i": T2ISettings,
 }
 
 

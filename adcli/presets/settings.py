@@ -12,11 +12,14 @@ from adcli.errors import PresetError
 Dtype = Literal["bf16", "fp16", "fp32"]
 Tile = Literal["none", "x", "y", "xy"]
 MAX_SIDE = 4096
+AUTO_SIZE = "auto"  # the model's native size (UNet sample size × 8): 512² SD1.5, 1024² SDXL
 
 
 @dataclass(frozen=True)
 class TaskSettings:
     """Settings every command shares."""
+
+    allows_auto_size = False  # a class attribute (no annotation), not a setting: may size be "auto"?
 
     model: str
     model_config: str | None
@@ -29,7 +32,8 @@ class TaskSettings:
     lr: float
 
     def validate(self) -> None:
-        parse_size(self.size)
+        if not (self.size == AUTO_SIZE and self.allows_auto_size):
+            parse_size(self.size)
         if self.lr <= 0:
             raise PresetError(f"lr must be positive, got {self.lr}")
         if not self.layers:
@@ -63,13 +67,19 @@ class AppearanceSettings(OptimizationSettings):
 
 @dataclass(frozen=True)
 class TextureSettings(OptimizationSettings):
-    """Texture synthesis from noise; with label maps, masked synthesis from an init image."""
+    """Texture synthesis from noise, by optimization (Alg. 1) or AD-guided sampling (Alg. 2);
+    with label maps, masked synthesis from a label-filled init image."""
 
     mask_content_weight: float
     tile: Tile
+    mode: Literal["optimize", "sample"]
+    steps: int
+    ad_iterations: int
+    adain: bool
 
     def validate(self) -> None:
         super().validate()
+        _check_sampling(self.steps, self.ad_iterations)
         if self.mask_content_weight < 0:
             raise PresetError(f"mask_content_weight must not be negative, got {self.mask_content_weight}")
 
@@ -97,6 +107,43 @@ class FinetuneVaeSettings:
             raise PresetError(f"crop_size must be a positive multiple of 8, got {self.crop_size}")
         if self.batch_size < 1:
             raise PresetError(f"batch_size must be at least 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class T2ISettings(TaskSettings):
+    """Style-specific text-to-image: AD-guided DDIM sampling (Alg. 2), optional layout and ControlNet."""
+
+    allows_auto_size = True
+
+    arch: Literal["auto", "sd15", "sdxl"]
+    negative_prompt: str
+    steps: int
+    guidance: float
+    ad_iterations: int
+    adain: bool
+    content_weight: float
+    strength: float
+    controlnet: str | None
+    control_scale: float
+
+    def validate(self) -> None:
+        super().validate()
+        _check_sampling(self.steps, self.ad_iterations)
+        if self.guidance < 1:
+            raise PresetError(f"guidance must be at least 1 (1 turns classifier-free guidance off), got {self.guidance}")
+        if self.content_weight < 0:
+            raise PresetError(f"content_weight must not be negative, got {self.content_weight}")
+        if not 0 < self.strength <= 1:
+            raise PresetError(f"strength must be in (0, 1] (1 ignores the layout's content), got {self.strength}")
+        if self.control_scale < 0:
+            raise PresetError(f"control_scale must not be negative, got {self.control_scale}")
+
+
+def _check_sampling(steps: int, ad_iterations: int) -> None:
+    if not 1 <= steps <= 1000:
+        raise PresetError(f"steps must be between 1 and 1000, got {steps}")
+    if ad_iterations < 0:
+        raise PresetError(f"ad_iterations must be 0 (plain sampling) or more, got {ad_iterations}")
 
 
 def parse_size(text: str, max_side: int = MAX_SIDE) -> tuple[int, int]:

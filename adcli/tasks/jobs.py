@@ -66,7 +66,11 @@ def open_backend(resolved: ResolvedSettings, reporter: Reporter) -> Backend:
     device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.dtype, device)
     reporter.loading(f"model {settings.model} on {device}")
-    return load_backend(settings.model, device=device, dtype=dtype, vae=settings.vae, model_config=settings.model_config)
+    return load_backend(
+        settings.model, device=device, dtype=dtype, vae=settings.vae, model_config=settings.model_config,
+        # only some tasks have these settings (t2i): an architecture check and a ControlNet
+        arch=getattr(settings, "arch", None), controlnet=getattr(settings, "controlnet", None),
+    )
 
 
 def _destination(output: Path, job: Job, single: bool) -> tuple[Path, bool]:

@@ -1,0 +1,116 @@
+"""The AD step of guided sampling (paper Sec. 3.4, Alg. 2 lines 7–14), as a hook for the sampler.
+
+After each DDIM step z_t → z_{t−1}: noise the reference latent(s) to t−1, optionally AdaIN
+z_{t−1} to them, then a few Adam iterations on z_{t−1} against the AD (+ content) loss, features
+taken with the empty prompt at t−1. The reference features of a step are computed once in
+:meth:`ADGuidance.prepare` and reused by every iteration — and by every window, for a caller
+that applies the step to several crops of a larger latent (MultiDiffusion): it calls
+``prepare`` once and ``apply`` per window, each inside ``with guidance.installed():``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import torch
+from diffusers import DDIMScheduler
+
+from adcli.engine.distill import Features, FeatureExtractor, Guide, distillation_loss
+from adcli.engine.models import Backend
+from adcli.engine.optimize import optimize_latents
+from adcli.errors import NumericalError
+
+
+def adain(latents: torch.Tensor, reference: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Give each latent (B, C, h, w) the per-channel mean and std of ``reference`` (R, C, h', w').
+
+    Each latent's statistics are over its own pixels; the reference's are pooled over all R
+    references and their pixels, so several references give one target distribution.
+    """
+    mean = latents.mean(dim=(2, 3), keepdim=True)
+    std = latents.std(dim=(2, 3), keepdim=True)
+    ref_mean = reference.mean(dim=(0, 2, 3), keepdim=True)
+    ref_std = reference.std(dim=(0, 2, 3), keepdim=True)
+    return (latents - mean) / (std + eps) * ref_std + ref_mean
+
+
+@dataclass
+class StepReference:
+    """What one sampling step distils towards: the noised reference latents (R, 4, h, w) and the
+    reference (and content) features at ``timestep``. Valid for every latent of that step."""
+
+    timestep: torch.Tensor
+    noised: torch.Tensor
+    reference: Features
+    content: Features | None
+
+
+class ADGuidance:
+    """``latents = guidance(latents, t_prev, index)``: the sampler's after-step hook.
+
+    ``generator`` is the run's seeded CPU generator: the reference noise of every step is drawn
+    from it, so a run is reproducible on any device.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        guide: Guide,
+        scheduler: DDIMScheduler,
+        generator: torch.Generator,
+        *,
+        layers: Sequence[int],
+        iterations: int,
+        lr: float,
+        adain: bool,
+    ):
+        self.backend = backend
+        self.guide = guide
+        self.scheduler = scheduler
+        self.generator = generator
+        self.extract = FeatureExtractor(backend, layers)
+        self.iterations = iterations
+        self.lr = lr
+        self.use_adain = adain
+        self.last_loss: float | None = None
+
+    def prepare(self, timestep: torch.Tensor) -> StepReference:
+        """Noise the reference (and content) latents to ``timestep`` and extract their features once."""
+        guide = self.guide
+        use_content = guide.content is not None and guide.content_weight > 0
+        clean = torch.cat([guide.reference, guide.content]) if use_content else guide.reference
+        noise = torch.randn(clean.shape, generator=self.generator).to(clean.device)
+        noised = self.scheduler.add_noise(clean, noise, timestep.reshape(1))
+        count = guide.reference.shape[0]
+        at_step = Guide(noised[:count], noised[count:] if use_content else None, guide.content_weight, guide.mask_fn)
+        reference, content = at_step.clean_features(self.extract, timestep)
+        return StepReference(timestep, noised[:count], reference, content)
+
+    def apply(self, latents: torch.Tensor, step: StepReference) -> torch.Tensor:
+        """AdaIN (optional), then ``iterations`` Adam steps of a fresh optimizer on fp32 ``latents``."""
+        if self.use_adain:
+            latents = adain(latents.float(), step.noised.float())
+        guide = self.guide
+
+        def loss(z: torch.Tensor, _: int) -> torch.Tensor:
+            target = self.extract(z, step.timestep)
+            return distillation_loss(target, step.reference, step.content, guide.content_weight, guide.mask_fn)
+
+        def record(_: int, __: int, value: float | None) -> None:
+            if value is not None:
+                self.last_loss = value
+
+        try:
+            return optimize_latents(latents, loss, self.iterations, self.lr, record, report_every=self.iterations)
+        except NumericalError as error:
+            raise NumericalError(f"AD step at timestep {int(step.timestep)} failed: {error}") from None
+
+    def __call__(self, latents: torch.Tensor, timestep: torch.Tensor, index: int) -> torch.Tensor:
+        with self.installed():
+            return self.apply(latents, self.prepare(timestep))
+
+    def installed(self) -> AbstractContextManager:
+        """Feature capture on the UNet; :meth:`prepare` and :meth:`apply` run inside it, denoising outside."""
+        return self.extract.installed()

@@ -1,0 +1,172 @@
+"""AD-guided DDIM sampling (paper Sec. 3.4, Alg. 2): one loop for SD1.5 and SDXL.
+
+The loop (:func:`sample`) knows nothing of prompts, ControlNet or AD. It calls a *denoiser*
+``eps = denoise(z, t)`` and, after each DDIM step, a *hook* ``z = after_step(z, t_prev, index)``.
+Guidance is added by wrapping the denoiser (:func:`text_denoiser`: prompt, classifier-free
+guidance, ControlNet), AD by the hook (:class:`~adcli.engine.guidance.ADGuidance`); both take
+latents of any spatial size, so MultiDiffusion can call them per window.
+
+The last step: DDIM takes the latent to the final alpha (``t_prev`` clamps to 0) and the AD
+hook still runs there, at timestep 0, as the official code does after every step: the last AD
+iterations act on the (nearly) clean latent that gets decoded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from diffusers import DDIMScheduler
+
+from adcli.engine.controlnet import Control
+from adcli.engine.distill import Guide
+from adcli.engine.guidance import ADGuidance
+from adcli.engine.models import Backend, Conditioning
+from adcli.engine.optimize import StepCallback
+from adcli.errors import NumericalError
+
+# (latents (B, 4, h, w) fp32, timestep) → predicted noise (B, 4, h, w) fp32
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# (latents after the DDIM step, the timestep they are now at, step index) → latents
+StepHook = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
+
+
+def make_scheduler(backend: Backend, steps: int) -> DDIMScheduler:
+    """A fresh DDIM scheduler (eta 0) with the model's noise schedule, set to ``steps`` steps."""
+    scheduler = DDIMScheduler.from_config(backend.scheduler.config)
+    scheduler.set_timesteps(steps, device=backend.device)
+    return scheduler
+
+
+def previous_timestep(scheduler: DDIMScheduler, t: torch.Tensor) -> torch.Tensor:
+    """The timestep DDIM's step from ``t`` lands on (``t − T/steps``), clamped at 0 for the last step."""
+    stride = scheduler.config.num_train_timesteps // scheduler.num_inference_steps
+    return (t - stride).clamp(min=0)
+
+
+def sdedit_start(steps: int, strength: float) -> int:
+    """SDEdit: the index of the first of ``steps`` timesteps to run, so that ``strength`` of them run.
+
+    Strength 1 starts from pure noise (index 0); strength 0.6 skips the first 40 % of the steps
+    and starts from the layout latent noised to the timestep there.
+    """
+    run = min(max(int(steps * strength), 1), steps)
+    return steps - run
+
+
+def sample(
+    denoise: Denoiser,
+    latents: torch.Tensor,
+    scheduler: DDIMScheduler,
+    timesteps: Sequence[torch.Tensor] | torch.Tensor,
+    after_step: StepHook | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """DDIM from ``latents`` at ``timesteps[0]`` down to the clean latent; ``after_step`` after each step.
+
+    Stops with :class:`NumericalError` when the latent stops being finite (checked once per step),
+    so that a diverged image is reported instead of being decoded to a black picture.
+    """
+    z = latents.float()
+    total = len(timesteps)
+    for index, t in enumerate(timesteps):
+        with torch.no_grad():
+            eps = denoise(scheduler.scale_model_input(z, t), t)
+            z = scheduler.step(eps, t, z).prev_sample
+        if after_step is not None:
+            z = after_step(z, previous_timestep(scheduler, t), index)
+        if not bool(torch.isfinite(z).all()):
+            raise NumericalError(
+                f"sampling diverged at step {index + 1} of {total} (timestep {int(t)}): the latent became "
+                f"NaN or Inf; try a smaller --lr, fewer --ad-iterations, or --dtype fp32"
+            )
+        if on_step is not None:
+            on_step(index + 1, total)
+    return z
+
+
+def negative_conditioning(backend: Backend, negative_prompt: str) -> Conditioning:
+    """SDXL's pipeline uses zero embeddings for an empty negative prompt; SD1.5 encodes ``""``."""
+    encoded = backend.encode_prompts([negative_prompt])
+    if backend.arch == "sdxl" and not negative_prompt:
+        return Conditioning(torch.zeros_like(encoded.embeds), torch.zeros_like(encoded.pooled))
+    return encoded
+
+
+def text_denoiser(
+    backend: Backend,
+    prompt: Conditioning,
+    negative: Conditioning | None = None,
+    guidance: float = 1.0,
+    control: Control | None = None,
+) -> Denoiser:
+    """The UNet's noise prediction for ``prompt``, with classifier-free guidance when ``negative``
+    is given and ``guidance`` > 1, and a ControlNet's residuals added when ``control`` is given."""
+    use_cfg = negative is not None and guidance > 1
+
+    def denoise(latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        batch = latents.shape[0]
+        parts = [negative.repeat(batch), prompt.repeat(batch)] if use_cfg else [prompt.repeat(batch)]
+        model_in = torch.cat([latents] * len(parts)).to(backend.dtype)  # (P·B, 4, h, w)
+        inputs = backend.unet_inputs(Conditioning.cat(parts), model_in.shape[0], tuple(latents.shape[-2:]))
+        if control is not None:
+            image = control.image.to(backend.device, backend.dtype).expand(model_in.shape[0], -1, -1, -1)
+            down, mid = control.model(
+                model_in, t, controlnet_cond=image, conditioning_scale=control.scale, return_dict=False, **inputs
+            )
+            inputs |= {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
+        eps = backend.unet(model_in, t, return_dict=False, **inputs)[0].float()
+        if not use_cfg:
+            return eps
+        uncond, cond = eps.chunk(2)
+        return uncond + guidance * (cond - uncond)
+
+    return denoise
+
+
+def distill_by_sampling(
+    backend: Backend,
+    denoise: Denoiser,
+    guide: Guide,
+    *,
+    size: tuple[int, int],
+    generator: torch.Generator,
+    layers: Sequence[int],
+    steps: int,
+    iterations: int,
+    lr: float,
+    adain: bool,
+    init: torch.Tensor | None = None,
+    strength: float = 1.0,
+    on_step: StepCallback | None = None,
+) -> torch.Tensor:
+    """Algorithm 2: DDIM sampling with ``iterations`` AD steps after each denoising step.
+
+    The start is Gaussian noise for an image of ``size`` = (width, height), drawn on the CPU
+    from ``generator``; with ``init`` (a layout latent) it is ``init`` noised to the SDEdit start
+    timestep for ``strength``. ``iterations`` 0 is plain DDIM sampling with the same seed.
+    """
+    scheduler = make_scheduler(backend, steps)
+    timesteps = scheduler.timesteps
+    width, height = size
+    factor = backend.vae_scale_factor
+    shape = (1, backend.unet.config.in_channels, height // factor, width // factor)
+    noise = torch.randn(shape, generator=generator).to(backend.device)
+    latents = noise * scheduler.init_noise_sigma
+    if init is not None:
+        timesteps = timesteps[sdedit_start(steps, strength):]
+        latents = scheduler.add_noise(init.to(backend.device).float(), noise, timesteps[:1])
+    hook = None
+    if iterations > 0:
+        on_device = Guide(
+            guide.reference.to(backend.device),
+            None if guide.content is None else guide.content.to(backend.device),
+            guide.content_weight, guide.mask_fn,
+        )
+        hook = ADGuidance(
+            backend, on_device, scheduler, generator, layers=layers, iterations=iterations, lr=lr, adain=adain
+        )
+    report = None
+    if on_step is not None:
+        report = lambda step, total: on_step(step, total, None if hook is None else hook.last_loss)  # noqa: E731
+    return sample(denoise, latents, scheduler, timesteps, hook, report)

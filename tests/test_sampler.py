@@ -1,0 +1,221 @@
+"""AD-guided sampling (Alg. 2) on the tiny SD1.5 and SDXL models: the maths of the loop and the hook."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers import DDIMScheduler
+
+from adcli.engine.controlnet import Control
+from adcli.engine.distill import Guide, distillation_loss
+from adcli.engine.guidance import ADGuidance, adain
+from adcli.engine.models import load_backend
+from adcli.engine.sampler import (
+    distill_by_sampling,
+    make_scheduler,
+    negative_conditioning,
+    previous_timestep,
+    sample,
+    sdedit_start,
+    text_denoiser,
+)
+from adcli.errors import NumericalError
+
+LAYERS = [-6, -5, -4, -3, -2, -1]
+SIZE = (64, 64)  # pixels → 8×8 latents
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The tiny models run thousands of small ops: on a shared CPU one thread is several times faster."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module", params=["tiny", "tiny-sdxl"])
+def backend(request):
+    return load_backend(request.param, device=torch.device("cpu"), dtype=torch.float32, controlnet="tiny")
+
+
+def _reference(seed: int = 1, count: int = 1) -> torch.Tensor:
+    return torch.randn((count, 4, 8, 8), generator=torch.Generator().manual_seed(seed))
+
+
+def _sample(backend, seed=3, iterations=0, steps=3, guide=None, **kwargs) -> torch.Tensor:
+    denoise = text_denoiser(backend, backend.encode_prompts(["a cat"]), negative_conditioning(backend, ""), 7.0)
+    return distill_by_sampling(
+        backend, denoise, guide or Guide(reference=_reference()), size=SIZE,
+        generator=torch.Generator().manual_seed(seed), layers=LAYERS, steps=steps,
+        iterations=iterations, lr=0.05, adain=True, **kwargs,
+    )
+
+
+def test_adain_matches_per_channel_mean_and_std():
+    latents = torch.randn(2, 4, 8, 6) * 3 + 1
+    references = torch.randn(2, 4, 10, 10) * torch.tensor([0.5, 1, 2, 4]).view(1, 4, 1, 1) - 2
+    out = adain(latents, references)
+    pooled = references.permute(1, 0, 2, 3).reshape(4, -1)
+    for image in out:
+        flat = image.reshape(4, -1)
+        torch.testing.assert_close(flat.mean(1), pooled.mean(1), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(flat.std(1), pooled.std(1), atol=1e-3, rtol=1e-3)
+    # the spatial pattern is kept: AdaIN is an affine map per channel
+    corr = torch.corrcoef(torch.stack([latents[0, 2].flatten(), out[0, 2].flatten()]))[0, 1]
+    assert corr > 0.999
+
+
+def test_zero_ad_iterations_is_plain_ddim_with_the_same_seed(backend):
+    """The sampler with the hook off equals a hand-written diffusers DDIM loop with CFG 7."""
+    steps, seed = 3, 3
+    ours = _sample(backend, seed=seed, iterations=0, steps=steps)
+
+    scheduler = DDIMScheduler.from_config(backend.scheduler.config)
+    scheduler.set_timesteps(steps)
+    z = torch.randn((1, 4, 8, 8), generator=torch.Generator().manual_seed(seed))
+    cond = torch.cat([backend.encode_prompts([""]).embeds, backend.encode_prompts(["a cat"]).embeds])
+    extra = {}
+    if backend.arch == "sdxl":  # an empty negative prompt is zeros for SDXL, as in diffusers' pipeline
+        cond[0] = 0
+        pooled = torch.cat([torch.zeros_like(backend.encode_prompts([""]).pooled), backend.encode_prompts(["a cat"]).pooled])
+        time_ids = torch.tensor([[64, 64, 0, 0, 64, 64]] * 2, dtype=torch.float32)
+        extra = {"added_cond_kwargs": {"text_embeds": pooled, "time_ids": time_ids}}
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            uncond, text = backend.unet(torch.cat([z, z]), t, encoder_hidden_states=cond, **extra).sample.chunk(2)
+            z = scheduler.step(uncond + 7.0 * (text - uncond), t, z).prev_sample
+    torch.testing.assert_close(ours, z, atol=1e-5, rtol=1e-5)
+
+
+def test_ad_guided_sampling_is_reproducible_and_differs_from_plain(backend):
+    guided = _sample(backend, iterations=1)
+    torch.testing.assert_close(guided, _sample(backend, iterations=1), atol=0, rtol=0)
+    assert not torch.allclose(guided, _sample(backend, iterations=0), atol=1e-3)
+
+
+def test_ad_iterations_lower_the_ad_loss_at_a_step(backend):
+    scheduler = make_scheduler(backend, 10)
+    t_prev = previous_timestep(scheduler, scheduler.timesteps[5])
+    guide = Guide(reference=_reference(seed=1))
+    latents = torch.randn((1, 4, 8, 8), generator=torch.Generator().manual_seed(2))
+
+    def ad_loss_after(iterations: int) -> float:
+        hook = ADGuidance(
+            backend, guide, scheduler, torch.Generator().manual_seed(0),
+            layers=LAYERS, iterations=max(iterations, 1), lr=0.05, adain=False,
+        )
+        with hook.installed():
+            step = hook.prepare(t_prev)
+            z = hook.apply(latents, step) if iterations else latents
+            with torch.no_grad():
+                return float(distillation_loss(hook.extract(z, t_prev), step.reference))
+
+    assert ad_loss_after(3) < ad_loss_after(0)
+
+
+def test_reference_features_are_computed_once_per_step(backend, monkeypatch):
+    """Each AD step runs the UNet once for the reference and once per iteration for the latent."""
+    calls = []
+    unet = backend.unet
+    original = unet.forward
+    monkeypatch.setattr(unet, "forward", lambda x, *a, **k: calls.append(x.shape[0]) or original(x, *a, **k))
+    steps, iterations = 2, 3
+    _sample(backend, iterations=iterations, steps=steps)
+    # per step: one CFG pass (batch 2), one reference pass (batch 1), then one pass per iteration
+    assert calls == [2, 1] + [1] * iterations + [2, 1] + [1] * iterations
+
+
+def test_layout_strength_sets_the_start_timestep(backend):
+    assert [sdedit_start(50, s) for s in (1.0, 0.6, 0.3, 0.01)] == [0, 20, 35, 49]
+    assert sdedit_start(4, 0.5) == 2
+    seen = []
+    denoise = lambda z, t: seen.append(int(t)) or torch.zeros_like(z)  # noqa: E731
+    layout = _reference(seed=5)
+    distill_by_sampling(
+        backend, denoise, Guide(reference=_reference()), size=SIZE, generator=torch.Generator().manual_seed(0),
+        layers=LAYERS, steps=10, iterations=0, lr=0.05, adain=False, init=layout, strength=0.6,
+    )
+    timesteps = [int(t) for t in make_scheduler(backend, 10).timesteps]
+    assert seen == timesteps[4:]
+
+
+def test_layout_start_is_the_noised_layout_latent(backend):
+    """With strength s the loop starts from add_noise(layout, noise, t_start): with zero noise
+    prediction and no AD, DDIM then returns the layout exactly."""
+    layout = _reference(seed=5)
+    out = distill_by_sampling(
+        backend, lambda z, t: torch.zeros_like(z), Guide(reference=_reference()), size=SIZE,
+        generator=torch.Generator().manual_seed(0), layers=LAYERS, steps=10, iterations=0, lr=0.05,
+        adain=False, init=layout, strength=0.5,
+    )
+    scheduler = make_scheduler(backend, 10)
+    start = scheduler.timesteps[sdedit_start(10, 0.5)]
+    noise = torch.randn((1, 4, 8, 8), generator=torch.Generator().manual_seed(0))
+    expected = scheduler.add_noise(layout, noise, start.reshape(1))
+    alpha = scheduler.alphas_cumprod[int(start)]
+    # DDIM with eps = 0 rescales by sqrt(ᾱ_final / ᾱ_start): undo that to compare the start latent
+    final = scheduler.final_alpha_cumprod
+    torch.testing.assert_close(out, expected * (final / alpha).sqrt(), atol=1e-5, rtol=1e-5)
+
+
+def test_controlnet_residuals_reach_the_unet(backend):
+    prompt, negative = backend.encode_prompts(["a cat"]), backend.encode_prompts([""])
+    image = torch.rand((1, 3, 64, 64), generator=torch.Generator().manual_seed(0))
+    z = torch.randn((1, 4, 8, 8), generator=torch.Generator().manual_seed(1))
+    t = make_scheduler(backend, 10).timesteps[3]
+    plain = text_denoiser(backend, prompt, negative, 7.0)(z, t)
+    controlled = text_denoiser(backend, prompt, negative, 7.0, Control(backend.controlnet, image, 1.0))(z, t)
+    muted = text_denoiser(backend, prompt, negative, 7.0, Control(backend.controlnet, image, 0.0))(z, t)
+    assert (controlled - plain).abs().max() > 1e-4
+    torch.testing.assert_close(muted, plain, atol=1e-6, rtol=1e-6)
+
+
+def test_a_nan_stops_sampling_with_a_clear_error(backend):
+    scheduler = make_scheduler(backend, 4)
+    broken = lambda z, t: torch.full_like(z, float("nan")) if int(t) < 500 else torch.zeros_like(z)  # noqa: E731
+    with pytest.raises(NumericalError, match=r"step 3 of 4 .*NaN or Inf"):
+        sample(broken, torch.randn(1, 4, 8, 8), scheduler, scheduler.timesteps)
+
+
+def test_a_nan_ad_loss_names_the_ad_step(backend, monkeypatch):
+    import adcli.engine.guidance as guidance
+
+    monkeypatch.setattr(guidance, "distillation_loss", lambda target, *a, **k: target[max(target)].out.sum() * float("nan"))
+    with pytest.raises(NumericalError, match=r"AD step at timestep \d+ failed: the loss became nan"):
+        _sample(backend, iterations=2)
+
+
+def test_mixed_precision_unet_passes_with_fp32_latents(monkeypatch):
+    """UNet (and ControlNet) passes run in the backend's half precision; the optimized latent stays fp32."""
+    backend = load_backend("tiny", device=torch.device("cpu"), dtype=torch.bfloat16, controlnet="tiny")
+    dtypes = []
+    original = backend.unet.forward
+    monkeypatch.setattr(backend.unet, "forward", lambda x, *a, **k: dtypes.append(x.dtype) or original(x, *a, **k))
+    control = Control(backend.controlnet, torch.rand((1, 3, 64, 64)), 1.0)
+    denoise = text_denoiser(backend, backend.encode_prompts(["a cat"]), negative_conditioning(backend, ""), 7.0, control)
+    reference = _reference()
+    out = distill_by_sampling(
+        backend, denoise, Guide(reference=reference, content=reference, content_weight=0.15), size=SIZE,
+        generator=torch.Generator().manual_seed(0), layers=LAYERS, steps=2, iterations=2, lr=0.015, adain=True,
+        init=reference, strength=1.0,
+    )
+    assert set(dtypes) == {torch.bfloat16} and len(dtypes) == 2 * (1 + 1 + 2)
+    assert out.dtype == torch.float32 and bool(torch.isfinite(out).all())
+
+
+def test_denoiser_and_hook_take_latents_of_any_size(backend):
+    """MultiDiffusion will call both per window: one step's reference features serve a window of
+    another shape than the reference."""
+    scheduler = make_scheduler(backend, 10)
+    t = scheduler.timesteps[4]
+    hook = ADGuidance(backend, Guide(reference=_reference()), scheduler, torch.Generator().manual_seed(0),
+                      layers=LAYERS, iterations=1, lr=0.05, adain=True)
+    denoise = text_denoiser(backend, backend.encode_prompts(["a cat"]), negative_conditioning(backend, ""), 7.0)
+    window = torch.randn((1, 4, 8, 16), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        eps = denoise(window, t)
+    with hook.installed():
+        step = hook.prepare(previous_timestep(scheduler, t))
+        out = hook.apply(window, step)
+    assert eps.shape == out.shape == window.shape and not torch.equal(out, window)
