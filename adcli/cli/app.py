@@ -9,6 +9,7 @@ import typer
 import adcli
 from adcli.cli.appearance import appearance
 from adcli.cli.console import stdout
+from adcli.cli.expand import expand
 from adcli.cli.finetune_vae import finetune_vae
 from adcli.cli.style_transfer import style_transfer
 from adcli.cli.t2i import t2i
@@ -48,6 +49,7 @@ app.command("texture")(texture)
 app.command("tile-preview")(tile_preview)
 app.command("finetune-vae")(finetune_vae)
 app.command("t2i")(t2i)
+app.command("expand")(expand)
 
 
 def main() -> None:

@@ -33,6 +33,7 @@ def t2i(
     controlnet: Annotated[Optional[str], typer.Option("--controlnet", help="ControlNet: hub id, diffusers folder or .safetensors file for the model's architecture ('tiny' with a tiny model). Needs --control.", show_default=False)] = None,
     control: Annotated[Optional[Path], typer.Option("--control", help="ControlNet conditioning image (edges, depth…), exactly the output size.", show_default=False)] = None,
     control_scale: Annotated[Optional[float], typer.Option("--control-scale", help="Weight of the ControlNet's residuals.", show_default=False)] = None,
+    tile: o.Tile = None,
     output: o.Output = Path("outputs"),
     preset: o.Preset = None,
     model: o.Model = None,
@@ -63,7 +64,7 @@ def t2i(
     overrides |= {
         "arch": arch, "negative_prompt": negative_prompt, "steps": steps, "guidance": guidance,
         "ad_iterations": ad_iterations, "adain": adain, "content_weight": content_weight, "strength": strength,
-        "controlnet": controlnet, "control_scale": control_scale,
+        "controlnet": controlnet, "control_scale": control_scale, "tile": tile,
     }
     run_command(
         "t2i", preset, overrides,

@@ -15,6 +15,7 @@ import yaml
 from adcli.errors import PresetError
 from adcli.presets.settings import (
     AppearanceSettings,
+    ExpandSettings,
     FinetuneVaeSettings,
     StyleTransferSettings,
     T2ISettings,
@@ -28,6 +29,7 @@ SETTINGS_FOR_TASK: dict[str, type[TaskSettings] | type[FinetuneVaeSettings]] = {
     "texture": TextureSettings,
     "finetune-vae": FinetuneVaeSettings,
     "t2i": T2ISettings,
+    "expand": ExpandSettings,
 }
 
 

@@ -20,6 +20,7 @@ class TaskSettings:
     """Settings every command shares."""
 
     allows_auto_size = False  # a class attribute (no annotation), not a setting: may size be "auto"?
+    max_side = MAX_SIDE  # class attribute: the largest width or height this task accepts
 
     model: str
     model_config: str | None
@@ -33,7 +34,7 @@ class TaskSettings:
 
     def validate(self) -> None:
         if not (self.size == AUTO_SIZE and self.allows_auto_size):
-            parse_size(self.size)
+            parse_size(self.size, self.max_side)
         if self.lr <= 0:
             raise PresetError(f"lr must be positive, got {self.lr}")
         if not self.layers:
@@ -125,6 +126,7 @@ class T2ISettings(TaskSettings):
     strength: float
     controlnet: str | None
     control_scale: float
+    tile: Tile
 
     def validate(self) -> None:
         super().validate()
@@ -137,6 +139,31 @@ class T2ISettings(TaskSettings):
             raise PresetError(f"strength must be in (0, 1] (1 ignores the layout's content), got {self.strength}")
         if self.control_scale < 0:
             raise PresetError(f"control_scale must not be negative, got {self.control_scale}")
+
+
+@dataclass(frozen=True)
+class ExpandSettings(TaskSettings):
+    """Texture expansion: AD-guided sampling inside MultiDiffusion windows, any output size."""
+
+    max_side = 16384
+
+    steps: int
+    ad_iterations: int
+    adain: bool
+    window: int
+    stride: int
+    window_batch: int
+    tile: Tile
+
+    def validate(self) -> None:
+        super().validate()
+        _check_sampling(self.steps, self.ad_iterations)
+        if self.window < 8:
+            raise PresetError(f"window must be at least 8 latents (64 px), got {self.window}")
+        if not 1 <= self.stride <= self.window:
+            raise PresetError(f"stride must be between 1 and the window ({self.window}), got {self.stride}")
+        if self.window_batch < 1:
+            raise PresetError(f"window_batch must be at least 1, got {self.window_batch}")
 
 
 def _check_sampling(steps: int, ad_iterations: int) -> None:

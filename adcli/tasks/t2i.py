@@ -18,7 +18,7 @@ from adcli.engine.sampler import distill_by_sampling, negative_conditioning, sde
 from adcli.errors import InputError
 from adcli.presets import ResolvedSettings, parse_size
 from adcli.presets.settings import AUTO_SIZE
-from adcli.tasks.common import LatentCache, decode_to_image, require_files
+from adcli.tasks.common import LatentCache, decode_to_image, require_files, with_tiling
 from adcli.tasks.jobs import Job, Reporter
 
 
@@ -120,6 +120,6 @@ def t2i_jobs(
             "prompt": prompt, "style": [str(s) for s in styles], "image_index": index,
             "layout": None if layout is None else str(layout), "control": None if control is None else str(control),
         }
-        return Job(name=name, inputs=inputs, make=make, key=f"{prompt}#{index}", steps=steps_run)
+        return Job(name=name, inputs=inputs, make=with_tiling(make, settings.tile), key=f"{prompt}#{index}", steps=steps_run)
 
     return [job_for(number, prompt, index) for number, prompt in enumerate(prompts, 1) for index in range(num_images)]

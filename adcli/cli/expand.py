@@ -1,0 +1,60 @@
+"""`adcli expand`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from adcli.cli import options as o
+from adcli.cli.console import handle_errors
+from adcli.cli.run import run_command
+from adcli.tasks.expand import expand_jobs
+
+
+@handle_errors
+def expand(
+    reference: Annotated[list[Path], typer.Option("--reference", "-r", help="Texture exemplar (resized to one window, 512 px on SD1.5); repeat it to blend several.", show_default=False)],
+    num_images: Annotated[int, typer.Option("--num-images", min=1, help="How many expansions to make, each from its own seed.")] = 1,
+    output: o.Output = Path("outputs"),
+    preset: o.Preset = None,
+    model: o.Model = None,
+    model_config: o.ModelConfig = None,
+    vae: o.Vae = None,
+    dtype: o.Dtype = None,
+    device: o.Device = None,
+    seed: o.Seed = None,
+    size: Annotated[Optional[str], typer.Option("--size", help="Output size WIDTHxHEIGHT in pixels, multiples of 8, any size up to 16384 per side (e.g. 2048x1024).", show_default=False)] = None,
+    layers: o.Layers = None,
+    lr: o.Lr = None,
+    steps: o.Steps = None,
+    ad_iterations: o.AdIterations = None,
+    adain: o.Adain = None,
+    window: Annotated[Optional[int], typer.Option("--window", help="Window side in latents (64 = 512 px for SD1.5).", show_default=False)] = None,
+    stride: Annotated[Optional[int], typer.Option("--stride", help="Latents between neighbouring windows; smaller overlaps more and runs slower.", show_default=False)] = None,
+    window_batch: Annotated[Optional[int], typer.Option("--window-batch", help="Windows per UNet batch: larger uses the GPU better and needs more memory.", show_default=False)] = None,
+    tile: o.Tile = None,
+    overwrite: o.Overwrite = False,
+    quiet: o.Quiet = False,
+) -> None:
+    """Grow the texture of --reference to any --size with AD-guided sampling in overlapping windows (MultiDiffusion).
+
+    [bold]Examples[/]
+
+      adcli expand --reference bark.jpg --size 2048x1024 -o bark-wide.png
+
+      adcli expand -r moss.png --size 4096x4096 --window-batch 8 --tile xy -o moss-4k.png
+
+      adcli expand -r samples/style/grass.jpg --model tiny --size 256x128 --window 8 --steps 10
+    """
+    overrides = o.common_overrides(model, model_config, vae, dtype, device, seed, size, layers, lr)
+    overrides |= {
+        "steps": steps, "ad_iterations": ad_iterations, "adain": adain, "window": window,
+        "stride": stride, "window_batch": window_batch, "tile": tile,
+    }
+    run_command(
+        "expand", preset, overrides,
+        lambda resolved, reporter: expand_jobs(resolved, reference, reporter, num_images),
+        output, overwrite, quiet,
+    )
