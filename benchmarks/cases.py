@@ -118,13 +118,20 @@ class Measurement:
 
 
 def measure(backend: Backend, case: Case, warmup: int, repeat: int = 1) -> Measurement:
-    """Warm up, time the case ``repeat`` times (keep the fastest), then count its FLOPs on a short
-    run scaled up to the full one."""
+    """Warm up, time the case ``repeat`` times (keep the fastest), then count the FLOPs of a short
+    run with the same pass shapes, scaled up to the full run."""
     device = backend.device
     run = workload(backend, case)
-    per_count = case.feature_chunk if case.impl == "engine" and case.task != "vae-decode" else 1
+    if case.task == "vae-decode":
+        warm, short = 1, 1
+    elif case.impl == "engine":
+        # whole chunks of timesteps, as in the timed run (one graph per shape under --compile)
+        short = min(case.feature_chunk, case.iterations)
+        warm = min(case.iterations, max(warmup, case.feature_chunk))
+    else:
+        warm, short = min(warmup, case.iterations), 1
     with options(backend, case):
-        run(max(warmup, per_count) if case.task != "vae-decode" else 1)
+        run(warm)
         _sync(device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -135,7 +142,7 @@ def measure(backend: Backend, case: Case, warmup: int, repeat: int = 1) -> Measu
             _sync(device)
             walls.append(time.perf_counter() - started)
         peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-        flops = count_flops(lambda: run(per_count), device) * case.iterations // per_count
+        flops = count_flops(lambda: run(short), device) * case.iterations // short
     return Measurement(min(walls), peak, flops)
 
 

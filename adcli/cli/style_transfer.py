@@ -29,6 +29,8 @@ def style_transfer(
     layers: o.Layers = None,
     iterations: o.Iterations = None,
     lr: o.Lr = None,
+    compile_unet: o.Compile = None,
+    low_vram: o.LowVram = None,
     content_weight: o.ContentWeight = None,
     overwrite: o.Overwrite = False,
     quiet: o.Quiet = False,
@@ -43,7 +45,7 @@ def style_transfer(
 
       adcli style-transfer samples/content/chelsea.jpg --style samples/style/hubble.jpg --model tiny --size 128x128
     """
-    overrides = o.common_overrides(model, model_config, vae, dtype, device, seed, size, layers, lr)
+    overrides = o.common_overrides(model, model_config, vae, dtype, device, seed, size, layers, lr, compile_unet, low_vram)
     overrides |= {"iterations": iterations, "content_weight": content_weight}
     run_command(
         "style-transfer", preset, overrides,

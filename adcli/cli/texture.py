@@ -29,6 +29,8 @@ def texture(
     layers: o.Layers = None,
     iterations: o.Iterations = None,
     lr: o.Lr = None,
+    compile_unet: o.Compile = None,
+    low_vram: o.LowVram = None,
     overwrite: o.Overwrite = False,
     quiet: o.Quiet = False,
 ) -> None:
@@ -42,7 +44,7 @@ def texture(
 
       adcli texture -r samples/style/brick.jpg --model tiny --size 128x128
     """
-    overrides = o.common_overrides(model, model_config, vae, dtype, device, seed, size, layers, lr)
+    overrides = o.common_overrides(model, model_config, vae, dtype, device, seed, size, layers, lr, compile_unet, low_vram)
     overrides |= {"iterations": iterations}
     run_command(
         "texture", preset, overrides,

@@ -13,7 +13,7 @@ pixels slightly.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -23,14 +23,14 @@ from adcli.engine.models import Backend
 TILE_PIXELS = 512
 
 
-@contextmanager
-def low_vram(backend: Backend) -> Iterator[Backend]:
-    """Apply the low-memory placement and settings for the block; restore everything on exit."""
+def enable_low_vram(backend: Backend) -> Callable[[], None]:
+    """Move and configure ``backend`` for low GPU memory; returns the function that undoes it."""
     unet, vae = backend.unet, backend.vae
     encoder_devices = [next(e.parameters()).device for e in backend.text_encoders]
     vae_device = next(vae.parameters()).device
     tiling = (vae.use_tiling, vae.tile_sample_min_size, vae.tile_latent_min_size)
     was_offloaded, was_checkpointing = backend.vae_offloaded, unet.is_gradient_checkpointing
+
     unet.enable_gradient_checkpointing()
     for encoder in backend.text_encoders:
         encoder.to("cpu")
@@ -41,9 +41,8 @@ def low_vram(backend: Backend) -> Iterator[Backend]:
     vae.tile_latent_min_size = min(vae.tile_latent_min_size, TILE_PIXELS // backend.vae_scale_factor)
     if backend.device.type == "cuda":
         torch.cuda.empty_cache()
-    try:
-        yield backend
-    finally:
+
+    def restore() -> None:
         if not was_checkpointing:
             unet.disable_gradient_checkpointing()
         for encoder, device in zip(backend.text_encoders, encoder_devices, strict=True):
@@ -51,3 +50,15 @@ def low_vram(backend: Backend) -> Iterator[Backend]:
         vae.to(vae_device)
         backend.vae_offloaded = was_offloaded
         vae.use_tiling, vae.tile_sample_min_size, vae.tile_latent_min_size = tiling
+
+    return restore
+
+
+@contextmanager
+def low_vram(backend: Backend) -> Iterator[Backend]:
+    """:func:`enable_low_vram` for the duration of a block."""
+    restore = enable_low_vram(backend)
+    try:
+        yield backend
+    finally:
+        restore()
