@@ -42,9 +42,9 @@ class Case:
         return int(self.variant.split("=")[1]) if self.variant.startswith("chunk=") else FEATURE_CHUNK
 
 
-def plan(full: bool, iterations: int | None, with_compile: bool) -> list[Case]:
+def plan(full: bool, iterations: int | None, with_compile: bool, size: int | None = None) -> list[Case]:
     """The rows: full-size models at the paper's sizes on a GPU, tiny models at 64² on a CPU."""
-    sd, xl = (512, 1024) if full else (64, 64)
+    sd, xl = (size, size) if size else (512, 1024) if full else (64, 64)
     n_sd = iterations or (200 if full else 10)
     n_xl = iterations or (50 if full else 10)
     cases = [

@@ -26,6 +26,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda[:N]")
     parser.add_argument("--models", choices=["full", "tiny"], help="default: full on CUDA, tiny on a CPU")
     parser.add_argument("--iterations", type=int, help="override every optimization's iteration count")
+    parser.add_argument("--size", type=int, help="override every row's image side in pixels (multiple of 8)")
     parser.add_argument("--warmup", type=int, default=2, help="warm-up iterations before each timed run")
     parser.add_argument("--repeat", type=int, help="timed runs per row, the fastest kept (default: 1 on CUDA, 3 on a CPU)")
     parser.add_argument("--only", action="append", default=[], help="run rows whose name contains this (repeatable)")
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     repeat = args.repeat or (1 if device.type == "cuda" else 3)
     with_compile = args.compile if args.compile is not None else device.type == "cuda"
     cases = [
-        c for c in plan(models == "full", args.iterations, with_compile)
+        c for c in plan(models == "full", args.iterations, with_compile, args.size)
         if (not args.only or any(s in c.name for s in args.only)) and (not args.arch or c.arch in args.arch)
     ]
     meta = metadata(device, models)

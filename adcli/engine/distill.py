@@ -19,7 +19,8 @@ Features = dict[int, LayerFeatures]
 # (target token grid, reference token grid) → boolean (N, R·M) mask, or None for no mask.
 MaskFn = Callable[[tuple[int, int], tuple[int, int]], torch.Tensor | None]
 # Timesteps whose reference/content features one no-gradient UNet batch computes ahead of the
-# optimization (they do not depend on the latent). 1 = one timestep per pass.
+# optimization (they do not depend on the latent); 1 = one timestep per pass. Fewer, larger passes
+# measured 1.3–1.5× faster on the tiny models (CPU); ``make bench`` compares 1, 4 and 8 on a GPU.
 FEATURE_CHUNK = 4
 
 
