@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from contextlib import ExitStack, nullcontext
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -115,6 +116,23 @@ class Measurement:
     wall_s: float
     peak_bytes: int | None
     flops: int
+    host_syncs: int | None  # times the host waited for the GPU in the first timed run (CUDA only)
+
+
+@contextmanager
+def _counting_syncs(device: torch.device, found: list) -> Iterator[None]:
+    """Record each operation that makes the host wait for the GPU (torch's sync debug mode)."""
+    if device.type != "cuda":
+        yield
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            yield
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    found.extend(w for w in caught if "synchroniz" in str(w.message).lower())
 
 
 def measure(backend: Backend, case: Case, warmup: int, repeat: int = 1) -> Measurement:
@@ -135,15 +153,16 @@ def measure(backend: Backend, case: Case, warmup: int, repeat: int = 1) -> Measu
         _sync(device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        walls = []
-        for _ in range(repeat):
+        walls, syncs = [], []
+        for attempt in range(repeat):
             started = time.perf_counter()
-            run(case.iterations)
+            with _counting_syncs(device, syncs) if attempt == 0 else nullcontext():
+                run(case.iterations)
             _sync(device)
             walls.append(time.perf_counter() - started)
         peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
         flops = count_flops(lambda: run(short), device) * case.iterations // short
-    return Measurement(min(walls), peak, flops)
+    return Measurement(min(walls), peak, flops, len(syncs) if device.type == "cuda" else None)
 
 
 def count_flops(fn: Callable[[], object], device: torch.device) -> int:

@@ -53,6 +53,7 @@ class Row:
     peak_gpu_mib: float | None
     tflop: float
     peak_fraction: float | None
+    host_syncs: int | None
     speedup_vs_baseline: float | None = None
 
 
@@ -67,6 +68,7 @@ def make_rows(results: list[tuple[Case, Measurement]], peak_tflops: float | None
             peak_gpu_mib=None if m.peak_bytes is None else m.peak_bytes / 2**20,
             tflop=m.flops / 1e12,
             peak_fraction=None if peak_tflops is None else achieved / peak_tflops,
+            host_syncs=m.host_syncs,
         ))
     baselines = {(r.task, r.arch, r.size, r.iterations): r for r in rows if r.impl == "baseline"}
     for row in rows:
@@ -89,8 +91,8 @@ def markdown(rows: list[Row], meta: dict) -> str:
     if meta["models"] == "tiny":
         lines += ["Tiny models on a CPU: only the speed-up column means anything here.", ""]
     lines += [
-        "| task | impl | arch | size | iters | wall s | ms/iter | peak GPU MiB | TFLOP | % of peak | speed-up |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| task | impl | arch | size | iters | wall s | ms/iter | peak GPU MiB | TFLOP | % of peak | host syncs | speed-up |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         impl = r.impl + (f" ({r.variant})" if r.variant else "")
@@ -99,7 +101,7 @@ def markdown(rows: list[Row], meta: dict) -> str:
         lines.append(
             f"| {r.task} | {impl} | {r.arch} | {r.size}² | {r.iterations} | {r.wall_s:.3f} | "
             f"{r.ms_per_iteration:.1f} | {_cell(r.peak_gpu_mib, '.0f')} | {r.tflop:.3g} | "
-            f"{_cell(fraction, '.1f')} | {speedup} |"
+            f"{_cell(fraction, '.1f')} | {'—' if r.host_syncs is None else r.host_syncs} | {speedup} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -134,7 +134,8 @@ class Guide:
         items, steps = latents.shape[0], timesteps.numel()
         with torch.no_grad():
             # (S·(R+C), 4, h, w), timestep-major, each item with its own timestep
-            features = extract(latents.repeat(steps, 1, 1, 1), timesteps.reshape(-1).repeat_interleave(items))
+            per_item = timesteps.reshape(-1, 1).expand(-1, items).reshape(-1)  # (S·(R+C),)
+            features = extract(latents.repeat(steps, 1, 1, 1), per_item)
         per_step = split_features(features, [items] * steps) if steps > 1 else [features]
         if not use_content:
             return [(step, None) for step in per_step]
