@@ -16,7 +16,7 @@ from adcli.tasks.appearance import appearance_jobs
 @handle_errors
 def appearance(
     structure: Annotated[list[Path], typer.Argument(help="Structure image(s) whose layout is kept; each gives one result.", show_default=False)],
-    appearance_ref: Annotated[list[Path], typer.Option("--appearance", "-a", help="Appearance reference; repeat it for several.", show_default=False)],
+    appearance_ref: Annotated[list[Path], typer.Option("--appearance", "-a", metavar="IMAGE", help="Appearance reference; repeat it for several.", show_default=False)],
     output: o.Output = Path("outputs"),
     preset: o.Preset = None,
     model: o.Model = None,
@@ -29,6 +29,8 @@ def appearance(
     layers: o.Layers = None,
     iterations: o.Iterations = None,
     lr: o.Lr = None,
+    compile_unet: o.Compile = None,
+    low_vram: o.LowVram = None,
     content_weight: o.ContentWeight = None,
     overwrite: o.Overwrite = False,
     quiet: o.Quiet = False,
@@ -43,7 +45,7 @@ def appearance(
 
       adcli appearance samples/content/coffee.jpg --appearance samples/style/gravel.jpg --model tiny --size 128x128
     """
-    overrides = o.common_overrides(model, model_config, vae, dtype, device, seed, size, layers, lr)
+    overrides = o.common_overrides(model, model_config, vae, dtype, device, seed, size, layers, lr, compile_unet, low_vram)
     overrides |= {"iterations": iterations, "content_weight": content_weight}
     run_command(
         "appearance", preset, overrides,

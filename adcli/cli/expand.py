@@ -15,7 +15,7 @@ from adcli.tasks.expand import expand_jobs
 
 @handle_errors
 def expand(
-    reference: Annotated[list[Path], typer.Option("--reference", "-r", help="Texture exemplar (resized to one window, 512 px on SD1.5); repeat it to blend several.", show_default=False)],
+    reference: Annotated[list[Path], typer.Option("--reference", "-r", metavar="IMAGE", help="Texture exemplar (resized to one window, 512 px on SD1.5); repeat it to blend several.", show_default=False)],
     num_images: Annotated[int, typer.Option("--num-images", min=1, help="How many expansions to make, each from its own seed.")] = 1,
     output: o.Output = Path("outputs"),
     preset: o.Preset = None,
@@ -35,6 +35,8 @@ def expand(
     stride: Annotated[Optional[int], typer.Option("--stride", help="Latents between neighbouring windows; smaller overlaps more and runs slower.", show_default=False)] = None,
     window_batch: Annotated[Optional[int], typer.Option("--window-batch", help="Windows per UNet batch: larger uses the GPU better and needs more memory.", show_default=False)] = None,
     tile: o.Tile = None,
+    compile_unet: o.Compile = None,
+    low_vram: o.LowVram = None,
     overwrite: o.Overwrite = False,
     quiet: o.Quiet = False,
 ) -> None:
@@ -48,7 +50,7 @@ def expand(
 
       adcli expand -r samples/style/grass.jpg --model tiny --size 256x128 --window 8 --steps 10
     """
-    overrides = o.common_overrides(model, model_config, vae, dtype, device, seed, size, layers, lr)
+    overrides = o.common_overrides(model, model_config, vae, dtype, device, seed, size, layers, lr, compile_unet, low_vram)
     overrides |= {
         "steps": steps, "ad_iterations": ad_iterations, "adain": adain, "window": window,
         "stride": stride, "window_batch": window_batch, "tile": tile,

@@ -27,6 +27,8 @@ Iterations = Annotated[Optional[int], typer.Option("--iterations", "-n", help="O
 Lr = Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate on the latent.", show_default=False)]
 ContentWeight = Annotated[Optional[float], typer.Option("--content-weight", help="λ, the weight of the content loss (L = L_AD + λ·L_content).", show_default=False)]
 Output = Annotated[Path, typer.Option("--output", "-o", help="A .png path for a single result, or a folder (created if needed).")]
+Compile = Annotated[Optional[bool], typer.Option("--compile", help="torch.compile the UNet: the first iterations are slow (compiling), long runs and batches get faster. Off by default.", show_default=False)]
+LowVram = Annotated[Optional[bool], typer.Option("--low-vram", help="For 4–8 GB GPUs: gradient checkpointing, text encoders and VAE off the GPU while the UNet works, tiled VAE. Slower.", show_default=False)]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing file named by -o (otherwise adcli refuses).")]
 Tile = Annotated[Optional[str], typer.Option("--tile", help="Seamless tiling: x, y or xy makes the result wrap around in that direction (circular padding in the UNet's and VAE's convolutions); none turns it off. Check with `adcli tile-preview`.", show_default=False)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display; only written paths (stdout) and errors (stderr).")]
@@ -45,10 +47,12 @@ def parse_layers(text: str | None) -> list[int] | None:
 def common_overrides(
     model: str | None, model_config: str | None, vae: str | None, dtype: str | None, device: str | None,
     seed: int | None, size: str | None, layers: str | None, lr: float | None,
+    compile: bool | None = None, low_vram: bool | None = None,
 ) -> dict:
     return {
         "model": model, "model_config": model_config, "vae": vae, "dtype": dtype, "device": device,
         "seed": seed, "size": size, "layers": parse_layers(layers), "lr": lr,
+        "compile": compile, "low_vram": low_vram,
     }
 
 # AD-guided sampling (t2i, texture --mode sample)

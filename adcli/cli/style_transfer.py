@@ -16,7 +16,7 @@ from adcli.tasks.style_transfer import style_transfer_jobs
 @handle_errors
 def style_transfer(
     content: Annotated[list[Path], typer.Argument(help="Content image(s); each one gives one result.", show_default=False)],
-    style: Annotated[list[Path], typer.Option("--style", "-s", help="Style reference; repeat it to distil several at once (their keys and values are joined).", show_default=False)],
+    style: Annotated[list[Path], typer.Option("--style", "-s", metavar="IMAGE", help="Style reference; repeat it to distil several at once (their keys and values are joined).", show_default=False)],
     output: o.Output = Path("outputs"),
     preset: o.Preset = None,
     model: o.Model = None,
@@ -29,6 +29,8 @@ def style_transfer(
     layers: o.Layers = None,
     iterations: o.Iterations = None,
     lr: o.Lr = None,
+    compile_unet: o.Compile = None,
+    low_vram: o.LowVram = None,
     content_weight: o.ContentWeight = None,
     overwrite: o.Overwrite = False,
     quiet: o.Quiet = False,
@@ -43,7 +45,7 @@ def style_transfer(
 
       adcli style-transfer samples/content/chelsea.jpg --style samples/style/hubble.jpg --model tiny --size 128x128
     """
-    overrides = o.common_overrides(model, model_config, vae, dtype, device, seed, size, layers, lr)
+    overrides = o.common_overrides(model, model_config, vae, dtype, device, seed, size, layers, lr, compile_unet, low_vram)
     overrides |= {"iterations": iterations, "content_weight": content_weight}
     run_command(
         "style-transfer", preset, overrides,

@@ -17,7 +17,7 @@ from adcli.tasks.t2i import model_for_arch, read_prompts, t2i_jobs
 @handle_errors
 def t2i(
     prompt: Annotated[Optional[str], typer.Argument(help="The text prompt (or use --prompts).", show_default=False)] = None,
-    style: Annotated[list[Path], typer.Option("--style", "-s", help="Style reference; repeat it to distil several at once (their keys and values are joined).", show_default=False)] = ...,
+    style: Annotated[list[Path], typer.Option("--style", "-s", metavar="IMAGE", help="Style reference; repeat it to distil several at once (their keys and values are joined).", show_default=False)] = ...,
     prompts_file: Annotated[Optional[Path], typer.Option("--prompts", help="A text file with one prompt per line; each gives its own image(s).", show_default=False)] = None,
     negative_prompt: Annotated[Optional[str], typer.Option("--negative-prompt", help="What the images should not show.", show_default=False)] = None,
     num_images: Annotated[int, typer.Option("--num-images", min=1, help="Images per prompt, each from its own seed.")] = 1,
@@ -34,6 +34,8 @@ def t2i(
     control: Annotated[Optional[Path], typer.Option("--control", help="ControlNet conditioning image (edges, depth…), exactly the output size.", show_default=False)] = None,
     control_scale: Annotated[Optional[float], typer.Option("--control-scale", help="Weight of the ControlNet's residuals.", show_default=False)] = None,
     tile: o.Tile = None,
+    compile_unet: o.Compile = None,
+    low_vram: o.LowVram = None,
     output: o.Output = Path("outputs"),
     preset: o.Preset = None,
     model: o.Model = None,
@@ -60,7 +62,7 @@ def t2i(
     prompts = ([prompt] if prompt is not None else []) + (read_prompts(prompts_file) if prompts_file else [])
     if model is None and arch is not None:
         model = model_for_arch(load_settings("t2i", preset).settings.model, arch)
-    overrides = o.common_overrides(model, model_config, vae, dtype, device, seed, size, layers, lr)
+    overrides = o.common_overrides(model, model_config, vae, dtype, device, seed, size, layers, lr, compile_unet, low_vram)
     overrides |= {
         "arch": arch, "negative_prompt": negative_prompt, "steps": steps, "guidance": guidance,
         "ad_iterations": ad_iterations, "adain": adain, "content_weight": content_weight, "strength": strength,

@@ -15,7 +15,7 @@ from adcli.tasks.texture import texture_jobs
 
 @handle_errors
 def texture(
-    reference: Annotated[list[Path], typer.Option("--reference", "-r", help="Texture exemplar; repeat it to blend several.", show_default=False)],
+    reference: Annotated[list[Path], typer.Option("--reference", "-r", metavar="IMAGE", help="Texture exemplar; repeat it to blend several.", show_default=False)],
     num_images: Annotated[int, typer.Option("--num-images", min=1, help="How many textures to make, each from its own seed.")] = 1,
     source_mask: Annotated[Optional[Path], typer.Option("--source-mask", help="Label map of the reference: a PNG with one flat colour per region (masked synthesis; needs --target-mask).", show_default=False)] = None,
     target_mask: Annotated[Optional[Path], typer.Option("--target-mask", help="Label map of the output, in the source map's colours; the output takes its aspect ratio, with the longer side of --size.", show_default=False)] = None,
@@ -37,6 +37,8 @@ def texture(
     steps: o.Steps = None,
     ad_iterations: o.AdIterations = None,
     adain: o.Adain = None,
+    compile_unet: o.Compile = None,
+    low_vram: o.LowVram = None,
     overwrite: o.Overwrite = False,
     quiet: o.Quiet = False,
 ) -> None:
@@ -57,7 +59,7 @@ def texture(
 
       adcli texture -r samples/style/brick.jpg --tile xy --model tiny --size 128x128
     """
-    overrides = o.common_overrides(model, model_config, vae, dtype, device, seed, size, layers, lr)
+    overrides = o.common_overrides(model, model_config, vae, dtype, device, seed, size, layers, lr, compile_unet, low_vram)
     overrides |= {
         "iterations": iterations, "mask_content_weight": mask_content_weight, "tile": tile,
         "mode": mode, "steps": steps, "ad_iterations": ad_iterations, "adain": adain,

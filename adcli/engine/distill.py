@@ -10,25 +10,32 @@ import torch
 from diffusers import DDIMScheduler
 
 from adcli.engine.attention import FeaturesComplete, FeatureStore, LayerFeatures, capture, select_layers
+from adcli.engine.compile import is_compiled
 from adcli.engine.models import Backend, Conditioning
-from adcli.engine.optimize import StepCallback, optimize_latents
+from adcli.engine.optimize import REPORT_EVERY, StepCallback, optimize_latents
 from adcli.losses import ad_loss_from_output, content_loss
 
 Features = dict[int, LayerFeatures]
 # (target token grid, reference token grid) → boolean (N, R·M) mask, or None for no mask.
 MaskFn = Callable[[tuple[int, int], tuple[int, int]], torch.Tensor | None]
+# Timesteps whose reference/content features one no-gradient UNet batch computes ahead of the
+# optimization (they do not depend on the latent); 1 = one timestep per pass. Fewer, larger passes
+# measured 1.3–1.5× faster on the tiny models (CPU); ``make bench`` compares 1, 4 and 8 on a GPU.
+FEATURE_CHUNK = 4
 
 
 class FeatureExtractor:
     """Runs the UNet on latents at a timestep and returns the selected layers' attention tensors.
 
-    The pass stops right after the last selected layer: nothing after it affects the loss.
+    The pass stops right after the last selected layer: nothing after it affects the loss. A
+    compiled UNet runs to the end instead (one whole graph; the tail is 2–7 % of a pass).
     """
 
     def __init__(self, backend: Backend, layers: Sequence[int]):
         self.backend = backend
         self.positions = select_layers(backend.unet, layers)
-        self.store = FeatureStore(stop_after=max(self.positions))
+        self.store = FeatureStore()
+        self._inputs: dict[tuple, dict] = {}
 
     @contextmanager
     def installed(self) -> Iterator[FeatureExtractor]:
@@ -40,20 +47,32 @@ class FeatureExtractor:
         unet_extra: dict | None = None,
     ) -> Features:
         backend = self.backend
-        if conditioning is None:
-            conditioning = backend.encode_prompts([""])
         batch = latents.shape[0]
-        inputs = backend.unet_inputs(conditioning, batch, tuple(latents.shape[-2:]))
+        inputs = dict(self._empty_prompt_inputs(batch, tuple(latents.shape[-2:])) if conditioning is None
+                      else backend.unet_inputs(conditioning, batch, tuple(latents.shape[-2:])))
         inputs.update(unet_extra or {})
         self.store.clear()
+        # timestep: a scalar, or one per item (B,)
         t = timestep.to(backend.device).reshape(-1).expand(batch)
+        self.store.stop_after = None if is_compiled(backend.unet) else max(self.positions)
         try:
             backend.unet(latents.to(backend.dtype), t, **inputs)
         except FeaturesComplete:
             pass
+        finally:
+            # Never stop a recomputation (gradient checkpointing replays blocks during backward).
+            self.store.stop_after = None
         features = dict(self.store.layers)
         self.store.clear()
         return features
+
+    def _empty_prompt_inputs(self, batch: int, latent_hw: tuple[int, int]) -> dict:
+        """UNet inputs for the empty prompt, built once per shape: building them copies small
+        tensors to the GPU, and each such copy makes the host wait for the GPU."""
+        key = (batch, latent_hw)
+        if key not in self._inputs:
+            self._inputs[key] = self.backend.unet_inputs(self.backend.encode_prompts([""]), batch, latent_hw)
+        return self._inputs[key]
 
 
 def split_features(features: Features, sizes: Sequence[int]) -> list[Features]:
@@ -102,23 +121,59 @@ class Guide:
 
     def clean_features(self, extract: FeatureExtractor, timestep: torch.Tensor) -> tuple[Features, Features | None]:
         """Reference and content features in one no-gradient UNet batch."""
+        return self.clean_features_at(extract, timestep.reshape(1))[0]
+
+    def clean_features_at(
+        self, extract: FeatureExtractor, timesteps: torch.Tensor
+    ) -> list[tuple[Features, Features | None]]:
+        """(reference, content) features at each of ``timesteps`` (S,), all in one no-gradient batch
+        of S·(R + C) items: they do not depend on the latent, so a run can compute them ahead."""
         use_content = self.content is not None and self.content_weight > 0
         if use_content and self.content.shape[-2:] != self.reference.shape[-2:]:
             # Different sizes (masked texture: reference at its own shape) cannot share a batch.
             with torch.no_grad():
-                return extract(self.reference, timestep), extract(self.content, timestep)
+                return [(extract(self.reference, t), extract(self.content, t)) for t in timesteps.reshape(-1)]
         latents = torch.cat([self.reference, self.content]) if use_content else self.reference
+        items, steps = latents.shape[0], timesteps.numel()
         with torch.no_grad():
-            features = extract(latents, timestep)
+            # (S·(R+C), 4, h, w), timestep-major, each item with its own timestep
+            per_item = timesteps.reshape(-1, 1).expand(-1, items).reshape(-1)  # (S·(R+C),)
+            features = extract(latents.repeat(steps, 1, 1, 1), per_item)
+        per_step = split_features(features, [items] * steps) if steps > 1 else [features]
         if not use_content:
-            return features, None
-        reference, content = split_features(features, [self.reference.shape[0], self.content.shape[0]])
-        return reference, content
+            return [(step, None) for step in per_step]
+        sizes = [self.reference.shape[0], self.content.shape[0]]
+        return [tuple(split_features(step, sizes)) for step in per_step]
 
     def loss(self, extract: FeatureExtractor, latents: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
         reference, content = self.clean_features(extract, timestep)
         target = extract(latents, timestep)
         return distillation_loss(target, reference, content, self.content_weight, self.mask_fn)
+
+
+class CleanFeatureChunks:
+    """Reference/content features for a run's timesteps, computed ``chunk`` timesteps at a time.
+
+    Only one chunk is held at once (memory grows with ``chunk``). The last chunk is padded with
+    its final timestep so that every batch has the same shape (one graph under ``--compile``).
+    """
+
+    def __init__(self, guide: Guide, extract: FeatureExtractor, timesteps: torch.Tensor, chunk: int):
+        self.guide, self.extract, self.timesteps = guide, extract, timesteps
+        self.chunk = max(1, min(chunk, timesteps.numel()))
+        self._start: int | None = None
+        self._features: list[tuple[Features, Features | None]] = []
+
+    def __getitem__(self, index: int) -> tuple[Features, Features | None]:
+        start = index - index % self.chunk
+        if start != self._start:
+            self._features = []  # free the previous chunk before computing the next
+            steps = self.timesteps[start : start + self.chunk]
+            if steps.numel() < self.chunk:
+                steps = torch.cat([steps, steps[-1:].expand(self.chunk - steps.numel())])
+            self._features = self.guide.clean_features_at(self.extract, steps)
+            self._start = start
+        return self._features[index - start]
 
 
 def distill_by_optimization(
@@ -130,22 +185,26 @@ def distill_by_optimization(
     iterations: int,
     lr: float,
     on_step: StepCallback | None = None,
+    feature_chunk: int = FEATURE_CHUNK,
+    report_every: int = REPORT_EVERY,
 ) -> torch.Tensor:
     """Algorithm 1: Adam on the latent while the UNet's timestep falls linearly from T to 0.
 
-    Reference and content features come from their clean latents at the same timestep; the
-    UNet's noise prediction is never used.
+    Reference and content features come from their clean latents at the same timestep, computed
+    ``feature_chunk`` timesteps per no-gradient pass; the UNet's noise prediction is never used.
+    The loss is read back from the device every ``report_every`` iterations only.
     """
     extract = FeatureExtractor(backend, layers)
-    timesteps = ddim_timesteps(backend, iterations)
+    timesteps = ddim_timesteps(backend, iterations).to(backend.device)  # on the device: no copy per step
     reference = guide.reference.to(backend.device)
     content = None if guide.content is None else guide.content.to(backend.device)
     guide = Guide(reference, content, guide.content_weight, guide.mask_fn)
+    clean = CleanFeatureChunks(guide, extract, timesteps, feature_chunk)
+
+    def loss(z: torch.Tensor, i: int) -> torch.Tensor:
+        reference_features, content_features = clean[i]
+        target = extract(z, timesteps[i])
+        return distillation_loss(target, reference_features, content_features, guide.content_weight, guide.mask_fn)
+
     with extract.installed():
-        return optimize_latents(
-            init_latents.to(backend.device),
-            lambda z, i: guide.loss(extract, z, timesteps[i]),
-            iterations,
-            lr,
-            on_step,
-        )
+        return optimize_latents(init_latents.to(backend.device), loss, iterations, lr, on_step, report_every)

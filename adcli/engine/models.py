@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +62,8 @@ class Backend:
     device: torch.device
     dtype: torch.dtype
     source: str
+    # --low-vram: the VAE lives on the CPU and visits ``device`` only to encode or decode.
+    vae_offloaded: bool = False
     _prompt_cache: dict = field(default_factory=dict, repr=False)
     controlnet: ControlNetModel | None = None
 
@@ -115,7 +119,8 @@ class Backend:
         Uses the posterior mean, not a sample, so that a run is deterministic.
         """
         pixels = pixels.to(self.device, self.vae_dtype)
-        latents = self.vae.encode(pixels).latent_dist.mean
+        with self._vae_on_device():
+            latents = self.vae.encode(pixels).latent_dist.mean
         shift = getattr(self.vae.config, "shift_factor", None) or 0.0
         return ((latents - shift) * self.vae.config.scaling_factor).float()
 
@@ -124,8 +129,20 @@ class Backend:
         """Scaled latents → pixels in [0, 1], (B, 3, H, W), fp32 on the CPU."""
         shift = getattr(self.vae.config, "shift_factor", None) or 0.0
         latents = latents / self.vae.config.scaling_factor + shift
-        pixels = self.vae.decode(latents.to(self.device, self.vae_dtype)).sample
+        with self._vae_on_device():
+            pixels = self.vae.decode(latents.to(self.device, self.vae_dtype)).sample
         return ((pixels.float() + 1) / 2).clamp(0, 1).cpu()
+
+    @contextmanager
+    def _vae_on_device(self) -> Iterator[None]:
+        if not self.vae_offloaded:
+            yield
+            return
+        self.vae.to(self.device)
+        try:
+            yield
+        finally:
+            self.vae.to("cpu")
 
 
 def _offline() -> bool:

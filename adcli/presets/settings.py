@@ -4,7 +4,7 @@ live in the YAML files under ``configs/``, not here, so there is one source of t
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from adcli.errors import PresetError
@@ -31,6 +31,9 @@ class TaskSettings:
     size: str
     layers: tuple[int, ...]
     lr: float
+    # Speed/memory options (keyword-only so that subclasses can add plain fields after them).
+    compile: bool = field(kw_only=True)
+    low_vram: bool = field(kw_only=True)
 
     def validate(self) -> None:
         if not (self.size == AUTO_SIZE and self.allows_auto_size):

@@ -13,7 +13,9 @@ import torch
 from PIL import Image
 
 import adcli
+from adcli.engine.compile import compile_unet
 from adcli.engine.device import resolve_device, resolve_dtype
+from adcli.engine.lowvram import enable_low_vram
 from adcli.engine.models import Backend, load_backend
 from adcli.errors import AdcliError, OutOfMemory, OutputError
 from adcli.presets import ResolvedSettings
@@ -66,11 +68,17 @@ def open_backend(resolved: ResolvedSettings, reporter: Reporter) -> Backend:
     device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.dtype, device)
     reporter.loading(f"model {settings.model} on {device}")
-    return load_backend(
+    backend = load_backend(
         settings.model, device=device, dtype=dtype, vae=settings.vae, model_config=settings.model_config,
         # only some tasks have these settings (t2i): an architecture check and a ControlNet
         arch=getattr(settings, "arch", None), controlnet=getattr(settings, "controlnet", None),
     )
+    # The run owns this backend, so the options stay on for its lifetime (no restore needed).
+    if settings.low_vram:
+        enable_low_vram(backend)
+    if settings.compile:
+        compile_unet(backend.unet)
+    return backend
 
 
 def _destination(output: Path, job: Job, single: bool) -> tuple[Path, bool]:

@@ -1,0 +1,50 @@
+"""``--compile``: torch.compile of the UNet, for long runs where the compile time pays back.
+
+The UNet is compiled in place (``nn.Module.compile``), so every holder of the module — the
+capture processors, the feature extractor, the sampler — uses the compiled forward without
+knowing. Passes of a compiled UNet are not stopped early (see :class:`FeatureExtractor`): the
+capture processors then trace into one graph per (gradient on/off, input shape).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+
+_MARK = "_adcli_compiled"
+
+
+def is_compiled(unet: torch.nn.Module) -> bool:
+    """Whether ``unet`` was compiled by :func:`compile_unet` (and not restored since)."""
+    return bool(getattr(unet, _MARK, False))
+
+
+def compile_unet(unet: torch.nn.Module, backend: str = "inductor") -> Callable[[], None]:
+    """Compile ``unet`` in place; returns the function that restores its eager forward.
+
+    The first passes of each shape are slow (compiling). ``backend`` is torch.compile's; tests use
+    "eager" to check the tracing without paying for code generation.
+    """
+    if is_compiled(unet):
+        return lambda: None
+    unet.compile(backend=backend, dynamic=False)
+    setattr(unet, _MARK, True)
+
+    def restore() -> None:
+        # nn.Module.compile keeps the compiled call here; clearing it brings back the eager forward.
+        unet._compiled_call_impl = None
+        delattr(unet, _MARK)
+
+    return restore
+
+
+@contextmanager
+def compiled_unet(unet: torch.nn.Module, backend: str = "inductor") -> Iterator[torch.nn.Module]:
+    """:func:`compile_unet` for the duration of a block."""
+    restore = compile_unet(unet, backend)
+    try:
+        yield unet
+    finally:
+        restore()

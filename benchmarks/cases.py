@@ -1,0 +1,178 @@
+"""What ``make bench`` runs: one :class:`Case` per row, and how one is timed and counted."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, nullcontext
+from dataclasses import dataclass
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from adcli.engine.compile import compiled_unet
+from adcli.engine.distill import FEATURE_CHUNK, Guide, distill_by_optimization
+from adcli.engine.lowvram import low_vram
+from adcli.engine.models import Backend
+from benchmarks.baseline import literal_algorithm1
+
+LAYERS = (-6, -5, -4, -3, -2, -1)
+LR = 0.05
+CONTENT_WEIGHT = 0.25  # style transfer's λ; texture has none
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row: a task at the paper's settings, run by the engine or the literal baseline."""
+
+    task: str  # "style-transfer" | "texture" | "vae-decode"
+    arch: str  # "sd15" | "sdxl"
+    size: int  # square output side in pixels
+    iterations: int  # optimization iterations (decodes for vae-decode)
+    impl: str = "engine"  # "engine" | "baseline"
+    variant: str = ""  # "" | "low-vram" | "compile" | "chunk=N"
+
+    @property
+    def name(self) -> str:
+        return " ".join(x for x in (self.task, self.impl, self.variant) if x)
+
+    @property
+    def feature_chunk(self) -> int:
+        return int(self.variant.split("=")[1]) if self.variant.startswith("chunk=") else FEATURE_CHUNK
+
+
+def plan(full: bool, iterations: int | None, with_compile: bool, size: int | None = None) -> list[Case]:
+    """The rows: full-size models at the paper's sizes on a GPU, tiny models at 64² on a CPU."""
+    sd, xl = (size, size) if size else (512, 1024) if full else (64, 64)
+    n_sd = iterations or (200 if full else 10)
+    n_xl = iterations or (50 if full else 10)
+    cases = [
+        Case("style-transfer", "sd15", sd, n_sd, "engine"),
+        Case("style-transfer", "sd15", sd, n_sd, "baseline"),
+        Case("style-transfer", "sd15", sd, n_sd, "engine", "chunk=1"),
+        Case("style-transfer", "sd15", sd, n_sd, "engine", "chunk=8"),
+        Case("style-transfer", "sd15", sd, n_sd, "engine", "low-vram"),
+        Case("texture", "sd15", sd, n_sd, "engine"),
+        Case("texture", "sd15", sd, n_sd, "baseline"),
+        Case("vae-decode", "sd15", sd, 1 if not full else 3),
+    ]
+    if with_compile:
+        cases.append(Case("style-transfer", "sd15", sd, n_sd, "engine", "compile"))
+    cases += [
+        Case("style-transfer", "sdxl", xl, n_xl, "engine"),
+        Case("style-transfer", "sdxl", xl, n_xl, "baseline"),
+        Case("style-transfer", "sdxl", xl, n_xl, "engine", "low-vram"),
+        Case("vae-decode", "sdxl", xl, 1 if not full else 3),
+        Case("vae-decode", "sdxl", xl, 1 if not full else 3, "engine", "low-vram"),
+    ]
+    if with_compile:
+        cases.append(Case("style-transfer", "sdxl", xl, n_xl, "engine", "compile"))
+    return cases
+
+
+def _latents(backend: Backend, size: int, count: int, seed: int) -> torch.Tensor:
+    side = size // backend.vae_scale_factor
+    generator = torch.Generator("cpu").manual_seed(seed)
+    return torch.randn(count, backend.unet.config.in_channels, side, side, generator=generator).to(backend.device)
+
+
+def workload(backend: Backend, case: Case) -> Callable[[int], object]:
+    """``run(n)`` does the case's work for ``n`` iterations (the inputs' values do not change the cost)."""
+    reference = _latents(backend, case.size, 1, seed=1)
+    content = _latents(backend, case.size, 1, seed=2) if case.task == "style-transfer" else None
+    init = content if content is not None else _latents(backend, case.size, 1, seed=3)
+    weight = CONTENT_WEIGHT if content is not None else 0.0
+    if case.task == "vae-decode":
+        return lambda n: [backend.decode_latents(init) for _ in range(n)]
+    if case.impl == "baseline":
+        return lambda n: literal_algorithm1(
+            backend, init, reference, content, layers=LAYERS, iterations=n, lr=LR, content_weight=weight
+        )
+    guide = Guide(reference, content, weight)
+    return lambda n: distill_by_optimization(
+        backend, init, guide, layers=LAYERS, iterations=n, lr=LR, feature_chunk=case.feature_chunk
+    )
+
+
+def options(backend: Backend, case: Case) -> ExitStack:
+    """The case's engine options, applied for the duration of a ``with`` block."""
+    stack = ExitStack()
+    if case.variant == "low-vram":
+        stack.enter_context(low_vram(backend))
+    if case.variant == "compile":
+        stack.enter_context(compiled_unet(backend.unet))
+    return stack
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclass
+class Measurement:
+    wall_s: float
+    peak_bytes: int | None
+    flops: int
+    host_syncs: int | None  # times the host waited for the GPU in the first timed run (CUDA only)
+
+
+@contextmanager
+def _counting_syncs(device: torch.device, found: list) -> Iterator[None]:
+    """Record each operation that makes the host wait for the GPU (torch's sync debug mode)."""
+    if device.type != "cuda":
+        yield
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            yield
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    found.extend(w for w in caught if "synchroniz" in str(w.message).lower())
+
+
+def measure(backend: Backend, case: Case, warmup: int, repeat: int = 1) -> Measurement:
+    """Warm up, time the case ``repeat`` times (keep the fastest), then count the FLOPs of a short
+    run with the same pass shapes, scaled up to the full run."""
+    device = backend.device
+    run = workload(backend, case)
+    if case.task == "vae-decode":
+        warm, short = 1, 1
+    elif case.impl == "engine":
+        # whole chunks of timesteps, as in the timed run (one graph per shape under --compile)
+        short = min(case.feature_chunk, case.iterations)
+        warm = min(case.iterations, max(warmup, case.feature_chunk))
+    else:
+        warm, short = min(warmup, case.iterations), 1
+    with options(backend, case):
+        run(warm)
+        _sync(device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        walls, syncs = [], []
+        for attempt in range(repeat):
+            started = time.perf_counter()
+            with _counting_syncs(device, syncs) if attempt == 0 else nullcontext():
+                run(case.iterations)
+            _sync(device)
+            walls.append(time.perf_counter() - started)
+        peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+        flops = count_flops(lambda: run(short), device) * case.iterations // short
+    return Measurement(min(walls), peak, flops, len(syncs) if device.type == "cuda" else None)
+
+
+def count_flops(fn: Callable[[], object], device: torch.device) -> int:
+    """FLOPs of ``fn`` by torch's FlopCounterMode, run eagerly (a compiled UNet does the same work).
+
+    On the CPU, attention is counted through the math kernel: the CPU's fused kernel is not in
+    the counter's table.
+    """
+    counter = FlopCounterMode(display=False)
+    math = sdpa_kernel([SDPBackend.MATH]) if device.type == "cpu" else nullcontext()
+    with torch.compiler.set_stance("force_eager"), math, counter:
+        fn()
+    return counter.get_total_flops()

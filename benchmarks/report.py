@@ -1,0 +1,131 @@
+"""Turning measurements into rows, a Markdown table and a JSON file."""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import diffusers
+import torch
+
+from benchmarks.cases import Case, Measurement
+
+# Dense bf16 tensor-core peak in TFLOP/s, by a substring of torch.cuda.get_device_name().
+PEAK_BF16_TFLOPS = [
+    ("H200", 989.0),
+    ("H100 80GB HBM3", 989.0),  # the SXM part's name
+    ("H100 SXM", 989.0),
+    ("A100", 312.0),
+    ("L40S", 362.0),
+    ("RTX 6000 Ada", 364.0),
+    ("RTX 4090", 165.0),
+]
+
+
+def device_peak_tflops(name: str) -> float | None:
+    """The device's peak, or None when it is not in the table (the % column is then left out)."""
+    for key, tflops in PEAK_BF16_TFLOPS:
+        if key.lower() in name.lower():
+            return tflops
+    return None
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+@dataclass
+class Row:
+    name: str
+    task: str
+    impl: str
+    variant: str
+    arch: str
+    size: int
+    iterations: int
+    wall_s: float
+    ms_per_iteration: float
+    peak_gpu_mib: float | None
+    tflop: float
+    peak_fraction: float | None
+    host_syncs: int | None
+    speedup_vs_baseline: float | None = None
+
+
+def make_rows(results: list[tuple[Case, Measurement]], peak_tflops: float | None) -> list[Row]:
+    rows = []
+    for case, m in results:
+        achieved = m.flops / m.wall_s / 1e12 if m.wall_s > 0 else 0.0
+        rows.append(Row(
+            name=case.name, task=case.task, impl=case.impl, variant=case.variant, arch=case.arch,
+            size=case.size, iterations=case.iterations, wall_s=m.wall_s,
+            ms_per_iteration=1000 * m.wall_s / case.iterations,
+            peak_gpu_mib=None if m.peak_bytes is None else m.peak_bytes / 2**20,
+            tflop=m.flops / 1e12,
+            peak_fraction=None if peak_tflops is None else achieved / peak_tflops,
+            host_syncs=m.host_syncs,
+        ))
+    baselines = {(r.task, r.arch, r.size, r.iterations): r for r in rows if r.impl == "baseline"}
+    for row in rows:
+        base = baselines.get((row.task, row.arch, row.size, row.iterations))
+        if row.impl == "engine" and base is not None:
+            row.speedup_vs_baseline = base.wall_s / row.wall_s
+    return rows
+
+
+def _cell(value: float | None, fmt: str) -> str:
+    return "—" if value is None else format(value, fmt)
+
+
+def markdown(rows: list[Row], meta: dict) -> str:
+    lines = [
+        f"Device: {meta['device_name']} · models: {meta['models']} · {meta['date']} · "
+        f"torch {meta['torch']} · diffusers {meta['diffusers']}",
+        "",
+    ]
+    if meta["models"] == "tiny":
+        lines += ["Tiny models on a CPU: only the speed-up column means anything here.", ""]
+    lines += [
+        "| task | impl | arch | size | iters | wall s | ms/iter | peak GPU MiB | TFLOP | % of peak | host syncs | speed-up |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        impl = r.impl + (f" ({r.variant})" if r.variant else "")
+        fraction = None if r.peak_fraction is None else 100 * r.peak_fraction
+        speedup = "—" if r.speedup_vs_baseline is None else f"{r.speedup_vs_baseline:.2f}×"
+        lines.append(
+            f"| {r.task} | {impl} | {r.arch} | {r.size}² | {r.iterations} | {r.wall_s:.3f} | "
+            f"{r.ms_per_iteration:.1f} | {_cell(r.peak_gpu_mib, '.0f')} | {r.tflop:.3g} | "
+            f"{_cell(fraction, '.1f')} | {'—' if r.host_syncs is None else r.host_syncs} | {speedup} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def metadata(device: torch.device, models: str) -> dict:
+    name = device_name(device)
+    return {
+        "device": str(device),
+        "device_name": name,
+        "peak_bf16_tflops": device_peak_tflops(name) if device.type == "cuda" else None,
+        "models": models,
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+    }
+
+
+def write(rows: list[Row], meta: dict, folder: Path) -> tuple[Path, Path]:
+    """Write ``bench-<time>.json`` and ``.md`` plus ``latest.*`` copies; return the two paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    data = json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=2) + "\n"
+    table = markdown(rows, meta)
+    for stem in (f"bench-{stamp}", "latest"):
+        (folder / f"{stem}.json").write_text(data, encoding="utf-8")
+        (folder / f"{stem}.md").write_text(table, encoding="utf-8")
+    return folder / f"bench-{stamp}.json", folder / f"bench-{stamp}.md"

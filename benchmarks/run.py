@@ -1,0 +1,85 @@
+"""``make bench`` / ``python -m benchmarks.run``: adcli's engine side by side with a literal Algorithm 1.
+
+On a CUDA GPU it runs full-size SD1.5 and SDXL architectures with random weights in bf16 at the
+paper's sizes; on a CPU, the tiny models at 64² (only the speed-up means anything there).
+Results go to ``benchmarks/results/`` as JSON and Markdown, and the table is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+from pathlib import Path
+
+import torch
+
+from adcli.engine.models import Backend, load_backend
+from benchmarks.cases import Case, measure, plan
+from benchmarks.report import make_rows, markdown, metadata, write
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda[:N]")
+    parser.add_argument("--models", choices=["full", "tiny"], help="default: full on CUDA, tiny on a CPU")
+    parser.add_argument("--iterations", type=int, help="override every optimization's iteration count")
+    parser.add_argument("--size", type=int, help="override every row's image side in pixels (multiple of 8)")
+    parser.add_argument("--warmup", type=int, default=2, help="warm-up iterations before each timed run")
+    parser.add_argument("--repeat", type=int, help="timed runs per row, the fastest kept (default: 1 on CUDA, 3 on a CPU)")
+    parser.add_argument("--only", action="append", default=[], help="run rows whose name contains this (repeatable)")
+    parser.add_argument("--arch", choices=["sd15", "sdxl"], action="append", help="only these architectures")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="include the --compile rows (default: on CUDA only)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"results folder (default {RESULTS})")
+    return parser.parse_args(argv)
+
+
+def _backend(arch: str, models: str, device: torch.device) -> Backend:
+    if models == "tiny":
+        return load_backend("tiny" if arch == "sd15" else "tiny-sdxl", device=device, dtype=torch.float32)
+    from benchmarks.archs import build_full_backend
+
+    return build_full_backend(arch, device, torch.bfloat16 if device.type == "cuda" else torch.float32)
+
+
+def _release(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if args.device == "auto" else args.device)
+    models = args.models or ("full" if device.type == "cuda" else "tiny")
+    if device.type == "cpu":
+        # Tiny models are dispatch-bound: one thread avoids waiting on a second, often busy, core.
+        torch.set_num_threads(1)
+    repeat = args.repeat or (1 if device.type == "cuda" else 3)
+    with_compile = args.compile if args.compile is not None else device.type == "cuda"
+    cases = [
+        c for c in plan(models == "full", args.iterations, with_compile, args.size)
+        if (not args.only or any(s in c.name for s in args.only)) and (not args.arch or c.arch in args.arch)
+    ]
+    meta = metadata(device, models)
+    results: list[tuple[Case, object]] = []
+    for arch in dict.fromkeys(c.arch for c in cases):
+        backend = _backend(arch, models, device)
+        for case in (c for c in cases if c.arch == arch):
+            print(f"… {case.arch} {case.name} ({case.size}², {case.iterations})", file=sys.stderr, flush=True)
+            results.append((case, measure(backend, case, args.warmup, repeat)))
+        del backend
+        _release(device)
+    rows = make_rows(results, meta["peak_bf16_tflops"])
+    json_path, md_path = write(rows, meta, args.out)
+    print(markdown(rows, meta))
+    print(f"wrote {json_path} and {md_path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""`make bench`: the literal baseline computes the engine's losses, the speed options keep results,
+and the CPU benchmark writes its table."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from adcli.engine.distill import Guide, distill_by_optimization
+from adcli.engine.lowvram import low_vram
+from adcli.engine.models import load_backend
+from benchmarks.archs import meta_unet
+from benchmarks.baseline import literal_algorithm1
+
+LAYERS = (-6, -5, -4, -3, -2, -1)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The tiny models are dispatch-bound: a second thread only waits on a shared, busy core."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def sd15():
+    return load_backend("tiny", device=torch.device("cpu"), dtype=torch.float32)
+
+
+def latents(seed: int, side: int = 8) -> torch.Tensor:
+    return torch.randn(1, 4, side, side, generator=torch.Generator().manual_seed(seed))
+
+
+def inputs(with_content: bool = True) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """(style, content, init). The init is not the content latent itself: there the content loss
+    sits at the kink of |q − q_content|, where the sign of its gradient is last-bit rounding, and
+    Adam's first step (±lr per element) would turn that noise into visible differences."""
+    style, content = latents(1), latents(2) if with_content else None
+    init = (content if content is not None else 0) + 0.3 * latents(3)
+    return style, content, init
+
+
+def engine_losses(backend, init, guide, iterations=4, **options) -> tuple[torch.Tensor, list[float]]:
+    losses = []
+    z = distill_by_optimization(
+        backend, init, guide, layers=LAYERS, iterations=iterations, lr=0.05, report_every=1,
+        on_step=lambda step, total, loss: losses.append(loss), **options,
+    )
+    return z, losses
+
+
+def assert_same_losses(expected: list[float], actual: list[float]) -> None:
+    """Same losses up to float rounding (batched and separate passes sum in different orders)."""
+    assert len(expected) == len(actual)
+    assert actual == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("task", ["style-transfer", "texture"])
+def test_baseline_gives_the_engines_losses(sd15, task):
+    style, content, init = inputs(with_content=task == "style-transfer")
+    weight = 0.25 if content is not None else 0.0
+    _, baseline = literal_algorithm1(
+        sd15, init, style, content, layers=LAYERS, iterations=4, lr=0.05, content_weight=weight
+    )
+    _, engine = engine_losses(sd15, init, Guide(style, content, weight))
+    assert all(loss > 0 for loss in baseline)
+    assert_same_losses(baseline, engine)
+
+
+def test_baseline_gives_the_engines_losses_on_sdxl():
+    backend = load_backend("tiny-sdxl", device=torch.device("cpu"), dtype=torch.float32)
+    style, content, init = inputs()
+    _, baseline = literal_algorithm1(
+        backend, init, style, content, layers=LAYERS, iterations=3, lr=0.05, content_weight=0.25
+    )
+    _, engine = engine_losses(backend, init, Guide(style, content, 0.25), iterations=3)
+    assert_same_losses(baseline, engine)
+
+
+@pytest.mark.parametrize("chunk", [2, 3])
+def test_features_computed_ahead_in_chunks_keep_the_losses(sd15, chunk):
+    """Chunks of 2 and 3 over 4 iterations: whole chunks, and a last chunk padded to full size."""
+    style, content, init = inputs()
+    guide = Guide(style, content, 0.25)
+    _, one_at_a_time = engine_losses(sd15, init, guide, feature_chunk=1)
+    _, chunked = engine_losses(sd15, init, guide, feature_chunk=chunk)
+    assert_same_losses(one_at_a_time, chunked)
+
+
+def test_low_vram_keeps_the_result_and_restores_the_model(sd15):
+    style, content, init = inputs()
+    guide = Guide(style, content, 0.25)
+    _, plain = engine_losses(sd15, init, guide)
+    image = sd15.decode_latents(content)
+    with low_vram(sd15):
+        assert sd15.unet.is_gradient_checkpointing and sd15.vae_offloaded and sd15.vae.use_tiling
+        _, saving = engine_losses(sd15, init, guide)
+        saving_image = sd15.decode_latents(content)
+    assert_same_losses(plain, saving)
+    torch.testing.assert_close(saving_image, image)
+    assert not sd15.unet.is_gradient_checkpointing
+    assert not sd15.vae_offloaded and not sd15.vae.use_tiling
+
+
+@pytest.mark.parametrize(
+    "arch, side, forward, forward_backward",
+    [("sd15", 64, 0.80, 1.73), ("sdxl", 128, 6.76, 14.2)],
+)
+def test_full_size_architectures_cost_what_the_published_models_cost(arch, side, forward, forward_backward):
+    """The configs written out in benchmarks/archs.py are the published ones: their FLOPs at 512²
+    (SD1.5) and 1024² (SDXL) are the published architectures' (counted on the meta device)."""
+    unet = meta_unet(arch)
+    with torch.device("meta"):
+        z = torch.randn(1, 4, side, side, requires_grad=True)
+        text = torch.randn(1, 77, unet.config.cross_attention_dim)
+        extra = {}
+        if arch == "sdxl":
+            extra = {"added_cond_kwargs": {"text_embeds": torch.randn(1, 1280), "time_ids": torch.randn(1, 6)}}
+    counter = FlopCounterMode(display=False)
+    with counter:
+        unet(z, torch.tensor([500], device="meta"), encoder_hidden_states=text, **extra).sample.sum().backward()
+    forward_counter = FlopCounterMode(display=False)
+    with forward_counter, torch.no_grad():
+        unet(z, torch.tensor([500], device="meta"), encoder_hidden_states=text, **extra)
+    assert forward_counter.get_total_flops() / 1e12 == pytest.approx(forward, rel=0.01)
+    assert counter.get_total_flops() / 1e12 == pytest.approx(forward_backward, rel=0.01)
+
+
+def test_cpu_bench_runs_and_writes_its_table(tmp_path):
+    command = [sys.executable, "-m", "benchmarks.run", "--device", "cpu", "--iterations", "2", "--repeat", "1",
+               "--warmup", "1", "--only", "style-transfer engine", "--only", "baseline", "--out", str(tmp_path)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    data = json.loads((tmp_path / "latest.json").read_text())
+    rows = {(r["task"], r["arch"], r["impl"], r["variant"]): r for r in data["rows"]}
+    engine, baseline = rows[("style-transfer", "sd15", "engine", "")], rows[("style-transfer", "sd15", "baseline", "")]
+    assert engine["iterations"] == baseline["iterations"] == 2
+    assert engine["wall_s"] > 0 and engine["tflop"] > 0
+    # less work than the literal algorithm: passes stop after the last needed layer, and the
+    # target's attention output is reused instead of recomputed
+    assert engine["tflop"] < baseline["tflop"]
+    assert engine["host_syncs"] is None  # counted on CUDA only
+    assert engine["speedup_vs_baseline"] == pytest.approx(baseline["wall_s"] / engine["wall_s"])
+    assert ("style-transfer", "sdxl", "baseline", "") in rows
+    table = (tmp_path / "latest.md").read_text()
+    assert "| style-transfer | baseline | sd15 | 64² | 2 |" in table
+    assert "speed-up |" in table.splitlines()[4]
+    assert "| style-transfer | engine | sd15 | 64² | 2 |" in table
+    assert table in done.stdout
