@@ -9,6 +9,8 @@ import typer
 import adcli
 from adcli.cli.appearance import appearance
 from adcli.cli.console import stdout
+from adcli.cli.info import info
+from adcli.cli.rerun import rerun
 from adcli.cli.style_transfer import style_transfer
 from adcli.cli.texture import texture
 
@@ -42,6 +44,8 @@ def root(
 app.command("style-transfer")(style_transfer)
 app.command("appearance")(appearance)
 app.command("texture")(texture)
+app.command("info")(info)
+app.command("rerun")(rerun)
 
 
 def main() -> None:

@@ -1,0 +1,39 @@
+"""Ctrl-C in a batch: the first finishes the current image and stops; a second stops at once.
+
+Either way nothing half-written is left (outputs are written to a temporary file and renamed),
+and running the same command with --resume continues where it stopped. SIGTERM (a scheduler's
+or launcher's stop) stops at once, like a second Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def stop_after_current(announce: Callable[[str], None]) -> Iterator[Callable[[], bool]]:
+    """Yield ``should_stop()``; the previous signal handlers are restored on exit."""
+    requested = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield requested.is_set
+        return
+
+    def on_interrupt(signum, frame) -> None:
+        if requested.is_set():
+            raise KeyboardInterrupt
+        requested.set()
+        announce("stopping after the current image (press Ctrl-C again to stop at once)")
+
+    def on_terminate(signum, frame) -> None:
+        requested.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_interrupt), signal.signal(signal.SIGTERM, on_terminate)
+    try:
+        yield requested.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
