@@ -87,6 +87,7 @@ class _Run:
     shard: Shard
     should_stop: Callable[[], bool]
     total: int
+    single: bool = False  # a one-job run: its error is raised at the end instead of reported here
     results: dict[int, JobResult] = field(default_factory=dict)
     started: int = 0
     stop: str | None = None
@@ -99,7 +100,8 @@ class _Run:
     def fail(self, planned: PlannedJob, error: BaseException, batch: int = 1) -> None:
         message, code = _message(error, batch, planned.resolved.settings)
         self.result(planned, "failed", error=message, exit_code=code, exception=error)
-        self.reporter.job_failed(planned.job.name, message)
+        if not self.single:
+            self.reporter.job_failed(planned.job.name, message)
 
     def skip_rest(self, items: list[PlannedJob]) -> None:
         for planned in items:
@@ -207,7 +209,7 @@ def run_plan(
 ) -> list[JobResult]:
     """Make this process's share of ``plan``; one result per job it owns, in plan order."""
     mine = [planned for planned in plan if shard.owns(planned.index)]
-    run = _Run(options, reporter, shard, should_stop, total=0)
+    run = _Run(options, reporter, shard, should_stop, total=0, single=len(plan) == 1)
     todo = []
     for planned in mine:
         found = find_same(planned.path, planned.metadata) if options.resume else None
