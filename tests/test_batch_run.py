@@ -11,16 +11,7 @@ import torch
 
 from adcli.tasks import outputs
 from adcli.tasks.outputs import read_metadata
-from tests.support.batch_helpers import TINY, image, one_line_error, pixels, pngs, report_lines, run
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tiny models run thousands of small ops: on a shared CPU one thread is several times faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests.support.batch_helpers import TINY, image, one_line_error, one_thread, pixels, pngs, report_lines, run  # noqa: F401
 
 
 @pytest.fixture
