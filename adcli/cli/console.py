@@ -119,4 +119,4 @@ class RichReporter:
         )
 
     def job_skipped(self, name: str, path: Path) -> None:
-        self.info(f"skipped {name}: {path} exists with the same settings")
+        """Counted in the run's summary; one line per skipped job would drown a resumed batch."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -25,7 +27,7 @@ def _describe(path: Path, metadata: dict) -> None:
     rows = [
         ("task", metadata.get("task")),
         ("made by", f"adcli {metadata.get('adcli_version', '?')} ({metadata.get('model_arch', '?')} model)"),
-        ("seed", f"{metadata.get('seed')} (derived from base seed {metadata.get('settings', {}).get('seed')})"),
+        ("image seed", f"{metadata.get('seed')} (derived from the base seed {metadata.get('settings', {}).get('seed')})"),
         ("preset", metadata.get("preset")),
     ]
     rows += [(f"input {key}", _value(value)) for key, value in (metadata.get("inputs") or {}).items()]
@@ -55,7 +57,11 @@ def info(
         metadata = read_metadata(path)
         if metadata is None:
             raise InputError(f"{path} has no adcli settings in it (not written by adcli, or the metadata was stripped)")
-        if as_json:
-            print(json.dumps({"file": str(path), **metadata}, sort_keys=True), flush=True)
-        else:
-            _describe(path, metadata)
+        try:
+            if as_json:
+                print(json.dumps({"file": str(path), **metadata}, sort_keys=True), flush=True)
+            else:
+                _describe(path, metadata)
+        except BrokenPipeError:  # `adcli info … | head`: the reader has all it wanted
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 — so that the exit flush does not fail again
+            return

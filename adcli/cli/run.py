@@ -67,6 +67,8 @@ def run_batch(
                 write_report(batch.report, planned)
         return
     ensure_writable(output.parent if output.suffix.lower() == ".png" else output)
+    if batch.report is not None and shard.is_main:
+        ensure_writable(batch.report.parent)
     began = time.perf_counter()
     label = f"[rank {shard.rank}] " if shard.world > 1 else ""
     with RichReporter(quiet or not shard.is_main, label=label) as reporter:

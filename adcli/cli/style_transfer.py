@@ -52,6 +52,8 @@ def style_transfer(
 
       adcli style-transfer --manifest jobs.csv -o out/
 
+      accelerate launch --multi_gpu --num_processes 4 -m adcli style-transfer photos/ --style styles/ -o out/ --resume
+
       adcli style-transfer samples/content/chelsea.jpg --style samples/style/hubble.jpg --model tiny --size 128x128
     """
     overrides = o.common_overrides(model, model_config, vae, dtype, device, seed, size, layers, lr)

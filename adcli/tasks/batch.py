@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from adcli.engine.models import Backend
-from adcli.errors import AdcliError, OutputError, StorageFull
+from adcli.errors import AdcliError, OutOfMemory, OutputError, StorageFull
 from adcli.tasks.jobs import Reporter, open_backend
 from adcli.tasks.outputs import write_png, write_png_free
 from adcli.tasks.plan import BatchOptions, JobResult, PlannedJob
@@ -99,6 +99,8 @@ class _Run:
 
     def fail(self, planned: PlannedJob, error: BaseException, batch: int = 1) -> None:
         message, code = _message(error, batch, planned.resolved.settings)
+        if isinstance(error, torch.OutOfMemoryError):
+            error = OutOfMemory(message)
         self.result(planned, "failed", error=message, exit_code=code, exception=error)
         if not self.single:
             self.reporter.job_failed(planned.job.name, message)
@@ -221,6 +223,8 @@ def run_plan(
         else:
             todo.append(planned)
     run.total = len(todo)
+    if len(todo) < len(mine):
+        reporter.info(f"--resume: {len(mine) - len(todo)} of {len(mine)} job(s) already done with the same settings")
     one_model = len({_backend_key(planned) for planned in plan}) == 1  # a bad model is then a usage error
     for items in _grouped(todo, _backend_key):
         if run.stop is None:
