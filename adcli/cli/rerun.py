@@ -34,5 +34,5 @@ def rerun(
         job = job_from_metadata(image, reporter, device)
     if output is None:
         output = image.parent
-        job.output_name = image.stem
+        job.output_name = image.stem.replace("{", "{{").replace("}", "}}")  # a literal name, not a template
     run_batch(job.resolved, [job], output, quiet, BatchOptions(overwrite=overwrite))

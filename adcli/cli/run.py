@@ -41,7 +41,9 @@ def run_command(
     inputs_given: bool = False,
 ) -> None:
     """Jobs from the command line (``build_jobs``) or from ``batch.manifest``, run as one batch."""
-    batch = replace(batch or BatchOptions(), overwrite=overwrite or (batch is not None and batch.overwrite))
+    batch = batch or BatchOptions()
+    if overwrite:
+        batch = replace(batch, overwrite=True)
     shard = current_shard()
     resolved = load_settings(task, preset, overrides)
     if batch.manifest is not None and inputs_given:

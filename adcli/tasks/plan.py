@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +63,10 @@ class JobResult:
     exception: BaseException | None = field(default=None, repr=False, compare=False)
 
     def as_json(self) -> dict[str, Any]:
-        values = asdict(self)
-        del values["exception"], values["exit_code"]
-        values["seconds"] = round(self.seconds, 3)
-        return values
+        return {
+            "index": self.index, "name": self.name, "status": self.status, "output": self.output,
+            "seconds": round(self.seconds, 3), "error": self.error, "seed": self.seed, "rank": self.rank,
+        }
 
     def __getstate__(self) -> dict[str, Any]:  # exceptions need not survive the trip to the main process
         return {**self.__dict__, "exception": None}
@@ -122,12 +122,15 @@ def plan_jobs(jobs: list[Job], resolved: ResolvedSettings, output: Path, name: s
 def write_report(path: Path, results: list[JobResult]) -> None:
     """One JSON line per job (index, name, status, output, seconds, error, seed, rank), written atomically."""
     lines = "".join(json.dumps(result.as_json(), sort_keys=True) + "\n" for result in sorted(results, key=lambda r: r.index))
-    folder = path.parent if str(path.parent) else Path(".")
+    temporary = None
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=folder)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(lines)
         os.replace(temporary, path)
     except OSError as error:
         raise OutputError(f"cannot write the report {path}: {error.strerror or error}") from None
+    finally:
+        if temporary is not None and os.path.exists(temporary):
+            os.unlink(temporary)

@@ -87,7 +87,7 @@ def reference_sets(values: Sequence[str | Path] | None, what: str, note: Note) -
     ``--style styles/`` → [[s1], [s2], …]; ``--style styles/ --style paper.png`` → [[s1, paper], …].
     """
     if not values:
-        raise InputError(f"no {what} given")
+        raise InputError(f"no {what} given: name files, folders or quoted globs (or use --manifest)")
     shared: list[Path] = []
     each: list[Path] = []
     for value in values:
