@@ -48,7 +48,7 @@ def test_interrupt_then_resume_makes_every_output_exactly_once(tmp_path, presses
         wait_for_first_image(process)
         process.send_signal(signal.SIGINT)
         if presses == 2:
-            time.sleep(0.3)
+            time.sleep(0.1)
             process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=120)
     finally:

@@ -49,4 +49,7 @@ app.command("rerun")(rerun)
 
 
 def main() -> None:
-    app(prog_name="adcli")
+    try:
+        app(prog_name="adcli")
+    except KeyboardInterrupt:  # a Ctrl-C while exiting, after the command has handled its own
+        raise SystemExit(130) from None

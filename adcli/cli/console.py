@@ -44,7 +44,10 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
                 traceback.print_exc()
             fail(str(error), error.exit_code)
         except KeyboardInterrupt:
-            stderr.print("[yellow]interrupted[/]: finished images are kept; nothing half-written was left")
+            stderr.print(
+                "[yellow]interrupted[/]: finished images are kept, nothing half-written was left; "
+                "run the same command with --resume to continue"
+            )
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise

@@ -7,14 +7,27 @@ or launcher's stop) stops at once, like a second Ctrl-C.
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+NOTICE = "\nstopping after the current image (press Ctrl-C again to stop at once)\n"
+
+
+def _notify(quiet: bool) -> None:
+    """Straight to the file descriptor: a signal handler must not re-enter Rich's console."""
+    if not quiet:
+        try:
+            os.write(sys.stderr.fileno(), NOTICE.encode())
+        except (OSError, ValueError):
+            pass
+
 
 @contextmanager
-def stop_after_current(announce: Callable[[str], None]) -> Iterator[Callable[[], bool]]:
+def stop_after_current(quiet: bool = False) -> Iterator[Callable[[], bool]]:
     """Yield ``should_stop()``; the previous signal handlers are restored on exit."""
     requested = threading.Event()
     if threading.current_thread() is not threading.main_thread():
@@ -25,7 +38,7 @@ def stop_after_current(announce: Callable[[str], None]) -> Iterator[Callable[[],
         if requested.is_set():
             raise KeyboardInterrupt
         requested.set()
-        announce("stopping after the current image (press Ctrl-C again to stop at once)")
+        _notify(quiet)
 
     def on_terminate(signum, frame) -> None:
         requested.set()

@@ -74,7 +74,7 @@ def run_batch(
     began = time.perf_counter()
     label = f"[rank {shard.rank}] " if shard.world > 1 else ""
     with RichReporter(quiet or not shard.is_main, label=label) as reporter:
-        with stop_after_current(reporter.info) as should_stop:
+        with stop_after_current(quiet or not shard.is_main) as should_stop:
             results = run_plan(plan, batch, reporter, shard, should_stop)
     _debug_tracebacks(results)
     gathered = gather(results, shard)

@@ -227,7 +227,10 @@ def run_plan(
         reporter.info(f"--resume: {len(mine) - len(todo)} of {len(mine)} job(s) already done with the same settings")
     one_model = len({_backend_key(planned) for planned in plan}) == 1  # a bad model is then a usage error
     for items in _grouped(todo, _backend_key):
-        if run.stop is None:
-            run.run_model(items, only_model=one_model)
+        try:
+            if run.stop is None:
+                run.run_model(items, only_model=one_model)
+        except KeyboardInterrupt:  # a second Ctrl-C between images (e.g. while a model is freed)
+            run.stop = INTERRUPTED
         run.skip_rest(items)
     return [run.results[planned.index] for planned in mine]
