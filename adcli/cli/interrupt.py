@@ -2,7 +2,7 @@
 
 Either way nothing half-written is left (outputs are written to a temporary file and renamed),
 and running the same command with --resume continues where it stopped. SIGTERM (a scheduler's
-or launcher's stop) stops at once, like a second Ctrl-C.
+stop, or torchrun passing on a Ctrl-C to its workers) is treated the same way.
 """
 
 from __future__ import annotations
@@ -40,11 +40,7 @@ def stop_after_current(quiet: bool = False) -> Iterator[Callable[[], bool]]:
         requested.set()
         _notify(quiet)
 
-    def on_terminate(signum, frame) -> None:
-        requested.set()
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGINT, on_interrupt), signal.signal(signal.SIGTERM, on_terminate)
+    previous = signal.signal(signal.SIGINT, on_interrupt), signal.signal(signal.SIGTERM, on_interrupt)
     try:
         yield requested.is_set
     finally:
