@@ -1,4 +1,5 @@
-"""Running a list of jobs: one model, per-job seeds, progress reports, failures isolated."""
+"""Jobs (one output image each), per-job seeds, how tasks report progress, and the plain way to run
+a job list (the batch machinery behind it is tasks/batch.py)."""
 
 from __future__ import annotations
 
