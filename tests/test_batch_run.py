@@ -205,3 +205,18 @@ def test_info_and_rerun_refuse_files_adcli_did_not_write(files):
     assert "no adcli settings" in one_line_error(run("info", contents[0]))
     assert "no adcli settings" in one_line_error(run("rerun", contents[0]))
     assert "does not exist" in one_line_error(run("info", root / "nothing.png"))
+
+
+def test_rank_and_world_size_set_by_hand_split_the_list_without_overlap(files, monkeypatch):
+    root, contents, style = files
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    made = []
+    for rank in ("0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        result = run("style-transfer", *contents, "--style", style, "-o", root / "out", "--report", root / "run.jsonl", *TINY)
+        assert result.exit_code == 0, result.output
+        made.append(result.stdout.split())
+    assert [len(paths) for paths in made] == [2, 1] and not set(made[0]) & set(made[1])
+    assert pngs(root / "out") == ["c0_style.png", "c1_style.png", "c2_style.png"]
+    assert [line["index"] for line in report_lines(root / "run.rank1.jsonl")] == [1]

@@ -69,8 +69,11 @@ def run_batch(
                 write_report(batch.report, planned)
         return
     ensure_writable(output.parent if output.suffix.lower() == ".png" else output)
-    if batch.report is not None and shard.is_main:
-        ensure_writable(batch.report.parent)
+    report = batch.report
+    if report is not None and shard.world > 1 and not shard.gathers:  # each process reports its own share
+        report = report.with_name(f"{report.stem}.rank{shard.rank}{report.suffix}")
+    if report is not None and (shard.is_main or not shard.gathers):
+        ensure_writable(report.parent)
     began = time.perf_counter()
     label = f"[rank {shard.rank}] " if shard.world > 1 else ""
     with RichReporter(quiet or not shard.is_main, label=label) as reporter:
@@ -79,8 +82,8 @@ def run_batch(
     _debug_tracebacks(results)
     gathered = gather(results, shard)
     everyone = results if gathered is None else [r for part in gathered for r in part]
-    if gathered is not None and batch.report is not None:
-        write_report(batch.report, everyone)
+    if gathered is not None and report is not None:
+        write_report(report, everyone)
     if len(plan) == 1 and results and results[0].exception is not None:
         raise results[0].exception  # a single image: its own error and exit code, as one line
     if gathered is not None:

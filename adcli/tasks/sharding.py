@@ -37,6 +37,12 @@ class Shard:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    connected: bool = False  # a launcher's rendezvous address (MASTER_ADDR) is there to gather results
+
+    @property
+    def gathers(self) -> bool:
+        """Whether this process hands its results to the main one (else it reports them itself)."""
+        return self.world > 1 and self.connected
 
     @property
     def is_main(self) -> bool:
@@ -58,7 +64,8 @@ def current_shard() -> Shard:
     rank = _env_int("RANK", 0)
     if world < 1 or not 0 <= rank < world:
         raise InputError(f"RANK={rank} and WORLD_SIZE={world} do not describe a process of the run (need 0 <= RANK < WORLD_SIZE)")
-    return Shard(rank=rank, world=world, local_rank=_env_int("LOCAL_RANK", rank))
+    connected = bool(os.environ.get("MASTER_ADDR"))
+    return Shard(rank=rank, world=world, local_rank=_env_int("LOCAL_RANK", rank), connected=connected)
 
 
 def gather(value: Any, shard: Shard) -> list[Any] | None:
@@ -67,7 +74,7 @@ def gather(value: Any, shard: Shard) -> list[Any] | None:
     Without a launcher's rendezvous address (RANK/WORLD_SIZE set by hand, e.g. one process per
     machine with no network between them) each process keeps only its own value.
     """
-    if shard.world == 1 or not os.environ.get("MASTER_ADDR"):
+    if not shard.gathers:
         return [value]
     import torch.distributed as dist
 
