@@ -39,3 +39,9 @@ class OutOfMemory(AdcliError):
     """The GPU ran out of memory."""
 
     exit_code = 1
+
+
+class StorageFull(OutputError):
+    """The disk or quota is full: no later output could be written either, so a batch stops."""
+
+    exit_code = 1

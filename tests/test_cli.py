@@ -109,13 +109,15 @@ def broken_inputs(tmp_path):
     good = make_image(tmp_path / "good.jpg", size=(64, 64))
     truncated = tmp_path / "truncated.jpg"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    empty = tmp_path / "empty"
+    empty.mkdir()
     return {"missing": (tmp_path / "nope.png", "does not exist"),
             "not an image": (text, "is not an image"),
             "truncated": (truncated, "broken or truncated"),
-            "folder": (tmp_path, "is a folder")}
+            "empty folder": (empty, "holds no images")}
 
 
-@pytest.mark.parametrize("case", ["missing", "not an image", "truncated", "folder"])
+@pytest.mark.parametrize("case", ["missing", "not an image", "truncated", "empty folder"])
 @pytest.mark.parametrize("role", ["content", "style"])
 def test_bad_images_give_one_line_and_no_output(cli, images, tmp_path, case, role):
     content, style = images
@@ -171,12 +173,20 @@ def test_several_jobs_need_a_folder(cli, images, tmp_path):
 
 def test_failed_item_does_not_stop_the_batch(cli, images, tmp_path):
     content, style = images
-    missing = tmp_path / "gone.png"
+    broken = tmp_path / "broken.png"
+    broken.write_text("not an image")
     out = tmp_path / "out"
-    result = cli("style-transfer", content, missing, "--style", style, "-o", out, *FAST)
+    result = cli("style-transfer", content, broken, "--style", style, "-o", out, *FAST)
     assert result.exit_code == 1
-    assert "gone.png" in result.stderr and "1 of 2" in result.stderr
+    assert "broken.png" in result.stderr and "1 of 2" in result.stderr
     assert [p.name for p in out.iterdir()] == ["content_style.png"]
+
+
+def test_a_missing_path_stops_before_any_work(cli, images, tmp_path):
+    content, style = images
+    message = one_line_error(cli("style-transfer", content, tmp_path / "gone.png", "--style", style, "-o", tmp_path / "out", *FAST))
+    assert "gone.png" in message and "does not exist" in message
+    assert not (tmp_path / "out").exists()
 
 
 def test_debug_variable_shows_the_traceback(cli, images, tmp_path, monkeypatch):

@@ -11,6 +11,8 @@ from adcli.cli.appearance import appearance
 from adcli.cli.console import stdout
 from adcli.cli.expand import expand
 from adcli.cli.finetune_vae import finetune_vae
+from adcli.cli.info import info
+from adcli.cli.rerun import rerun
 from adcli.cli.style_transfer import style_transfer
 from adcli.cli.t2i import t2i
 from adcli.cli.texture import texture
@@ -50,7 +52,12 @@ app.command("tile-preview")(tile_preview)
 app.command("finetune-vae")(finetune_vae)
 app.command("t2i")(t2i)
 app.command("expand")(expand)
+app.command("info")(info)
+app.command("rerun")(rerun)
 
 
 def main() -> None:
-    app(prog_name="adcli")
+    try:
+        app(prog_name="adcli")
+    except KeyboardInterrupt:  # a Ctrl-C while exiting, after the command has handled its own
+        raise SystemExit(130) from None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -15,8 +15,8 @@ from adcli.tasks.appearance import appearance_jobs
 
 @handle_errors
 def appearance(
-    structure: Annotated[list[Path], typer.Argument(help="Structure image(s) whose layout is kept; each gives one result.", show_default=False)],
-    appearance_ref: Annotated[list[Path], typer.Option("--appearance", "-a", metavar="IMAGE", help="Appearance reference; repeat it for several.", show_default=False)],
+    structure: Annotated[Optional[list[Path]], typer.Argument(help="Structure images whose layout is kept: files, folders or quoted globs; each gives one result per appearance job.", show_default=False)] = None,
+    appearance_ref: Annotated[Optional[list[Path]], typer.Option("--appearance", "-a", metavar="IMAGE", help="Appearance reference. Single files are distilled together (repeat it to join several); a folder or quoted glob gives one job per image.", show_default=False)] = None,
     output: o.Output = Path("outputs"),
     preset: o.Preset = None,
     model: o.Model = None,
@@ -34,6 +34,13 @@ def appearance(
     content_weight: o.ContentWeight = None,
     overwrite: o.Overwrite = False,
     quiet: o.Quiet = False,
+    pair: o.Pair = o.PairMode.product,
+    manifest: o.Manifest = None,
+    name: o.Name = None,
+    resume: o.Resume = False,
+    dry_run: o.DryRun = False,
+    batch_size: o.BatchSize = 1,
+    report: o.Report = None,
 ) -> None:
     """Give STRUCTURE the appearance (colours, materials) of --appearance (paper Sec. 4.1).
 
@@ -41,14 +48,15 @@ def appearance(
 
       adcli appearance house.jpg --appearance autumn-house.jpg -o result.png
 
-      adcli appearance shoes/*.jpg --appearance leather.png -o out/
+      adcli appearance shoes/ --appearance 'materials/*.jpg' --pair zip -o out/ --resume
 
       adcli appearance samples/content/coffee.jpg --appearance samples/style/gravel.jpg --model tiny --size 128x128
     """
     overrides = o.common_overrides(model, model_config, vae, dtype, device, seed, size, layers, lr, compile_unet, low_vram)
     overrides |= {"iterations": iterations, "content_weight": content_weight}
+    batch = o.batch_options(pair, manifest, name, resume, dry_run, batch_size, report, overwrite)
     run_command(
         "appearance", preset, overrides,
-        lambda resolved, reporter: appearance_jobs(resolved, structure, appearance_ref, reporter),
-        output, overwrite, quiet,
+        lambda resolved, reporter: appearance_jobs(resolved, structure, appearance_ref, reporter, batch.pair),
+        output, overwrite, quiet, batch=batch, inputs_given=bool(structure or appearance_ref),
     )

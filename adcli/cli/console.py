@@ -47,7 +47,10 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except torch.cuda.OutOfMemoryError:
             fail("out of GPU memory: try --dtype fp16, a smaller --size, or close other programs using the GPU", 1)
         except KeyboardInterrupt:
-            stderr.print("[yellow]interrupted[/]: finished images are kept; nothing half-written was left")
+            stderr.print(
+                "[yellow]interrupted[/]: finished images are kept, nothing half-written was left; "
+                "run the same command with --resume to continue"
+            )
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
@@ -62,8 +65,9 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 class RichReporter:
     """Progress for the batch and for the current image, with the loss as it falls."""
 
-    def __init__(self, quiet: bool = False):
+    def __init__(self, quiet: bool = False, label: str = ""):
         self.quiet = quiet
+        self.label = label  # e.g. "[rank 1] " in a multi-process run
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -87,7 +91,7 @@ class RichReporter:
 
     def info(self, message: str) -> None:
         if not self.quiet:
-            self.progress.console.print(escape(message))
+            self.progress.console.print(escape(self.label + message), soft_wrap=True)
 
     def loading(self, what: str) -> None:
         self.info(f"loading {what}")
@@ -116,4 +120,9 @@ class RichReporter:
     def job_failed(self, name: str, message: str) -> None:
         if self.batch_task is not None:
             self.progress.advance(self.batch_task)
-        self.progress.console.print(f"[bold red]failed[/] {escape(name)}: {escape(message)}", soft_wrap=True)
+        self.progress.console.print(
+            f"{escape(self.label)}[bold red]failed[/] {escape(name)}: {escape(message)}", soft_wrap=True
+        )
+
+    def job_skipped(self, name: str, path: Path) -> None:
+        """Counted in the run's summary; one line per skipped job would drown a resumed batch."""

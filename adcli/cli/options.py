@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from adcli.errors import InputError
+from adcli.tasks.plan import BatchOptions
 
 MODEL_HELP = (
     "Model: a Hugging Face hub id, a local diffusers folder, a single .safetensors checkpoint, "
@@ -29,7 +31,7 @@ ContentWeight = Annotated[Optional[float], typer.Option("--content-weight", help
 Output = Annotated[Path, typer.Option("--output", "-o", help="A .png path for a single result, or a folder (created if needed).")]
 Compile = Annotated[Optional[bool], typer.Option("--compile", help="torch.compile the UNet: the first iterations are slow (compiling), long runs and batches get faster. Off by default.", show_default=False)]
 LowVram = Annotated[Optional[bool], typer.Option("--low-vram", help="For 4–8 GB GPUs: gradient checkpointing, text encoders and VAE off the GPU while the UNet works, tiled VAE. Slower.", show_default=False)]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing file named by -o (otherwise adcli refuses).")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs of the same name (otherwise adcli refuses a named .png, and picks NAME-1.png… in a folder).")]
 Tile = Annotated[Optional[str], typer.Option("--tile", help="Seamless tiling: x, y or xy makes the result wrap around in that direction (circular padding in the UNet's and VAE's convolutions); none turns it off. Check with `adcli tile-preview`.", show_default=False)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display; only written paths (stdout) and errors (stderr).")]
 
@@ -59,3 +61,27 @@ def common_overrides(
 Steps = Annotated[Optional[int], typer.Option("--steps", help="DDIM sampling steps.", show_default=False)]
 AdIterations = Annotated[Optional[int], typer.Option("--ad-iterations", help="Adam iterations on the latent after each sampling step; 0 gives plain sampling with the same seed.", show_default=False)]
 Adain = Annotated[Optional[bool], typer.Option("--adain/--no-adain", help="AdaIN the latent's per-channel mean/std to the noised reference before each AD step.", show_default=False)]
+
+# Batch options: every command that makes images takes these (see tasks/batch.py).
+class PairMode(str, Enum):
+    product = "product"
+    zip = "zip"
+
+
+Pair = Annotated[PairMode, typer.Option("--pair", help="How contents meet style jobs: product (every content with every style job) or zip (the i-th with the i-th).")]
+Manifest = Annotated[Optional[Path], typer.Option("--manifest", help="Jobs from a .csv (header row) or .jsonl file, one job a row: the inputs, and optionally name, seed and any preset setting. Relative paths are relative to the manifest.", show_default=False)]
+Name = Annotated[Optional[str], typer.Option("--name", help="Output name template, e.g. '{content}_{style}_{seed}'. Fields: name, task, index, seed, item_seed and the command's inputs; '/' makes subfolders.", show_default=False)]
+Resume = Annotated[bool, typer.Option("--resume", help="Skip jobs whose output exists with the same settings, inputs and seed in its metadata; a changed setting reruns the job.")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="List the jobs, their seeds and output paths, and stop (no model is loaded).")]
+BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Optimize up to N images that share their reference(s) together in one UNet batch (same pictures as one at a time; faster on a GPU when memory allows).")]
+Report = Annotated[Optional[Path], typer.Option("--report", help="Write one JSON line per job (index, name, status, output, seconds, error, seed, rank) to this file.", show_default=False)]
+
+
+def batch_options(
+    pair: PairMode, manifest: Path | None, name: str | None, resume: bool, dry_run: bool,
+    batch_size: int, report: Path | None, overwrite: bool,
+) -> BatchOptions:
+    return BatchOptions(
+        pair=PairMode(pair).value, manifest=manifest, name=name, resume=resume, dry_run=dry_run,
+        batch_size=batch_size, report=report, overwrite=overwrite,
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -15,8 +15,8 @@ from adcli.tasks.style_transfer import style_transfer_jobs
 
 @handle_errors
 def style_transfer(
-    content: Annotated[list[Path], typer.Argument(help="Content image(s); each one gives one result.", show_default=False)],
-    style: Annotated[list[Path], typer.Option("--style", "-s", metavar="IMAGE", help="Style reference; repeat it to distil several at once (their keys and values are joined).", show_default=False)],
+    content: Annotated[Optional[list[Path]], typer.Argument(help="Content images: files, folders or quoted globs; each image gives one result per style job.", show_default=False)] = None,
+    style: Annotated[Optional[list[Path]], typer.Option("--style", "-s", metavar="IMAGE", help="Style reference. Single files are distilled together (repeat --style to join several); a folder or quoted glob gives one style job per image.", show_default=False)] = None,
     output: o.Output = Path("outputs"),
     preset: o.Preset = None,
     model: o.Model = None,
@@ -34,6 +34,13 @@ def style_transfer(
     content_weight: o.ContentWeight = None,
     overwrite: o.Overwrite = False,
     quiet: o.Quiet = False,
+    pair: o.Pair = o.PairMode.product,
+    manifest: o.Manifest = None,
+    name: o.Name = None,
+    resume: o.Resume = False,
+    dry_run: o.DryRun = False,
+    batch_size: o.BatchSize = 1,
+    report: o.Report = None,
 ) -> None:
     """Repaint CONTENT in the style of --style by optimizing its latent (paper Alg. 1).
 
@@ -43,12 +50,19 @@ def style_transfer(
 
       adcli style-transfer a.jpg b.jpg --style s1.png --style s2.png --iterations 300
 
+      adcli style-transfer photos/ --style 'styles/*.png' --name '{content}_{style}' --resume --report run.jsonl
+
+      adcli style-transfer --manifest jobs.csv -o out/
+
+      accelerate launch --multi_gpu --num_processes 4 -m adcli style-transfer photos/ --style styles/ -o out/ --resume
+
       adcli style-transfer samples/content/chelsea.jpg --style samples/style/hubble.jpg --model tiny --size 128x128
     """
     overrides = o.common_overrides(model, model_config, vae, dtype, device, seed, size, layers, lr, compile_unet, low_vram)
     overrides |= {"iterations": iterations, "content_weight": content_weight}
+    batch = o.batch_options(pair, manifest, name, resume, dry_run, batch_size, report, overwrite)
     run_command(
         "style-transfer", preset, overrides,
-        lambda resolved, reporter: style_transfer_jobs(resolved, content, style, reporter),
-        output, overwrite, quiet,
+        lambda resolved, reporter: style_transfer_jobs(resolved, content, style, reporter, batch.pair),
+        output, overwrite, quiet, batch=batch, inputs_given=bool(content or style),
     )

@@ -15,7 +15,7 @@ from adcli.tasks.texture import texture_jobs
 
 @handle_errors
 def texture(
-    reference: Annotated[list[Path], typer.Option("--reference", "-r", metavar="IMAGE", help="Texture exemplar; repeat it to blend several.", show_default=False)],
+    reference: Annotated[Optional[list[Path]], typer.Option("--reference", "-r", metavar="IMAGE", help="Texture exemplar; repeat it to blend several files. A folder or quoted glob gives one texture job per image.", show_default=False)] = None,
     num_images: Annotated[int, typer.Option("--num-images", min=1, help="How many textures to make, each from its own seed.")] = 1,
     source_mask: Annotated[Optional[Path], typer.Option("--source-mask", help="Label map of the reference: a PNG with one flat colour per region (masked synthesis; needs --target-mask).", show_default=False)] = None,
     target_mask: Annotated[Optional[Path], typer.Option("--target-mask", help="Label map of the output, in the source map's colours; the output takes its aspect ratio, with the longer side of --size.", show_default=False)] = None,
@@ -41,6 +41,12 @@ def texture(
     low_vram: o.LowVram = None,
     overwrite: o.Overwrite = False,
     quiet: o.Quiet = False,
+    manifest: o.Manifest = None,
+    name: o.Name = None,
+    resume: o.Resume = False,
+    dry_run: o.DryRun = False,
+    batch_size: o.BatchSize = 1,
+    report: o.Report = None,
 ) -> None:
     """Synthesize a new texture like --reference from noise with the AD loss alone: by optimization,
     or with --mode sample by AD-guided sampling (faster at equal quality, paper Table 1).
@@ -57,6 +63,8 @@ def texture(
 
       adcli texture -r samples/masks/source_texture.png --source-mask samples/masks/source_labels.png --target-mask samples/masks/target_labels.png
 
+      adcli texture -r exemplars/ --num-images 2 --batch-size 4 --resume -o textures/
+
       adcli texture -r samples/style/brick.jpg --tile xy --model tiny --size 128x128
     """
     overrides = o.common_overrides(model, model_config, vae, dtype, device, seed, size, layers, lr, compile_unet, low_vram)
@@ -64,8 +72,9 @@ def texture(
         "iterations": iterations, "mask_content_weight": mask_content_weight, "tile": tile,
         "mode": mode, "steps": steps, "ad_iterations": ad_iterations, "adain": adain,
     }
+    batch = o.batch_options(o.PairMode.product, manifest, name, resume, dry_run, batch_size, report, overwrite)
     run_command(
         "texture", preset, overrides,
         lambda resolved, reporter: texture_jobs(resolved, reference, reporter, num_images, source_mask, target_mask),
-        output, overwrite, quiet,
+        output, overwrite, quiet, batch=batch, inputs_given=bool(reference),
     )

@@ -199,12 +199,24 @@ def distill_by_optimization(
     reference = guide.reference.to(backend.device)
     content = None if guide.content is None else guide.content.to(backend.device)
     guide = Guide(reference, content, guide.content_weight, guide.mask_fn)
+    # Starting from the content latent (transfer), the content term of the first iteration is exactly 0
+    # with a zero gradient; computed from two UNet batches it would be float noise whose L1 gradient (a
+    # sign) is as large as a real one, and would make results depend on how images were batched.
+    init_latents = init_latents.to(backend.device)
+    starts_at_content = content is not None and content.shape == init_latents.shape and torch.equal(content, init_latents)
+    # A batch of B latents: sum the items' losses (B × the batch mean), so each item gets the gradient
+    # it would get alone (Adam is scale-invariant but for its eps) and batched = one-at-a-time results.
+    batch = init_latents.shape[0]
     clean = CleanFeatureChunks(guide, extract, timesteps, feature_chunk)
 
     def loss(z: torch.Tensor, i: int) -> torch.Tensor:
         reference_features, content_features = clean[i]
+        weight = 0.0 if i == 0 and starts_at_content else guide.content_weight
         target = extract(z, timesteps[i])
-        return distillation_loss(target, reference_features, content_features, guide.content_weight, guide.mask_fn)
+        return distillation_loss(target, reference_features, content_features, weight, guide.mask_fn) * batch
 
+    report = on_step
+    if on_step is not None and batch > 1:
+        report = lambda step, total, value: on_step(step, total, None if value is None else value / batch)  # noqa: E731
     with extract.installed():
-        return optimize_latents(init_latents.to(backend.device), loss, iterations, lr, on_step, report_every)
+        return optimize_latents(init_latents, loss, iterations, lr, report, report_every)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
@@ -55,14 +56,14 @@ def require_files(paths: list[Path], what: str) -> list[Path]:
     return paths
 
 
-def with_tiling(make: Callable[[Backend, int], Image.Image], axes: str) -> Callable[[Backend, int], Image.Image]:
+def with_tiling(make: Callable[..., Any], axes: str) -> Callable[..., Any]:
     """A job's ``make`` run with the UNet's and VAE decoder's convolutions wrapping in ``axes``
     (``none``: unchanged). The encoder is left alone: references are not periodic."""
     if axes == "none":
         return make
 
-    def tiled(backend: Backend, seed: int) -> Image.Image:
+    def tiled(backend: Backend, *args: Any) -> Any:
         with seamless([backend.unet, backend.vae.decoder, backend.vae.post_quant_conv], axes):
-            return make(backend, seed)
+            return make(backend, *args)
 
     return tiled

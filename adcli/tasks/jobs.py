@@ -1,25 +1,22 @@
-"""Running a list of jobs: one model, per-job seeds, progress reports, failures isolated."""
+"""Jobs (one output image each), per-job seeds, how tasks report progress, and the plain way to run
+a job list (the batch machinery behind it is tasks/batch.py)."""
 
 from __future__ import annotations
 
 import hashlib
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import torch
 from PIL import Image
 
-import adcli
 from adcli.engine.compile import compile_unet
 from adcli.engine.device import resolve_device, resolve_dtype
 from adcli.engine.lowvram import enable_low_vram
 from adcli.engine.models import Backend, load_backend
-from adcli.errors import AdcliError, OutOfMemory, OutputError
 from adcli.presets import ResolvedSettings
-from adcli.tasks.outputs import free_path, write_png
+from adcli.tasks.common import LatentCache
 
 
 class Reporter(Protocol):
@@ -30,6 +27,8 @@ class Reporter(Protocol):
     def step(self, step: int, total: int, loss: float | None) -> None: ...
     def job_done(self, name: str, path: Path, seconds: float) -> None: ...
     def job_failed(self, name: str, message: str) -> None: ...
+    def job_skipped(self, name: str, path: Path) -> None: ...
+    def info(self, message: str) -> None: ...
 
 
 class SilentReporter:
@@ -38,6 +37,8 @@ class SilentReporter:
     def step(self, step: int, total: int, loss: float | None) -> None: ...
     def job_done(self, name: str, path: Path, seconds: float) -> None: ...
     def job_failed(self, name: str, message: str) -> None: ...
+    def job_skipped(self, name: str, path: Path) -> None: ...
+    def info(self, message: str) -> None: ...
 
 
 def derive_seed(seed: int, key: str) -> int:
@@ -55,6 +56,26 @@ class Job:
     make: Callable[[Backend, int], Image.Image]
     key: str = ""
     steps: int = 0
+    # Batch machinery (tasks/batch.py): --name template fields (e.g. content, style); the job's own
+    # settings when they differ from the run's (manifest rows); a fixed seed (rerun) instead of a
+    # derived one; an output name from a manifest; the input files whose digests go into metadata.
+    fields: dict[str, Any] = field(default_factory=dict)
+    resolved: ResolvedSettings | None = None
+    seed: int | None = None
+    output_name: str | None = None
+    files: list[Path] = field(default_factory=list)
+    # Jobs with equal ``group`` can be made together, in one UNet batch, by ``make_group(backend,
+    # jobs, seeds)``; it must give each job the picture ``make`` gives it alone.
+    group: Hashable | None = None
+    make_group: Callable[[Backend, list[Job], list[int]], list[Image.Image]] | None = None
+
+
+@dataclass
+class JobContext:
+    """What the jobs of one run share: the reporter and the encoded-image cache."""
+
+    reporter: Reporter
+    latents: LatentCache = field(default_factory=LatentCache)
 
 
 @dataclass
@@ -63,9 +84,9 @@ class Outcome:
     failed: list[tuple[str, str]] = field(default_factory=list)
 
 
-def open_backend(resolved: ResolvedSettings, reporter: Reporter) -> Backend:
+def open_backend(resolved: ResolvedSettings, reporter: Reporter, device_name: str | None = None) -> Backend:
     settings = resolved.settings
-    device = resolve_device(settings.device)
+    device = resolve_device(device_name or settings.device)
     dtype = resolve_dtype(settings.dtype, device)
     reporter.loading(f"model {settings.model} on {device}")
     backend = load_backend(
@@ -81,17 +102,6 @@ def open_backend(resolved: ResolvedSettings, reporter: Reporter) -> Backend:
     return backend
 
 
-def _destination(output: Path, job: Job, single: bool) -> tuple[Path, bool]:
-    """(path, explicit): an explicit ``.png`` output for a single job, else a free name in a folder."""
-    if output.suffix.lower() == ".png":
-        if not single:
-            raise OutputError(f"-o {output} names one file, but this run makes several images: give a folder")
-        return output, True
-    if output.exists() and not output.is_dir():
-        raise OutputError(f"-o {output} is a file, not a folder: give a folder or a .png path")
-    return free_path(output, job.name), False
-
-
 def run_jobs(
     resolved: ResolvedSettings,
     jobs: list[Job],
@@ -99,42 +109,21 @@ def run_jobs(
     reporter: Reporter,
     overwrite: bool = False,
 ) -> Outcome:
-    """Load the model once, then make and write each job's image; a failed job does not stop the rest."""
-    if output.suffix.lower() == ".png" and len(jobs) > 1:
-        raise OutputError(f"-o {output} names one file, but this run makes {len(jobs)} images: give a folder")
-    backend = open_backend(resolved, reporter)
+    """Load the model once, then make and write each job's image; a failed job does not stop the rest.
+
+    The plain entry point; the batch machinery (names, resume, batches, shards) is tasks/batch.py.
+    """
+    from adcli.tasks.batch import run_plan
+    from adcli.tasks.plan import BatchOptions, plan_jobs
+
+    plan = plan_jobs(jobs, resolved, output)
+    results = run_plan(plan, BatchOptions(overwrite=overwrite), reporter)
+    if len(results) == 1 and results[0].exception is not None:
+        raise results[0].exception
     outcome = Outcome()
-    for index, job in enumerate(jobs):
-        seed = derive_seed(resolved.settings.seed, job.key or job.name)
-        reporter.job_started(index, len(jobs), job.name, job.steps)
-        started = time.perf_counter()
-        try:
-            torch.manual_seed(seed)
-            image = job.make(backend, seed)
-            path, explicit = _destination(output, job, single=len(jobs) == 1)
-            metadata = {
-                "adcli_version": adcli.__version__,
-                **resolved.as_dict(),
-                "inputs": job.inputs,
-                "seed": seed,
-                "model_arch": backend.arch,
-            }
-            write_png(image, path, metadata, overwrite=overwrite and explicit)
-        except torch.cuda.OutOfMemoryError:
-            error = OutOfMemory(
-                "out of GPU memory: try --dtype fp16, a smaller --size, or close other GPU programs"
-            )
-            outcome.failed.append((job.name, str(error)))
-            reporter.job_failed(job.name, str(error))
-            if len(jobs) == 1:
-                raise error from None
-            continue
-        except AdcliError as error:
-            if len(jobs) == 1:
-                raise
-            outcome.failed.append((job.name, str(error)))
-            reporter.job_failed(job.name, str(error))
-            continue
-        outcome.written.append(path)
-        reporter.job_done(job.name, path, time.perf_counter() - started)
+    for result in results:
+        if result.status == "done":
+            outcome.written.append(Path(result.output))
+        elif result.status == "failed":
+            outcome.failed.append((result.name, result.error or ""))
     return outcome

@@ -3,57 +3,86 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
+from PIL import Image
 
 from adcli.engine.distill import Guide, distill_by_optimization
 from adcli.engine.models import Backend
 from adcli.engine.sampler import distill_by_sampling, text_denoiser
 from adcli.errors import InputError
 from adcli.presets import ResolvedSettings, parse_size
-from adcli.tasks.common import LatentCache, decode_to_image, noise_latents, require_files, with_tiling
-from adcli.tasks.jobs import Job, Reporter
+from adcli.tasks.common import decode_to_image, noise_latents, with_tiling
+from adcli.tasks.jobs import Job, JobContext, Reporter
 from adcli.tasks.masked_texture import masked_texture_jobs
+from adcli.tasks.sources import reference_sets
+
+
+def texture_job(resolved: ResolvedSettings, inputs: dict[str, Any], context: JobContext, numbered: bool | None = None) -> Job:
+    """Texture number ``image_index`` of a reference set, from its own seed (its noise).
+
+    By optimization, jobs with the same references and settings form a group that ``--batch-size``
+    optimizes together; by sampling, each job runs alone.
+    """
+    settings = resolved.settings
+    size = parse_size(settings.size)
+    references = [Path(r) for r in inputs["reference"]]
+    index = int(inputs.get("image_index") or 0)
+
+    def optimize_group(backend: Backend, jobs: list[Job], seeds: list[int]) -> list[Image.Image]:
+        # (B, 4, h, w): one noise latent per job, each drawn from that job's seed.
+        noise = torch.cat([noise_latents(backend, size, seed) for seed in seeds])
+        guide = Guide(reference=context.latents.stack(backend, references, size))
+        latents = distill_by_optimization(
+            backend, noise, guide, layers=settings.layers,
+            iterations=settings.iterations, lr=settings.lr, on_step=context.reporter.step,
+        )
+        return [decode_to_image(backend, latents[i : i + 1]) for i in range(len(jobs))]
+
+    def sample(backend: Backend, seed: int) -> Image.Image:
+        guide = Guide(reference=context.latents.stack(backend, references, size))
+        latents = distill_by_sampling(
+            backend, text_denoiser(backend, backend.encode_prompts([""])), guide, size=size,
+            generator=torch.Generator("cpu").manual_seed(seed), layers=settings.layers,
+            steps=settings.steps, iterations=settings.ad_iterations, lr=settings.lr,
+            adain=settings.adain, on_step=context.reporter.step,
+        )
+        return decode_to_image(backend, latents)
+
+    sampling = settings.mode == "sample"
+    stem = "_".join(r.stem for r in references)
+    numbered = index > 0 if numbered is None else numbered
+    job = Job(
+        name=f"{stem}_texture_{index}" if numbered else f"{stem}_texture",
+        inputs={"reference": [str(r) for r in references], "image_index": index},
+        make=with_tiling(sample if sampling else lambda backend, seed: optimize_group(backend, [job], [seed])[0], settings.tile),
+        key=f"{stem}#{index}",
+        steps=settings.steps if sampling else settings.iterations,
+        fields={"reference": stem, "image_index": index},
+        resolved=resolved,
+        files=references,
+        group=None if sampling else (resolved.task, tuple(str(r) for r in references), replace(settings, seed=0)),
+        make_group=None if sampling else with_tiling(optimize_group, settings.tile),
+    )
+    return job
 
 
 def texture_jobs(
     resolved: ResolvedSettings, references: list[Path], reporter: Reporter, num_images: int = 1,
     source_mask: Path | None = None, target_mask: Path | None = None,
 ) -> list[Job]:
-    """``num_images`` textures from the same reference(s), each from its own seed; with label maps, masked."""
+    """``num_images`` textures per reference set (a folder or glob: one set per image), each from its
+    own seed; with label maps, masked synthesis."""
     if source_mask is not None or target_mask is not None:
         if resolved.settings.mode == "sample":
             raise InputError("masked texture synthesis (--source-mask/--target-mask) runs by optimization: drop --mode sample")
         return masked_texture_jobs(resolved, references, source_mask, target_mask, reporter, num_images)
-    settings = resolved.settings
-    size = parse_size(settings.size)
-    require_files(references, "reference image")
-    cache = LatentCache()
-    stem = "_".join(r.stem for r in references)
-    steps = settings.steps if settings.mode == "sample" else settings.iterations
-
-    def job_for(index: int) -> Job:
-        def make(backend: Backend, seed: int):
-            guide = Guide(reference=cache.stack(backend, references, size))
-            if settings.mode == "sample":
-                latents = distill_by_sampling(
-                    backend, text_denoiser(backend, backend.encode_prompts([""])), guide, size=size,
-                    generator=torch.Generator("cpu").manual_seed(seed), layers=settings.layers,
-                    steps=settings.steps, iterations=settings.ad_iterations, lr=settings.lr,
-                    adain=settings.adain, on_step=reporter.step,
-                )
-                return decode_to_image(backend, latents)
-            latents = distill_by_optimization(
-                backend, noise_latents(backend, size, seed), guide, layers=settings.layers,
-                iterations=settings.iterations, lr=settings.lr, on_step=reporter.step,
-            )
-            return decode_to_image(backend, latents)
-
-        name = f"{stem}_texture" if num_images == 1 else f"{stem}_texture_{index}"
-        inputs = {"reference": [str(r) for r in references], "image_index": index}
-        return Job(
-            name=name, inputs=inputs, make=with_tiling(make, settings.tile), key=f"{stem}#{index}", steps=steps
-        )
-
-    return [job_for(index) for index in range(num_images)]
+    context = JobContext(reporter)
+    return [
+        texture_job(resolved, {"reference": refs, "image_index": index}, context, numbered=num_images > 1)
+        for refs in reference_sets(references, "reference image", reporter.info)
+        for index in range(num_images)
+    ]

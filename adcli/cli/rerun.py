@@ -1,0 +1,38 @@
+"""`adcli rerun`: make an output again from the settings, inputs and seed stored in it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from adcli.cli import options as o
+from adcli.cli.console import RichReporter, handle_errors
+from adcli.cli.run import run_batch
+from adcli.tasks.plan import BatchOptions
+from adcli.tasks.registry import job_from_metadata
+
+
+@handle_errors
+def rerun(
+    image: Annotated[Path, typer.Argument(help="An image written by adcli.", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="A .png path or a folder. Default: beside IMAGE, as IMAGE-1.png.", show_default=False)] = None,
+    device: o.Device = None,
+    overwrite: o.Overwrite = False,
+    quiet: o.Quiet = False,
+) -> None:
+    """Make IMAGE again: the same command, settings, inputs and seed (the inputs must still exist).
+
+    [bold]Examples[/]
+
+      adcli rerun outputs/chelsea_hubble.png
+
+      adcli rerun outputs/chelsea_hubble.png -o again.png --device cuda:1
+    """
+    with RichReporter(quiet) as reporter:
+        job = job_from_metadata(image, reporter, device)
+    if output is None:
+        output = image.parent
+        job.output_name = image.stem.replace("{", "{{").replace("}", "}}")  # a literal name, not a template
+    run_batch(job.resolved, [job], output, quiet, BatchOptions(overwrite=overwrite))

@@ -1,0 +1,79 @@
+"""What a batch prints at the end (summary table, failures) and what --dry-run lists."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+
+from adcli.cli.console import stderr, stdout
+from adcli.tasks.outputs import free_path
+from adcli.tasks.plan import BatchOptions, JobResult, PlannedJob
+from adcli.tasks.resume import find_same
+
+MAX_LISTED_FAILURES = 20
+
+
+def print_summary(results: list[JobResult], wall_seconds: float) -> None:
+    """done / skipped / failed / not run, and the time per image made (on stderr)."""
+    counts = Counter(result.status for result in results)
+    done = [result for result in results if result.status == "done"]
+    per_image = f"{sum(r.seconds for r in done) / len(done):.2f} s" if done else "–"
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, title_justify="left")
+    for column in ("jobs", "done", "skipped", "failed", "not run", "time per image", "wall time"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        str(len(results)), str(counts["done"]), str(counts["skipped"]), str(counts["failed"]),
+        str(counts["not-run"]), per_image, f"{wall_seconds:.1f} s",
+    )
+    stderr.print(table)
+    failed = [result for result in results if result.status == "failed"]
+    for result in failed[:MAX_LISTED_FAILURES]:
+        stderr.print(f"  [red]failed[/] {escape(result.name)}: {escape(result.error or '')}", soft_wrap=True)
+    if len(failed) > MAX_LISTED_FAILURES:
+        stderr.print(f"  … and {len(failed) - MAX_LISTED_FAILURES} more (see --report)")
+
+
+def _describe_inputs(inputs: dict) -> str:
+    parts = []
+    for key, value in inputs.items():
+        text = "+".join(map(str, value)) if isinstance(value, list) else str(value)
+        parts.append(f"{key}={text}")
+    return " ".join(parts)
+
+
+def planned_status(planned: PlannedJob, options: BatchOptions) -> tuple[str, Path]:
+    """What a real run would do with this job, and the path it would write (or keep)."""
+    if options.resume:
+        found = find_same(planned.path, planned.metadata)
+        if found is not None:
+            return "skip (done)", found
+    if not planned.path.exists():
+        return "new", planned.path
+    if options.overwrite:
+        return "replace", planned.path
+    if planned.explicit:
+        return "exists (needs --overwrite)", planned.path
+    return "new name", free_path(planned.path.parent, planned.path.stem)
+
+
+def print_plan(plan: list[PlannedJob], options: BatchOptions, world: int) -> list[JobResult]:
+    """One line per job on stdout; returns the plan as report lines (status planned or skipped)."""
+    stderr.print(f"{len(plan)} job(s)" + (f", job i on process i % {world}" if world > 1 else "") + " (dry run: nothing is made)")
+    lines = []
+    width = len(str(len(plan) - 1))
+    for planned in plan:
+        status, path = planned_status(planned, options)
+        rank = f" [rank {planned.index % world}]" if world > 1 else ""
+        stdout.print(
+            f"{planned.index:>{width}}  {escape(str(path))}  {status}  seed {planned.seed}{rank}  "
+            f"{escape(_describe_inputs(planned.job.inputs))}"
+        )
+        lines.append(JobResult(
+            planned.index, planned.job.name, "skipped" if status.startswith("skip") else "planned",
+            output=str(path), seed=planned.seed, rank=planned.index % world,
+        ))
+    return lines

@@ -1,0 +1,136 @@
+"""A run's job list made concrete before any work: output paths, seeds, metadata; and its results.
+
+Planning is deterministic, so every process of a multi-process run plans the same list and the
+dry run shows exactly what a real run would do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from adcli.errors import InputError, OutputError
+from adcli.presets import ResolvedSettings
+from adcli.tasks.jobs import Job, derive_seed
+from adcli.tasks.naming import COMMON_FIELDS, NameTemplate, clean_value, relative_name
+from adcli.tasks.resume import job_metadata
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """How a run treats its job list: the command-line batch options."""
+
+    pair: str = "product"
+    manifest: Path | None = None
+    name: str | None = None
+    resume: bool = False
+    dry_run: bool = False
+    batch_size: int = 1
+    report: Path | None = None
+    overwrite: bool = False
+
+
+@dataclass
+class PlannedJob:
+    """A job with everything decided: settings, seed, output path and the metadata to store."""
+
+    index: int
+    job: Job
+    resolved: ResolvedSettings
+    seed: int
+    path: Path
+    explicit: bool
+    metadata: dict[str, Any]
+
+
+@dataclass
+class JobResult:
+    """What became of one job; one line of the --report file."""
+
+    index: int
+    name: str
+    status: str  # planned | done | skipped | failed | not-run
+    output: str | None = None
+    seconds: float = 0.0
+    error: str | None = None
+    seed: int = 0
+    rank: int = 0
+    exit_code: int = 0
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index, "name": self.name, "status": self.status, "output": self.output,
+            "seconds": round(self.seconds, 3), "error": self.error, "seed": self.seed, "rank": self.rank,
+        }
+
+    def __getstate__(self) -> dict[str, Any]:  # exceptions need not survive the trip to the main process
+        return {**self.__dict__, "exception": None}
+
+
+def name_fields(job: Job, index: int, resolved: ResolvedSettings, seed: int) -> dict[str, Any]:
+    return {**job.fields, "name": job.name, "task": resolved.task, "index": index,
+            "seed": resolved.settings.seed, "item_seed": seed}
+
+
+def _stem(job: Job, fields: dict[str, Any], template: NameTemplate | None) -> str:
+    if job.output_name:
+        return NameTemplate(job.output_name, "the manifest's name").render(fields)
+    if template is not None:
+        return template.render(fields)
+    return relative_name(clean_value(job.name))
+
+
+def plan_jobs(jobs: list[Job], resolved: ResolvedSettings, output: Path, name: str | None = None) -> list[PlannedJob]:
+    """Seeds, unique output paths and metadata for ``jobs`` (``resolved``: the run's settings)."""
+    if not jobs:
+        raise InputError("nothing to do: the inputs give no jobs")
+    single_file = output.suffix.lower() == ".png"
+    if single_file and len(jobs) > 1:
+        raise OutputError(f"-o {output} names one file, but this run makes {len(jobs)} images: give a folder")
+    if single_file and name:
+        raise InputError("--name needs -o to be a folder, not a .png file")
+    if not single_file and output.exists() and not output.is_dir():
+        raise OutputError(f"-o {output} is a file, not a folder: give a folder or a .png path")
+    template = NameTemplate(name) if name else None
+    if template is not None:
+        template.check(set(COMMON_FIELDS) | set(jobs[0].fields))
+    used: set[str] = set()
+    planned = []
+    for index, job in enumerate(jobs):
+        settings = job.resolved or resolved
+        seed = job.seed if job.seed is not None else derive_seed(settings.settings.seed, job.key or job.name)
+        if single_file:
+            path = output
+        else:
+            stem = base = _stem(job, name_fields(job, index, settings, seed), template)
+            number = 1
+            while stem.lower() in used:  # two jobs with the same name (e.g. a/cat.jpg, b/cat.jpg)
+                number += 1
+                stem = f"{base}_{number}"
+            used.add(stem.lower())
+            path = output / f"{stem}.png"
+        metadata = job_metadata(settings, job.inputs, job.files, seed)
+        planned.append(PlannedJob(index, job, settings, seed, path, single_file, metadata))
+    return planned
+
+
+def write_report(path: Path, results: list[JobResult]) -> None:
+    """One JSON line per job (index, name, status, output, seconds, error, seed, rank), written atomically."""
+    lines = "".join(json.dumps(result.as_json(), sort_keys=True) + "\n" for result in sorted(results, key=lambda r: r.index))
+    temporary = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(lines)
+        os.replace(temporary, path)
+    except OSError as error:
+        raise OutputError(f"cannot write the report {path}: {error.strerror or error}") from None
+    finally:
+        if temporary is not None and os.path.exists(temporary):
+            os.unlink(temporary)

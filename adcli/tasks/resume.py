@@ -1,0 +1,86 @@
+"""What makes two outputs "the same job": the fingerprint --resume compares.
+
+An output is the same when its task, pixel-relevant settings, inputs and seed match. Inputs are
+compared by content (SHA-256 of each input file) where the metadata records it, so moving the
+input folder does not rerun a job, while editing an image does. Settings that do not change
+pixels (the device, memory and speed switches) are left out; so are run options such as the
+output path, --quiet, --overwrite and --report, which are not settings at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import adcli
+from adcli.presets import ResolvedSettings
+from adcli.tasks.outputs import numbered_variants, read_metadata
+
+NON_PIXEL_SETTINGS = frozenset({"device", "compile", "low_vram", "window_batch"})
+_digests: dict[tuple[str, int, int], str] = {}
+
+
+def file_digest(path: Path) -> str | None:
+    """``sha256:…`` of a file's bytes (cached per path, size and mtime); None when unreadable."""
+    try:
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        if key not in _digests:
+            digest = hashlib.sha256()
+            with path.open("rb") as stream:
+                for block in iter(lambda: stream.read(1 << 20), b""):
+                    digest.update(block)
+            _digests[key] = f"sha256:{digest.hexdigest()}"
+        return _digests[key]
+    except OSError:
+        return None
+
+
+def job_metadata(resolved: ResolvedSettings, inputs: dict[str, Any], files: list[Path], seed: int) -> dict[str, Any]:
+    """Everything a PNG records about how it was made (``model_arch`` is added once the model is loaded)."""
+    digests = {str(path): file_digest(path) for path in files}
+    return {
+        "adcli_version": adcli.__version__,
+        **resolved.as_dict(),
+        "inputs": inputs,
+        "input_digests": {path: digest for path, digest in digests.items() if digest},
+        "seed": seed,
+    }
+
+
+def _canonical(value: Any, digests: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        return digests.get(value, value)
+    if isinstance(value, (list, tuple)):
+        return [_canonical(item, digests) for item in value]
+    if isinstance(value, dict):
+        return {key: _canonical(item, digests) for key, item in value.items()}
+    return value
+
+
+def fingerprint(metadata: dict[str, Any]) -> dict[str, Any] | None:
+    """The part of an output's metadata that decides its pixels; None if it is not adcli's."""
+    try:
+        settings = {k: v for k, v in metadata["settings"].items() if k not in NON_PIXEL_SETTINGS}
+        digests = metadata.get("input_digests") or {}
+        found = {
+            "task": metadata["task"],
+            "settings": settings,
+            "inputs": _canonical(metadata["inputs"], digests),
+            "seed": metadata["seed"],
+        }
+    except (KeyError, TypeError, AttributeError):
+        return None
+    return json.loads(json.dumps(found, sort_keys=True))  # tuples → lists, as a stored PNG has them
+
+
+def find_same(path: Path, metadata: dict[str, Any]) -> Path | None:
+    """An existing output at ``path`` (or a ``-N`` variant of it) made with the same fingerprint."""
+    wanted = fingerprint(metadata)
+    for candidate in numbered_variants(path):
+        stored = read_metadata(candidate)
+        if stored is not None and fingerprint(stored) == wanted:
+            return candidate
+    return None
