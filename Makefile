@@ -1,9 +1,11 @@
-# A fresh machine needs only Python 3.10+: `make demo` or `make test` installs everything first.
+# A fresh machine needs only Python 3.10+: `make demo`, `make test` and `make bench` install everything first.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-TINY := --model tiny --size 128x128 --iterations 100 --quiet
+# The tiny models are bound by Python overhead: one thread is as fast, and does not fight other work.
+RUN := OMP_NUM_THREADS=1 $(BIN)/adcli
+TINY := --model tiny --size 128x128 --quiet
 
 .PHONY: setup demo test bench clean
 
@@ -18,13 +20,34 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: setup
-	$(BIN)/adcli style-transfer samples/content/astronaut.jpg --style samples/style/hubble.jpg $(TINY) -o outputs/
-	$(BIN)/adcli appearance samples/content/coffee.jpg --appearance samples/style/gravel.jpg $(TINY) -o outputs/
-	$(BIN)/adcli texture --reference samples/style/brick.jpg $(TINY) -o outputs/
+	mkdir -p outputs
+	# style and appearance transfer, texture by optimization (Algorithm 1)
+	$(RUN) style-transfer samples/content/astronaut.jpg --style samples/style/hubble.jpg $(TINY) --iterations 100 -o outputs/
+	$(RUN) appearance samples/content/coffee.jpg --appearance samples/style/gravel.jpg $(TINY) --iterations 100 -o outputs/
+	$(RUN) texture --reference samples/style/brick.jpg $(TINY) --iterations 100 -o outputs/
+	# AD-guided sampling (Algorithm 2): texture, and text-to-image on the tiny SDXL model
+	$(RUN) texture --reference samples/style/brick.jpg --mode sample $(TINY) --steps 20 -o outputs/brick_sampled.png --overwrite
+	$(RUN) t2i "a lighthouse at dusk" --style samples/style/hubble.jpg --model tiny-sdxl --steps 20 --quiet -o outputs/
+	# masked synthesis from label maps; a seamless texture and its 2x2 preview
+	$(RUN) texture --reference samples/masks/source_texture.png --source-mask samples/masks/source_labels.png --target-mask samples/masks/target_labels.png --model tiny --size 128x128 --iterations 100 --quiet -o outputs/
+	$(RUN) texture --reference samples/style/grass.jpg --tile xy $(TINY) --iterations 100 -o outputs/grass_tiled.png --overwrite
+	$(RUN) tile-preview outputs/grass_tiled.png -o outputs/grass_tiled_2x2.png --overwrite
+	# texture expansion to a wide panorama (MultiDiffusion windows)
+	$(RUN) expand --reference samples/style/grass.jpg --model tiny --size 256x128 --window 8 --steps 10 --quiet -o outputs/grass_expanded.png --overwrite
+	# VAE decoder fine-tuning, then decoding a texture with it
+	$(RUN) finetune-vae samples/style/brick.jpg --model tiny --steps 30 --crop-size 128 -o outputs/brick-vae --overwrite
+	$(RUN) texture --reference samples/style/brick.jpg --vae outputs/brick-vae $(TINY) --iterations 50 -o outputs/brick_finetuned_vae.png --overwrite
+	# a batch: every content x every style, named by a template, then resumed (all skipped)
+	$(RUN) style-transfer samples/content/ --style samples/style/ --model tiny --size 64x64 --iterations 20 --quiet --name '{style}/{content}' --batch-size 4 -o outputs/batch/
+	$(RUN) style-transfer samples/content/ --style samples/style/ --model tiny --size 64x64 --iterations 20 --quiet --name '{style}/{content}' --resume -o outputs/batch/
+	$(RUN) info outputs/batch/hubble/chelsea.png
 	@echo "demo images are in outputs/ (tiny random models draw noise: real results need the SD weights)"
 
 test: setup
-	$(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python -m benchmarks.run
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache
