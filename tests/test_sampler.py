@@ -25,14 +25,6 @@ LAYERS = [-6, -5, -4, -3, -2, -1]
 SIZE = (64, 64)  # pixels → 8×8 latents
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tiny models run thousands of small ops: on a shared CPU one thread is several times faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module", params=["tiny", "tiny-sdxl"])
 def backend(request):

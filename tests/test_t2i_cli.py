@@ -17,14 +17,6 @@ from adcli.tasks.t2i import model_for_arch
 FAST = ["--steps", "3", "--ad-iterations", "1", "--quiet"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tiny models run thousands of small ops: on a shared CPU one thread is several times faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def run(*args):
     return CliRunner().invoke(app, [str(a) for a in args])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from diffusers import DDIMScheduler
@@ -119,6 +119,11 @@ class Guide:
     content_weight: float = 0.0
     mask_fn: MaskFn | None = None
 
+    def to(self, device: torch.device) -> Guide:
+        """The same guide with its latents on ``device``."""
+        content = None if self.content is None else self.content.to(device)
+        return replace(self, reference=self.reference.to(device), content=content)
+
     def clean_features(self, extract: FeatureExtractor, timestep: torch.Tensor) -> tuple[Features, Features | None]:
         """Reference and content features in one no-gradient UNet batch."""
         return self.clean_features_at(extract, timestep.reshape(1))[0]
@@ -196,9 +201,8 @@ def distill_by_optimization(
     """
     extract = FeatureExtractor(backend, layers)
     timesteps = ddim_timesteps(backend, iterations).to(backend.device)  # on the device: no copy per step
-    reference = guide.reference.to(backend.device)
-    content = None if guide.content is None else guide.content.to(backend.device)
-    guide = Guide(reference, content, guide.content_weight, guide.mask_fn)
+    guide = guide.to(backend.device)
+    content = guide.content
     # Starting from the content latent (transfer), the content term of the first iteration is exactly 0
     # with a zero gradient; computed from two UNet batches it would be float noise whose L1 gradient (a
     # sign) is as large as a real one, and would make results depend on how images were batched.

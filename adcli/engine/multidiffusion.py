@@ -168,9 +168,8 @@ def expand_by_sampling(
 
     guidance = None
     if iterations > 0:
-        on_device = Guide(guide.reference.to(backend.device), None, 0.0, guide.mask_fn)
         guidance = ADGuidance(
-            backend, on_device, scheduler, generator, layers=layers, iterations=iterations, lr=lr, adain=adain
+            backend, guide.to(backend.device), scheduler, generator, layers=layers, iterations=iterations, lr=lr, adain=adain
         )
     total = steps * averager.batches * (2 if guidance is not None else 1)
     done = 0

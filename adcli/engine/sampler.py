@@ -158,13 +158,8 @@ def distill_by_sampling(
         latents = scheduler.add_noise(init.to(backend.device).float(), noise, timesteps[:1])
     hook = None
     if iterations > 0:
-        on_device = Guide(
-            guide.reference.to(backend.device),
-            None if guide.content is None else guide.content.to(backend.device),
-            guide.content_weight, guide.mask_fn,
-        )
         hook = ADGuidance(
-            backend, on_device, scheduler, generator, layers=layers, iterations=iterations, lr=lr, adain=adain
+            backend, guide.to(backend.device), scheduler, generator, layers=layers, iterations=iterations, lr=lr, adain=adain
         )
     report = None
     if on_step is not None:
