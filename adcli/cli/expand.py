@@ -15,7 +15,7 @@ from adcli.tasks.expand import expand_jobs
 
 @handle_errors
 def expand(
-    reference: Annotated[list[Path], typer.Option("--reference", "-r", metavar="IMAGE", help="Texture exemplar (resized to one window, 512 px on SD1.5); repeat it to blend several.", show_default=False)],
+    reference: Annotated[Optional[list[Path]], typer.Option("--reference", "-r", metavar="IMAGE", help="Texture exemplar (resized to one window, 512 px on SD1.5); repeat it to blend several files. A folder or quoted glob gives one expansion job per image.", show_default=False)] = None,
     num_images: Annotated[int, typer.Option("--num-images", min=1, help="How many expansions to make, each from its own seed.")] = 1,
     output: o.Output = Path("outputs"),
     preset: o.Preset = None,
@@ -39,6 +39,12 @@ def expand(
     low_vram: o.LowVram = None,
     overwrite: o.Overwrite = False,
     quiet: o.Quiet = False,
+    manifest: o.Manifest = None,
+    name: o.Name = None,
+    resume: o.Resume = False,
+    dry_run: o.DryRun = False,
+    batch_size: o.BatchSize = 1,
+    report: o.Report = None,
 ) -> None:
     """Grow the texture of --reference to any --size with AD-guided sampling in overlapping windows (MultiDiffusion).
 
@@ -48,6 +54,8 @@ def expand(
 
       adcli expand -r moss.png --size 4096x4096 --window-batch 8 --tile xy -o moss-4k.png
 
+      adcli expand -r 'textures/*.jpg' --size 2048x2048 --name '{reference}_big' --resume -o big/
+
       adcli expand -r samples/style/grass.jpg --model tiny --size 256x128 --window 8 --steps 10
     """
     overrides = o.common_overrides(model, model_config, vae, dtype, device, seed, size, layers, lr, compile_unet, low_vram)
@@ -55,8 +63,9 @@ def expand(
         "steps": steps, "ad_iterations": ad_iterations, "adain": adain, "window": window,
         "stride": stride, "window_batch": window_batch, "tile": tile,
     }
+    batch = o.batch_options(o.PairMode.product, manifest, name, resume, dry_run, batch_size, report, overwrite)
     run_command(
         "expand", preset, overrides,
         lambda resolved, reporter: expand_jobs(resolved, reference, reporter, num_images),
-        output, overwrite, quiet,
+        output, overwrite, quiet, batch=batch, inputs_given=bool(reference),
     )

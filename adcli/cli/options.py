@@ -73,7 +73,7 @@ Manifest = Annotated[Optional[Path], typer.Option("--manifest", help="Jobs from 
 Name = Annotated[Optional[str], typer.Option("--name", help="Output name template, e.g. '{content}_{style}_{seed}'. Fields: name, task, index, seed, item_seed and the command's inputs; '/' makes subfolders.", show_default=False)]
 Resume = Annotated[bool, typer.Option("--resume", help="Skip jobs whose output exists with the same settings, inputs and seed in its metadata; a changed setting reruns the job.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="List the jobs, their seeds and output paths, and stop (no model is loaded).")]
-BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Optimize up to N images that share their reference(s) together in one UNet batch (same pictures as one at a time; faster on a GPU when memory allows).")]
+BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Optimize up to N images that share their reference(s) together in one UNet batch (same pictures as one at a time; faster on a GPU when memory allows). Sampling jobs (t2i, expand, texture --mode sample) run one at a time whatever N.")]
 Report = Annotated[Optional[Path], typer.Option("--report", help="Write one JSON line per job (index, name, status, output, seconds, error, seed, rank) to this file.", show_default=False)]
 
 

@@ -17,7 +17,7 @@ from adcli.tasks.t2i import model_for_arch, read_prompts, t2i_jobs
 @handle_errors
 def t2i(
     prompt: Annotated[Optional[str], typer.Argument(help="The text prompt (or use --prompts).", show_default=False)] = None,
-    style: Annotated[list[Path], typer.Option("--style", "-s", metavar="IMAGE", help="Style reference; repeat it to distil several at once (their keys and values are joined).", show_default=False)] = ...,
+    style: Annotated[Optional[list[Path]], typer.Option("--style", "-s", metavar="IMAGE", help="Style reference. Single files are distilled together (repeat --style to join several); a folder or quoted glob gives one style job per image.", show_default=False)] = None,
     prompts_file: Annotated[Optional[Path], typer.Option("--prompts", help="A text file with one prompt per line; each gives its own image(s).", show_default=False)] = None,
     negative_prompt: Annotated[Optional[str], typer.Option("--negative-prompt", help="What the images should not show.", show_default=False)] = None,
     num_images: Annotated[int, typer.Option("--num-images", min=1, help="Images per prompt, each from its own seed.")] = 1,
@@ -48,6 +48,13 @@ def t2i(
     layers: o.Layers = None,
     overwrite: o.Overwrite = False,
     quiet: o.Quiet = False,
+    pair: o.Pair = o.PairMode.product,
+    manifest: o.Manifest = None,
+    name: o.Name = None,
+    resume: o.Resume = False,
+    dry_run: o.DryRun = False,
+    batch_size: o.BatchSize = 1,
+    report: o.Report = None,
 ) -> None:
     """Generate images of PROMPT in the style of --style: DDIM sampling with AD steps (paper Alg. 2).
 
@@ -56,6 +63,10 @@ def t2i(
       adcli t2i "a cat sitting on a bench" --style ref.png -o cat.png
 
       adcli t2i --prompts prompts.txt --style ink.png --arch sd15 --num-images 2 -o out/
+
+      adcli t2i --prompts prompts.txt --style styles/ --name '{style}/{prompt}' --resume --report run.jsonl
+
+      adcli t2i --manifest jobs.csv -o out/
 
       adcli t2i "a house" --style samples/style/hubble.jpg --model tiny-sdxl --steps 10
     """
@@ -68,8 +79,9 @@ def t2i(
         "ad_iterations": ad_iterations, "adain": adain, "content_weight": content_weight, "strength": strength,
         "controlnet": controlnet, "control_scale": control_scale, "tile": tile,
     }
+    batch = o.batch_options(pair, manifest, name, resume, dry_run, batch_size, report, overwrite)
     run_command(
         "t2i", preset, overrides,
-        lambda resolved, reporter: t2i_jobs(resolved, prompts, style, reporter, num_images, layout, control),
-        output, overwrite, quiet,
+        lambda resolved, reporter: t2i_jobs(resolved, prompts, style, reporter, num_images, layout, control, batch.pair),
+        output, overwrite, quiet, batch=batch, inputs_given=bool(prompts or style or layout or control),
     )
