@@ -8,26 +8,19 @@ from typing import Annotated, Optional
 import typer
 
 from adcli.cli import options as o
+from adcli.cli.common import CommonOptions, image_command
 from adcli.cli.console import handle_errors
 from adcli.cli.run import run_command
 from adcli.tasks.expand import expand_jobs
 
+Size = Annotated[Optional[str], typer.Option("--size", help="Output size WIDTHxHEIGHT in pixels, multiples of 8, any size up to 16384 per side (e.g. 2048x1024).", show_default=False)]
+
 
 @handle_errors
+@image_command(size=Size)
 def expand(
     reference: Annotated[Optional[list[Path]], typer.Option("--reference", "-r", metavar="IMAGE", help="Texture exemplar (resized to one window, 512 px on SD1.5); repeat it to blend several files. A folder or quoted glob gives one expansion job per image.", show_default=False)] = None,
     num_images: Annotated[int, typer.Option("--num-images", min=1, help="How many expansions to make, each from its own seed.")] = 1,
-    output: o.Output = Path("outputs"),
-    preset: o.Preset = None,
-    model: o.Model = None,
-    model_config: o.ModelConfig = None,
-    vae: o.Vae = None,
-    dtype: o.Dtype = None,
-    device: o.Device = None,
-    seed: o.Seed = None,
-    size: Annotated[Optional[str], typer.Option("--size", help="Output size WIDTHxHEIGHT in pixels, multiples of 8, any size up to 16384 per side (e.g. 2048x1024).", show_default=False)] = None,
-    layers: o.Layers = None,
-    lr: o.Lr = None,
     steps: o.Steps = None,
     ad_iterations: o.AdIterations = None,
     adain: o.Adain = None,
@@ -35,16 +28,8 @@ def expand(
     stride: Annotated[Optional[int], typer.Option("--stride", help="Latents between neighbouring windows; smaller overlaps more and runs slower.", show_default=False)] = None,
     window_batch: Annotated[Optional[int], typer.Option("--window-batch", help="Windows per UNet batch: larger uses the GPU better and needs more memory.", show_default=False)] = None,
     tile: o.Tile = None,
-    compile_unet: o.Compile = None,
-    low_vram: o.LowVram = None,
-    overwrite: o.Overwrite = False,
-    quiet: o.Quiet = False,
-    manifest: o.Manifest = None,
-    name: o.Name = None,
-    resume: o.Resume = False,
-    dry_run: o.DryRun = False,
-    batch_size: o.BatchSize = 1,
-    report: o.Report = None,
+    *,
+    common: CommonOptions,
 ) -> None:
     """Grow the texture of --reference to any --size with AD-guided sampling in overlapping windows (MultiDiffusion).
 
@@ -58,14 +43,12 @@ def expand(
 
       adcli expand -r samples/style/grass.jpg --model tiny --size 256x128 --window 8 --steps 10
     """
-    overrides = o.common_overrides(model, model_config, vae, dtype, device, seed, size, layers, lr, compile_unet, low_vram)
-    overrides |= {
+    overrides = common.overrides() | {
         "steps": steps, "ad_iterations": ad_iterations, "adain": adain, "window": window,
         "stride": stride, "window_batch": window_batch, "tile": tile,
     }
-    batch = o.batch_options(o.PairMode.product, manifest, name, resume, dry_run, batch_size, report, overwrite)
     run_command(
-        "expand", preset, overrides,
+        "expand", common, overrides,
         lambda resolved, reporter: expand_jobs(resolved, reference, reporter, num_images),
-        output, overwrite, quiet, batch=batch, inputs_given=bool(reference),
+        inputs_given=bool(reference),
     )
