@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from adcli.cli import options as o
 from adcli.cli.common import CommonOptions, image_command
 from adcli.cli.console import handle_errors
 from adcli.cli.run import run_command
@@ -15,12 +14,10 @@ from adcli.tasks.appearance import appearance_jobs
 
 
 @handle_errors
-@image_command(pair=True)
+@image_command(pair=True, settings=("iterations", "content_weight"))
 def appearance(
     structure: Annotated[Optional[list[Path]], typer.Argument(help="Structure images whose layout is kept: files, folders or quoted globs; each gives one result per appearance job.", show_default=False)] = None,
     appearance_ref: Annotated[Optional[list[Path]], typer.Option("--appearance", "-a", metavar="IMAGE", help="Appearance reference. Single files are distilled together (repeat it to join several); a folder or quoted glob gives one job per image.", show_default=False)] = None,
-    iterations: o.Iterations = None,
-    content_weight: o.ContentWeight = None,
     *,
     common: CommonOptions,
 ) -> None:
@@ -34,9 +31,8 @@ def appearance(
 
       adcli appearance samples/content/coffee.jpg --appearance samples/style/gravel.jpg --model tiny --size 128x128
     """
-    overrides = common.overrides() | {"iterations": iterations, "content_weight": content_weight}
     run_command(
-        "appearance", common, overrides,
+        "appearance", common, common.overrides(),
         lambda resolved, reporter: appearance_jobs(resolved, structure, appearance_ref, reporter, common.batch.pair),
         inputs_given=bool(structure or appearance_ref),
     )

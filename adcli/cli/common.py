@@ -5,10 +5,9 @@ typer.Option()]`` parameters (Typer reads ``inspect.signature``, which honours
 ``__signature__``) and hands the command their values as one :class:`CommonOptions` in its
 ``common`` parameter. A command declares only its own options::
 
-    @image_command(pair=True)
-    def style_transfer(content: ..., iterations: o.Iterations = None, *, common: CommonOptions) -> None:
-        overrides = common.overrides() | {"iterations": iterations}
-        run_command("style-transfer", common, overrides, build_jobs, inputs_given=bool(content))
+    @image_command(pair=True, settings=("iterations", "content_weight"))
+    def style_transfer(content: ..., style: ..., *, common: CommonOptions) -> None:
+        run_command("style-transfer", common, common.overrides(), build_jobs, inputs_given=bool(content or style))
 """
 
 from __future__ import annotations
@@ -51,6 +50,12 @@ BATCH: tuple[tuple[str, Any, Any], ...] = (
     ("report", o.Report, None),
 )
 _SETTINGS = ("model", "model_config", "vae", "dtype", "device", "seed", "size", "lr", "low_vram")
+# Options that only override the preset setting of the same name, which a command may ask for by
+# name (``@image_command(settings=("iterations",))``); their values join ``common.overrides()``.
+SETTING_OPTIONS: dict[str, Any] = {
+    "iterations": o.Iterations, "content_weight": o.ContentWeight, "steps": o.Steps,
+    "ad_iterations": o.AdIterations, "adain": o.Adain, "tile": o.Tile,
+}
 
 
 @dataclass(frozen=True)
@@ -73,27 +78,31 @@ class CommonOptions:
     overwrite: bool = False
     quiet: bool = False
     batch: BatchOptions = field(default_factory=BatchOptions)
+    settings: dict[str, Any] = field(default_factory=dict)  # the command's SETTING_OPTIONS
 
     def overrides(self) -> dict[str, Any]:
         """The preset settings these options override (the command adds its own)."""
         values = {name: getattr(self, name) for name in _SETTINGS}
-        return values | {"layers": o.parse_layers(self.layers), "compile": self.compile_unet}
+        return values | {"layers": o.parse_layers(self.layers), "compile": self.compile_unet} | self.settings
 
     @classmethod
-    def from_values(cls, values: dict[str, Any]) -> CommonOptions:
+    def from_values(cls, values: dict[str, Any], settings: tuple[str, ...] = ()) -> CommonOptions:
         batch = BatchOptions(
             pair=o.PairMode(values.get("pair", o.PairMode.product)).value,
             manifest=values["manifest"], name=values["name"], resume=values["resume"], dry_run=values["dry_run"],
             batch_size=values["batch_size"], report=values["report"], overwrite=values["overwrite"],
         )
-        return cls(**{name: values[name] for name, _, _ in SHARED}, batch=batch)
+        return cls(**{name: values[name] for name, _, _ in SHARED}, batch=batch, settings={name: values[name] for name in settings})
 
 
-def image_command(*, pair: bool = False, **annotations: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Give a command the shared options (and ``--pair`` with ``pair=True``) and pass their values
-    as ``common``. ``annotations`` replace a shared option's type for this command, e.g. its own
-    ``--size`` help: ``@image_command(size=Annotated[Optional[str], typer.Option("--size", help=…)])``."""
-    shared = [*SHARED, *([PAIR] if pair else []), *BATCH]
+def image_command(
+    *, pair: bool = False, settings: tuple[str, ...] = (), **annotations: Any
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command the shared options (``--pair`` with ``pair=True``; the ``settings`` named from
+    SETTING_OPTIONS) and pass their values as ``common``. ``annotations`` replace a shared option's
+    type for this command, e.g. its own ``--size`` help:
+    ``@image_command(size=Annotated[Optional[str], typer.Option("--size", help=…)])``."""
+    shared = [*[(name, SETTING_OPTIONS[name], None) for name in settings], *SHARED, *([PAIR] if pair else []), *BATCH]
     unknown = set(annotations) - {name for name, _, _ in shared}
     if unknown:
         raise TypeError(f"image_command: no shared option(s) {', '.join(sorted(unknown))}")
@@ -112,7 +121,7 @@ def image_command(*, pair: bool = False, **annotations: Any) -> Callable[[Callab
         @functools.wraps(command)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             values = {name: kwargs.pop(name, default) for name, _, default in shared}
-            return command(*args, **kwargs, common=CommonOptions.from_values(values))
+            return command(*args, **kwargs, common=CommonOptions.from_values(values, settings))
 
         parameters = sorted(own, key=lambda p: p.kind == inspect.Parameter.KEYWORD_ONLY) + added
         wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]

@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from adcli.cli import options as o
 from adcli.cli.common import CommonOptions, image_command
 from adcli.cli.console import handle_errors
 from adcli.cli.run import run_command
@@ -17,17 +16,13 @@ Size = Annotated[Optional[str], typer.Option("--size", help="Output size WIDTHxH
 
 
 @handle_errors
-@image_command(size=Size)
+@image_command(settings=("steps", "ad_iterations", "adain", "tile"), size=Size)
 def expand(
     reference: Annotated[Optional[list[Path]], typer.Option("--reference", "-r", metavar="IMAGE", help="Texture exemplar (resized to one window, 512 px on SD1.5); repeat it to blend several files. A folder or quoted glob gives one expansion job per image.", show_default=False)] = None,
     num_images: Annotated[int, typer.Option("--num-images", min=1, help="How many expansions to make, each from its own seed.")] = 1,
-    steps: o.Steps = None,
-    ad_iterations: o.AdIterations = None,
-    adain: o.Adain = None,
     window: Annotated[Optional[int], typer.Option("--window", help="Window side in latents (64 = 512 px for SD1.5).", show_default=False)] = None,
     stride: Annotated[Optional[int], typer.Option("--stride", help="Latents between neighbouring windows; smaller overlaps more and runs slower.", show_default=False)] = None,
     window_batch: Annotated[Optional[int], typer.Option("--window-batch", help="Windows per UNet batch: larger uses the GPU better and needs more memory.", show_default=False)] = None,
-    tile: o.Tile = None,
     *,
     common: CommonOptions,
 ) -> None:
@@ -43,10 +38,7 @@ def expand(
 
       adcli expand -r samples/style/grass.jpg --model tiny --size 256x128 --window 8 --steps 10
     """
-    overrides = common.overrides() | {
-        "steps": steps, "ad_iterations": ad_iterations, "adain": adain, "window": window,
-        "stride": stride, "window_batch": window_batch, "tile": tile,
-    }
+    overrides = common.overrides() | {"window": window, "stride": stride, "window_batch": window_batch}
     run_command(
         "expand", common, overrides,
         lambda resolved, reporter: expand_jobs(resolved, reference, reporter, num_images),

@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from adcli.cli import options as o
 from adcli.cli.common import CommonOptions, image_command
 from adcli.cli.console import handle_errors
 from adcli.cli.run import run_command
@@ -15,12 +14,10 @@ from adcli.tasks.style_transfer import style_transfer_jobs
 
 
 @handle_errors
-@image_command(pair=True)
+@image_command(pair=True, settings=("iterations", "content_weight"))
 def style_transfer(
     content: Annotated[Optional[list[Path]], typer.Argument(help="Content images: files, folders or quoted globs; each image gives one result per style job.", show_default=False)] = None,
     style: Annotated[Optional[list[Path]], typer.Option("--style", "-s", metavar="IMAGE", help="Style reference. Single files are distilled together (repeat --style to join several); a folder or quoted glob gives one style job per image.", show_default=False)] = None,
-    iterations: o.Iterations = None,
-    content_weight: o.ContentWeight = None,
     *,
     common: CommonOptions,
 ) -> None:
@@ -40,9 +37,8 @@ def style_transfer(
 
       adcli style-transfer samples/content/chelsea.jpg --style samples/style/hubble.jpg --model tiny --size 128x128
     """
-    overrides = common.overrides() | {"iterations": iterations, "content_weight": content_weight}
     run_command(
-        "style-transfer", common, overrides,
+        "style-transfer", common, common.overrides(),
         lambda resolved, reporter: style_transfer_jobs(resolved, content, style, reporter, common.batch.pair),
         inputs_given=bool(content or style),
     )

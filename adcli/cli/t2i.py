@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from adcli.cli import options as o
 from adcli.cli.common import CommonOptions, image_command
 from adcli.cli.console import handle_errors
 from adcli.cli.run import run_command
@@ -18,7 +17,7 @@ Size = Annotated[Optional[str], typer.Option("--size", help="Output size WIDTHxH
 
 
 @handle_errors
-@image_command(pair=True, size=Size)
+@image_command(pair=True, settings=("steps", "ad_iterations", "adain", "content_weight", "tile"), size=Size)
 def t2i(
     prompt: Annotated[Optional[str], typer.Argument(help="The text prompt (or use --prompts).", show_default=False)] = None,
     style: Annotated[Optional[list[Path]], typer.Option("--style", "-s", metavar="IMAGE", help="Style reference. Single files are distilled together (repeat --style to join several); a folder or quoted glob gives one style job per image.", show_default=False)] = None,
@@ -26,17 +25,12 @@ def t2i(
     negative_prompt: Annotated[Optional[str], typer.Option("--negative-prompt", help="What the images should not show.", show_default=False)] = None,
     num_images: Annotated[int, typer.Option("--num-images", min=1, help="Images per prompt, each from its own seed.")] = 1,
     arch: Annotated[Optional[str], typer.Option("--arch", help="sd15 or sdxl: without --model, use that architecture's default model; with --model, check it.", show_default=False)] = None,
-    steps: o.Steps = None,
     guidance: Annotated[Optional[float], typer.Option("--guidance", help="Classifier-free guidance scale (1 turns it off).", show_default=False)] = None,
-    ad_iterations: o.AdIterations = None,
-    adain: o.Adain = None,
     layout: Annotated[Optional[Path], typer.Option("--layout", help="Layout image: sampling starts from its latent noised to --strength (SDEdit), with the content loss on it.", show_default=False)] = None,
     strength: Annotated[Optional[float], typer.Option("--strength", help="With --layout: the share of the sampling steps run from the noised layout, in (0, 1].", show_default=False)] = None,
-    content_weight: o.ContentWeight = None,
     controlnet: Annotated[Optional[str], typer.Option("--controlnet", help="ControlNet: hub id, diffusers folder or .safetensors file for the model's architecture ('tiny' with a tiny model). Needs --control.", show_default=False)] = None,
     control: Annotated[Optional[Path], typer.Option("--control", help="ControlNet conditioning image (edges, depth…), exactly the output size.", show_default=False)] = None,
     control_scale: Annotated[Optional[float], typer.Option("--control-scale", help="Weight of the ControlNet's residuals.", show_default=False)] = None,
-    tile: o.Tile = None,
     *,
     common: CommonOptions,
 ) -> None:
@@ -56,9 +50,8 @@ def t2i(
     """
     prompts = ([prompt] if prompt is not None else []) + (read_prompts(prompts_file) if prompts_file else [])
     overrides = common.overrides() | {
-        "arch": arch, "negative_prompt": negative_prompt, "steps": steps, "guidance": guidance,
-        "ad_iterations": ad_iterations, "adain": adain, "content_weight": content_weight, "strength": strength,
-        "controlnet": controlnet, "control_scale": control_scale, "tile": tile,
+        "arch": arch, "negative_prompt": negative_prompt, "guidance": guidance, "strength": strength,
+        "controlnet": controlnet, "control_scale": control_scale,
     }
     if common.model is None and arch is not None:
         overrides["model"] = model_for_arch(load_settings("t2i", common.preset).settings.model, arch)
