@@ -7,38 +7,24 @@ from typing import Annotated, Optional
 
 import typer
 
-from adcli.cli import options as o
+from adcli.cli.common import CommonOptions, image_command
 from adcli.cli.console import handle_errors
 from adcli.cli.run import run_command
 from adcli.tasks.expand import expand_jobs
 
+Size = Annotated[Optional[str], typer.Option("--size", help="Output size WIDTHxHEIGHT in pixels, multiples of 8, any size up to 16384 per side (e.g. 2048x1024).", show_default=False)]
+
 
 @handle_errors
+@image_command(settings=("steps", "ad_iterations", "adain", "tile"), size=Size)
 def expand(
-    reference: Annotated[list[Path], typer.Option("--reference", "-r", metavar="IMAGE", help="Texture exemplar (resized to one window, 512 px on SD1.5); repeat it to blend several.", show_default=False)],
+    reference: Annotated[Optional[list[Path]], typer.Option("--reference", "-r", metavar="IMAGE", help="Texture exemplar (resized to one window, 512 px on SD1.5); repeat it to blend several files. A folder or quoted glob gives one expansion job per image.", show_default=False)] = None,
     num_images: Annotated[int, typer.Option("--num-images", min=1, help="How many expansions to make, each from its own seed.")] = 1,
-    output: o.Output = Path("outputs"),
-    preset: o.Preset = None,
-    model: o.Model = None,
-    model_config: o.ModelConfig = None,
-    vae: o.Vae = None,
-    dtype: o.Dtype = None,
-    device: o.Device = None,
-    seed: o.Seed = None,
-    size: Annotated[Optional[str], typer.Option("--size", help="Output size WIDTHxHEIGHT in pixels, multiples of 8, any size up to 16384 per side (e.g. 2048x1024).", show_default=False)] = None,
-    layers: o.Layers = None,
-    lr: o.Lr = None,
-    steps: o.Steps = None,
-    ad_iterations: o.AdIterations = None,
-    adain: o.Adain = None,
     window: Annotated[Optional[int], typer.Option("--window", help="Window side in latents (64 = 512 px for SD1.5).", show_default=False)] = None,
     stride: Annotated[Optional[int], typer.Option("--stride", help="Latents between neighbouring windows; smaller overlaps more and runs slower.", show_default=False)] = None,
     window_batch: Annotated[Optional[int], typer.Option("--window-batch", help="Windows per UNet batch: larger uses the GPU better and needs more memory.", show_default=False)] = None,
-    tile: o.Tile = None,
-    compile_unet: o.Compile = None,
-    low_vram: o.LowVram = None,
-    overwrite: o.Overwrite = False,
-    quiet: o.Quiet = False,
+    *,
+    common: CommonOptions,
 ) -> None:
     """Grow the texture of --reference to any --size with AD-guided sampling in overlapping windows (MultiDiffusion).
 
@@ -48,15 +34,13 @@ def expand(
 
       adcli expand -r moss.png --size 4096x4096 --window-batch 8 --tile xy -o moss-4k.png
 
+      adcli expand -r 'textures/*.jpg' --size 2048x2048 --name '{reference}_big' --resume -o big/
+
       adcli expand -r samples/style/grass.jpg --model tiny --size 256x128 --window 8 --steps 10
     """
-    overrides = o.common_overrides(model, model_config, vae, dtype, device, seed, size, layers, lr, compile_unet, low_vram)
-    overrides |= {
-        "steps": steps, "ad_iterations": ad_iterations, "adain": adain, "window": window,
-        "stride": stride, "window_batch": window_batch, "tile": tile,
-    }
+    overrides = common.overrides() | {"window": window, "stride": stride, "window_batch": window_batch}
     run_command(
-        "expand", preset, overrides,
+        "expand", common, overrides,
         lambda resolved, reporter: expand_jobs(resolved, reference, reporter, num_images),
-        output, overwrite, quiet,
+        inputs_given=bool(reference),
     )

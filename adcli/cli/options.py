@@ -9,7 +9,6 @@ from typing import Annotated, Optional
 import typer
 
 from adcli.errors import InputError
-from adcli.tasks.plan import BatchOptions
 
 MODEL_HELP = (
     "Model: a Hugging Face hub id, a local diffusers folder, a single .safetensors checkpoint, "
@@ -46,17 +45,6 @@ def parse_layers(text: str | None) -> list[int] | None:
         raise InputError(f"--layers {text!r} must be comma-separated whole numbers, e.g. 10,11,12 or -6,-5,-4") from None
 
 
-def common_overrides(
-    model: str | None, model_config: str | None, vae: str | None, dtype: str | None, device: str | None,
-    seed: int | None, size: str | None, layers: str | None, lr: float | None,
-    compile: bool | None = None, low_vram: bool | None = None,
-) -> dict:
-    return {
-        "model": model, "model_config": model_config, "vae": vae, "dtype": dtype, "device": device,
-        "seed": seed, "size": size, "layers": parse_layers(layers), "lr": lr,
-        "compile": compile, "low_vram": low_vram,
-    }
-
 # AD-guided sampling (t2i, texture --mode sample)
 Steps = Annotated[Optional[int], typer.Option("--steps", help="DDIM sampling steps.", show_default=False)]
 AdIterations = Annotated[Optional[int], typer.Option("--ad-iterations", help="Adam iterations on the latent after each sampling step; 0 gives plain sampling with the same seed.", show_default=False)]
@@ -73,15 +61,6 @@ Manifest = Annotated[Optional[Path], typer.Option("--manifest", help="Jobs from 
 Name = Annotated[Optional[str], typer.Option("--name", help="Output name template, e.g. '{content}_{style}_{seed}'. Fields: name, task, index, seed, item_seed and the command's inputs; '/' makes subfolders.", show_default=False)]
 Resume = Annotated[bool, typer.Option("--resume", help="Skip jobs whose output exists with the same settings, inputs and seed in its metadata; a changed setting reruns the job.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="List the jobs, their seeds and output paths, and stop (no model is loaded).")]
-BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Optimize up to N images that share their reference(s) together in one UNet batch (same pictures as one at a time; faster on a GPU when memory allows).")]
+BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Optimize up to N images that share their reference(s) together in one UNet batch (same pictures as one at a time; faster on a GPU when memory allows). Sampling jobs (t2i, expand, texture --mode sample) run one at a time whatever N.")]
 Report = Annotated[Optional[Path], typer.Option("--report", help="Write one JSON line per job (index, name, status, output, seconds, error, seed, rank) to this file.", show_default=False)]
 
-
-def batch_options(
-    pair: PairMode, manifest: Path | None, name: str | None, resume: bool, dry_run: bool,
-    batch_size: int, report: Path | None, overwrite: bool,
-) -> BatchOptions:
-    return BatchOptions(
-        pair=PairMode(pair).value, manifest=manifest, name=name, resume=resume, dry_run=dry_run,
-        batch_size=batch_size, report=report, overwrite=overwrite,
-    )

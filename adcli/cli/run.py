@@ -10,12 +10,12 @@ import os
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from adcli.cli.common import CommonOptions
 from adcli.cli.console import RichReporter, stderr
 from adcli.cli.interrupt import stop_after_current
 from adcli.cli.summary import print_plan, print_summary
@@ -31,29 +31,23 @@ from adcli.tasks.sharding import Shard, current_shard, gather
 
 def run_command(
     task: str,
-    preset: Path | None,
+    common: CommonOptions,
     overrides: dict[str, Any],
     build_jobs: Callable[[ResolvedSettings, Reporter], list[Job]],
-    output: Path,
-    overwrite: bool,
-    quiet: bool,
-    batch: BatchOptions | None = None,
     inputs_given: bool = False,
 ) -> None:
-    """Jobs from the command line (``build_jobs``) or from ``batch.manifest``, run as one batch."""
-    batch = batch or BatchOptions()
-    if overwrite:
-        batch = replace(batch, overwrite=True)
+    """Jobs from the command line (``build_jobs``) or from ``--manifest``, run as one batch."""
+    batch = common.batch
     shard = current_shard()
-    resolved = load_settings(task, preset, overrides)
+    resolved = load_settings(task, common.preset, overrides)
     if batch.manifest is not None and inputs_given:
         raise InputError("give the images either on the command line or in --manifest, not both")
-    with RichReporter(quiet or not shard.is_main) as reporter:
+    with RichReporter(common.quiet or not shard.is_main) as reporter:
         if batch.manifest is not None:
-            jobs = manifest_jobs(task, batch.manifest, preset, overrides, reporter)
+            jobs = manifest_jobs(task, batch.manifest, common.preset, overrides, reporter)
         else:
             jobs = build_jobs(resolved, reporter)
-    run_batch(resolved, jobs, output, quiet, batch, shard)
+    run_batch(resolved, jobs, common.output, common.quiet, batch, shard)
 
 
 def run_batch(

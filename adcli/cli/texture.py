@@ -7,46 +7,23 @@ from typing import Annotated, Optional
 
 import typer
 
-from adcli.cli import options as o
+from adcli.cli.common import CommonOptions, image_command
 from adcli.cli.console import handle_errors
 from adcli.cli.run import run_command
 from adcli.tasks.texture import texture_jobs
 
 
 @handle_errors
+@image_command(settings=("iterations", "tile", "steps", "ad_iterations", "adain"))
 def texture(
     reference: Annotated[Optional[list[Path]], typer.Option("--reference", "-r", metavar="IMAGE", help="Texture exemplar; repeat it to blend several files. A folder or quoted glob gives one texture job per image.", show_default=False)] = None,
     num_images: Annotated[int, typer.Option("--num-images", min=1, help="How many textures to make, each from its own seed.")] = 1,
     source_mask: Annotated[Optional[Path], typer.Option("--source-mask", help="Label map of the reference: a PNG with one flat colour per region (masked synthesis; needs --target-mask).", show_default=False)] = None,
     target_mask: Annotated[Optional[Path], typer.Option("--target-mask", help="Label map of the output, in the source map's colours; the output takes its aspect ratio, with the longer side of --size.", show_default=False)] = None,
     mask_content_weight: Annotated[Optional[float], typer.Option("--mask-content-weight", help="λ for masked synthesis: how closely the output keeps the label-filled init image's layout (default 0.15).", show_default=False)] = None,
-    output: o.Output = Path("outputs"),
-    preset: o.Preset = None,
-    model: o.Model = None,
-    model_config: o.ModelConfig = None,
-    vae: o.Vae = None,
-    dtype: o.Dtype = None,
-    device: o.Device = None,
-    seed: o.Seed = None,
-    size: o.Size = None,
-    layers: o.Layers = None,
-    iterations: o.Iterations = None,
-    lr: o.Lr = None,
-    tile: o.Tile = None,
     mode: Annotated[Optional[str], typer.Option("--mode", help="optimize (default: Adam on the latent for --iterations) or sample (AD-guided DDIM sampling: --steps × --ad-iterations, no prompt, no CFG).", show_default=False)] = None,
-    steps: o.Steps = None,
-    ad_iterations: o.AdIterations = None,
-    adain: o.Adain = None,
-    compile_unet: o.Compile = None,
-    low_vram: o.LowVram = None,
-    overwrite: o.Overwrite = False,
-    quiet: o.Quiet = False,
-    manifest: o.Manifest = None,
-    name: o.Name = None,
-    resume: o.Resume = False,
-    dry_run: o.DryRun = False,
-    batch_size: o.BatchSize = 1,
-    report: o.Report = None,
+    *,
+    common: CommonOptions,
 ) -> None:
     """Synthesize a new texture like --reference from noise with the AD loss alone: by optimization,
     or with --mode sample by AD-guided sampling (faster at equal quality, paper Table 1).
@@ -67,14 +44,9 @@ def texture(
 
       adcli texture -r samples/style/brick.jpg --tile xy --model tiny --size 128x128
     """
-    overrides = o.common_overrides(model, model_config, vae, dtype, device, seed, size, layers, lr, compile_unet, low_vram)
-    overrides |= {
-        "iterations": iterations, "mask_content_weight": mask_content_weight, "tile": tile,
-        "mode": mode, "steps": steps, "ad_iterations": ad_iterations, "adain": adain,
-    }
-    batch = o.batch_options(o.PairMode.product, manifest, name, resume, dry_run, batch_size, report, overwrite)
+    overrides = common.overrides() | {"mask_content_weight": mask_content_weight, "mode": mode}
     run_command(
-        "texture", preset, overrides,
+        "texture", common, overrides,
         lambda resolved, reporter: texture_jobs(resolved, reference, reporter, num_images, source_mask, target_mask),
-        output, overwrite, quiet, batch=batch, inputs_given=bool(reference),
+        inputs_given=bool(reference),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -11,39 +12,57 @@ from adcli.engine.models import Backend
 from adcli.engine.multidiffusion import expand_by_sampling
 from adcli.engine.tiling import seamless
 from adcli.presets import ResolvedSettings, parse_size
-from adcli.tasks.common import LatentCache, decode_to_image, require_files
-from adcli.tasks.jobs import Job, Reporter
+from adcli.tasks.common import decode_to_image, require_files
+from adcli.tasks.jobs import Job, JobContext, Reporter
+from adcli.tasks.sources import reference_sets
 
 
-def expand_jobs(resolved: ResolvedSettings, references: list[Path], reporter: Reporter, num_images: int = 1) -> list[Job]:
-    """``num_images`` expansions of the reference(s), each from its own seed.
+def expand_job(resolved: ResolvedSettings, inputs: dict[str, Any], context: JobContext, numbered: bool | None = None) -> Job:
+    """Expansion number ``image_index`` of a reference set, from its own seed.
 
     The references are resized to one window (64 latents = 512 px on SD1.5), the size the UNet
-    was trained on, whatever the output size.
+    was trained on, whatever the output size. Each job runs alone (no ``group``): its windows
+    already fill the UNet batch (``window_batch``).
     """
     settings = resolved.settings
     size = parse_size(settings.size, settings.max_side)
-    require_files(references, "reference image")
-    cache = LatentCache()
-    stem = "_".join(r.stem for r in references)
+    references = require_files([Path(r) for r in inputs["reference"]], "reference image")
+    index = int(inputs.get("image_index") or 0)
     wrap_x, wrap_y = "x" in settings.tile, "y" in settings.tile
 
-    def job_for(index: int) -> Job:
-        def make(backend: Backend, seed: int):
-            side = settings.window * backend.vae_scale_factor
-            guide = Guide(reference=cache.stack(backend, references, (side, side)))
-            latents = expand_by_sampling(
-                backend, guide, size=size, generator=torch.Generator("cpu").manual_seed(seed),
-                layers=settings.layers, steps=settings.steps, iterations=settings.ad_iterations, lr=settings.lr,
-                adain=settings.adain, window=settings.window, stride=settings.stride,
-                window_batch=settings.window_batch, wrap_x=wrap_x, wrap_y=wrap_y, on_step=reporter.step,
-            )
-            # the windows wrapped; the decoder must too, or the VAE would paint a seam at the edges
-            with seamless([backend.vae.decoder, backend.vae.post_quant_conv], settings.tile):
-                return decode_to_image(backend, latents)
+    def make(backend: Backend, seed: int):
+        side = settings.window * backend.vae_scale_factor
+        guide = Guide(reference=context.latents.stack(backend, references, (side, side)))
+        latents = expand_by_sampling(
+            backend, guide, size=size, generator=torch.Generator("cpu").manual_seed(seed),
+            layers=settings.layers, steps=settings.steps, iterations=settings.ad_iterations, lr=settings.lr,
+            adain=settings.adain, window=settings.window, stride=settings.stride,
+            window_batch=settings.window_batch, wrap_x=wrap_x, wrap_y=wrap_y, on_step=context.reporter.step,
+        )
+        # the windows wrapped; the decoder must too, or the VAE would paint a seam at the edges
+        with seamless([backend.vae.decoder, backend.vae.post_quant_conv], settings.tile):
+            return decode_to_image(backend, latents)
 
-        name = f"{stem}_{size[0]}x{size[1]}" + (f"_{index}" if num_images > 1 else "")
-        inputs = {"reference": [str(r) for r in references], "image_index": index}
-        return Job(name=name, inputs=inputs, make=make, key=f"{stem}#{index}", steps=settings.steps)
+    stem = "_".join(r.stem for r in references)
+    numbered = index > 0 if numbered is None else numbered
+    return Job(
+        name=f"{stem}_{size[0]}x{size[1]}" + (f"_{index}" if numbered else ""),
+        inputs={"reference": [str(r) for r in references], "image_index": index},
+        make=make,
+        key=f"{stem}#{index}",
+        steps=settings.steps,
+        fields={"reference": stem, "image_index": index},
+        resolved=resolved,
+        files=references,
+    )
 
-    return [job_for(index) for index in range(num_images)]
+
+def expand_jobs(resolved: ResolvedSettings, references: list[Path] | None, reporter: Reporter, num_images: int = 1) -> list[Job]:
+    """``num_images`` expansions per reference set (single files are blended together; a folder or
+    glob gives one set per image), each from its own seed."""
+    context = JobContext(reporter)
+    return [
+        expand_job(resolved, {"reference": refs, "image_index": index}, context, numbered=num_images > 1)
+        for refs in reference_sets(references, "reference image", reporter.info)
+        for index in range(num_images)
+    ]

@@ -76,6 +76,14 @@ class JobContext:
 
     reporter: Reporter
     latents: LatentCache = field(default_factory=LatentCache)
+    _memo: dict[Hashable, Any] = field(default_factory=dict, repr=False)
+
+    def once(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        """``compute()`` the first time ``key`` is asked for in this run, the stored value after
+        (label maps, control images: read once however many jobs use them)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
 
 @dataclass

@@ -12,9 +12,11 @@ from typing import Any, Literal
 from adcli.errors import AdcliError, InputError
 from adcli.presets import ResolvedSettings, load_settings
 from adcli.tasks.appearance import appearance_job
+from adcli.tasks.expand import expand_job
 from adcli.tasks.jobs import Job, JobContext, Reporter
 from adcli.tasks.outputs import read_metadata
 from adcli.tasks.style_transfer import style_transfer_job
+from adcli.tasks.t2i import t2i_job
 from adcli.tasks.texture import texture_job
 
 
@@ -36,7 +38,21 @@ class TaskJobs:
 TASK_JOBS: dict[str, TaskJobs] = {
     "style-transfer": TaskJobs((InputRole("content", "image"), InputRole("style", "images")), style_transfer_job),
     "appearance": TaskJobs((InputRole("structure", "image"), InputRole("appearance", "images")), appearance_job),
-    "texture": TaskJobs((InputRole("reference", "images"), InputRole("image_index", "int", required=False)), texture_job),
+    "texture": TaskJobs(
+        (
+            InputRole("reference", "images"), InputRole("image_index", "int", required=False),
+            InputRole("source_mask", "image", required=False), InputRole("target_mask", "image", required=False),
+        ),
+        texture_job,
+    ),
+    "t2i": TaskJobs(
+        (
+            InputRole("prompt", "text"), InputRole("style", "images"), InputRole("image_index", "int", required=False),
+            InputRole("layout", "image", required=False), InputRole("control", "image", required=False),
+        ),
+        t2i_job,
+    ),
+    "expand": TaskJobs((InputRole("reference", "images"), InputRole("image_index", "int", required=False)), expand_job),
 }
 
 
@@ -89,7 +105,11 @@ def job_from_metadata(path: Path, reporter: Reporter, device: str | None = None)
     resolved = replace(resolved, preset=metadata.get("preset", resolved.preset), overrides=metadata.get("overrides", {}))
     stored = metadata.get("inputs") or {}
     where = f"{path} (stored inputs)"
-    inputs = {role.name: convert_input(role, stored[role.name], None, where) for role in spec.roles if role.name in stored}
+    inputs = {
+        role.name: convert_input(role, stored[role.name], None, where)
+        for role in spec.roles
+        if stored.get(role.name) is not None  # an optional input not given (t2i's layout: null)
+    }
     job = spec.build(resolved, inputs, JobContext(reporter))
     job.seed = int(metadata["seed"])
     return job

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -18,8 +19,9 @@ from adcli.engine.sampler import distill_by_sampling, negative_conditioning, sde
 from adcli.errors import InputError
 from adcli.presets import ResolvedSettings, parse_size
 from adcli.presets.settings import AUTO_SIZE
-from adcli.tasks.common import LatentCache, decode_to_image, require_files, with_tiling
-from adcli.tasks.jobs import Job, Reporter
+from adcli.tasks.common import decode_to_image, require_files, with_tiling
+from adcli.tasks.jobs import Job, JobContext, Reporter
+from adcli.tasks.sources import pair_up, reference_sets
 
 
 def read_prompts(path: Path) -> list[str]:
@@ -58,19 +60,8 @@ def _slug(prompt: str, limit: int = 48) -> str:
     return slug or "no-prompt"
 
 
-def t2i_jobs(
-    resolved: ResolvedSettings,
-    prompts: list[str],
-    styles: list[Path],
-    reporter: Reporter,
-    num_images: int = 1,
-    layout: Path | None = None,
-    control: Path | None = None,
-) -> list[Job]:
-    """One job per (prompt, image index); every style is distilled at once (token-axis concat)."""
-    settings = resolved.settings
-    if not prompts:
-        raise InputError("no prompt given: pass a PROMPT, or --prompts FILE with one prompt per line")
+def _check_inputs(settings, styles: list[Path], layout: Path | None, control: Path | None) -> None:
+    """Every input file exists and a ControlNet has its image, before any model loads."""
     require_files(styles, "style image")
     if layout is not None:
         require_files([layout], "layout image")
@@ -80,46 +71,93 @@ def t2i_jobs(
         if not settings.controlnet:
             raise InputError("--control needs a ControlNet: pass --controlnet ID_OR_PATH (or tiny with a tiny model)")
         require_files([control], "control image")
-        if settings.size != AUTO_SIZE:
-            load_control_image(control, parse_size(settings.size))  # fail before loading the model
-    cache = LatentCache()
-    controls: dict[tuple[int, int], torch.Tensor] = {}
+
+
+def t2i_job(resolved: ResolvedSettings, inputs: dict[str, Any], context: JobContext) -> Job:
+    """Image number ``image_index`` of one prompt in the style of its style set (several styles:
+    token-axis concat), optionally from a layout and with a ControlNet image. Sampling jobs run
+    alone (no ``group``): each has its own prompt and noise schedule."""
+    settings = resolved.settings
+    prompt = str(inputs["prompt"])
+    styles = [Path(s) for s in inputs["style"]]
+    layout = None if inputs.get("layout") is None else Path(inputs["layout"])
+    control = None if inputs.get("control") is None else Path(inputs["control"])
+    index = int(inputs.get("image_index") or 0)
+    _check_inputs(settings, styles, layout, control)
+    if control is not None and settings.size != AUTO_SIZE:
+        size = parse_size(settings.size)
+        context.once(("control", str(control), size), lambda: load_control_image(control, size))  # fail before loading the model
     steps_run = settings.steps - (sdedit_start(settings.steps, settings.strength) if layout else 0)
+
+    def make(backend: Backend, seed: int):
+        size = output_size(settings.size, backend)
+        guide = Guide(
+            reference=context.latents.stack(backend, styles, size),
+            content=None if layout is None else context.latents.get(backend, layout, size),
+            content_weight=settings.content_weight if layout is not None else 0.0,
+        )
+        conditioning = None
+        if control is not None:
+            pixels = context.once(("control", str(control), size), lambda: load_control_image(control, size))
+            conditioning = Control(backend.controlnet, pixels, settings.control_scale)
+        denoise = text_denoiser(
+            backend, backend.encode_prompts([prompt]),
+            negative_conditioning(backend, settings.negative_prompt), settings.guidance, conditioning,
+        )
+        latents = distill_by_sampling(
+            backend, denoise, guide, size=size, generator=torch.Generator("cpu").manual_seed(seed),
+            layers=settings.layers, steps=settings.steps, iterations=settings.ad_iterations, lr=settings.lr,
+            adain=settings.adain, init=guide.content, strength=settings.strength, on_step=context.reporter.step,
+        )
+        return decode_to_image(backend, latents)
+
     style_stems = "_".join(s.stem for s in styles)
-
-    def job_for(number: int, prompt: str, index: int) -> Job:
-        def make(backend: Backend, seed: int):
-            size = output_size(settings.size, backend)
-            guide = Guide(
-                reference=cache.stack(backend, styles, size),
-                content=None if layout is None else cache.get(backend, layout, size),
-                content_weight=settings.content_weight if layout is not None else 0.0,
-            )
-            conditioning = None
-            if control is not None:
-                if size not in controls:
-                    controls[size] = load_control_image(control, size)
-                conditioning = Control(backend.controlnet, controls[size], settings.control_scale)
-            denoise = text_denoiser(
-                backend, backend.encode_prompts([prompt]),
-                negative_conditioning(backend, settings.negative_prompt), settings.guidance, conditioning,
-            )
-            latents = distill_by_sampling(
-                backend, denoise, guide, size=size, generator=torch.Generator("cpu").manual_seed(seed),
-                layers=settings.layers, steps=settings.steps, iterations=settings.ad_iterations, lr=settings.lr,
-                adain=settings.adain, init=guide.content, strength=settings.strength, on_step=reporter.step,
-            )
-            return decode_to_image(backend, latents)
-
-        name = f"{_slug(prompt)}_{style_stems}"
-        if len(prompts) > 1:
-            name = f"{number:03d}_{name}"
-        if num_images > 1:
-            name = f"{name}_{index}"
-        inputs = {
+    return Job(
+        name=f"{_slug(prompt)}_{style_stems}" + (f"_{index}" if index > 0 else ""),
+        inputs={
             "prompt": prompt, "style": [str(s) for s in styles], "image_index": index,
             "layout": None if layout is None else str(layout), "control": None if control is None else str(control),
-        }
-        return Job(name=name, inputs=inputs, make=with_tiling(make, settings.tile), key=f"{prompt}#{index}", steps=steps_run)
+        },
+        make=with_tiling(make, settings.tile),
+        key=f"{prompt}#{index}",
+        steps=steps_run,
+        fields={
+            "prompt": _slug(prompt), "style": style_stems, "image_index": index,
+            "layout": "" if layout is None else layout.stem, "control": "" if control is None else control.stem,
+        },
+        resolved=resolved,
+        files=[*styles, *([layout] if layout else []), *([control] if control else [])],
+    )
 
-    return [job_for(number, prompt, index) for number, prompt in enumerate(prompts, 1) for index in range(num_images)]
+
+def t2i_jobs(
+    resolved: ResolvedSettings,
+    prompts: list[str],
+    styles: list[Path] | None,
+    reporter: Reporter,
+    num_images: int = 1,
+    layout: Path | None = None,
+    control: Path | None = None,
+    pair: str = "product",
+) -> list[Job]:
+    """Jobs from the command line: every prompt with every style job (``pair`` product) or the i-th
+    with the i-th (zip), ``num_images`` each. Single style files join every style set; a folder or
+    glob gives one style job per image."""
+    if not prompts:
+        raise InputError("no prompt given: pass a PROMPT, or --prompts FILE with one prompt per line")
+    context = JobContext(reporter)
+    sets = reference_sets(styles, "style image", reporter.info)
+    numbered = [(number, prompt) for number, prompt in enumerate(prompts, 1)]
+    jobs = []
+    for (number, prompt), style_set in pair_up(numbered, sets, pair, "prompt", "style"):
+        for index in range(num_images):
+            inputs = {"prompt": prompt, "style": style_set, "image_index": index, "layout": layout, "control": control}
+            job = t2i_job(resolved, inputs, context)
+            name = f"{job.fields['prompt']}_{job.fields['style']}"
+            if len(prompts) > 1:
+                name = f"{number:03d}_{name}"
+            if num_images > 1:
+                name = f"{name}_{index}"
+            job.name = name
+            jobs.append(job)
+    return jobs

@@ -13,20 +13,22 @@ from PIL import Image
 from adcli.engine.distill import Guide, distill_by_optimization
 from adcli.engine.models import Backend
 from adcli.engine.sampler import distill_by_sampling, text_denoiser
-from adcli.errors import InputError
 from adcli.presets import ResolvedSettings, parse_size
 from adcli.tasks.common import decode_to_image, noise_latents, with_tiling
 from adcli.tasks.jobs import Job, JobContext, Reporter
-from adcli.tasks.masked_texture import masked_texture_jobs
+from adcli.tasks.masked_texture import masked_texture_job, masked_texture_jobs
 from adcli.tasks.sources import reference_sets
 
 
 def texture_job(resolved: ResolvedSettings, inputs: dict[str, Any], context: JobContext, numbered: bool | None = None) -> Job:
-    """Texture number ``image_index`` of a reference set, from its own seed (its noise).
+    """Texture number ``image_index`` of a reference set, from its own seed (its noise); with
+    ``source_mask``/``target_mask`` inputs, masked synthesis (tasks/masked_texture.py).
 
     By optimization, jobs with the same references and settings form a group that ``--batch-size``
     optimizes together; by sampling, each job runs alone.
     """
+    if inputs.get("source_mask") is not None or inputs.get("target_mask") is not None:
+        return masked_texture_job(resolved, inputs, context, numbered)
     settings = resolved.settings
     size = parse_size(settings.size)
     references = [Path(r) for r in inputs["reference"]]
@@ -77,8 +79,6 @@ def texture_jobs(
     """``num_images`` textures per reference set (a folder or glob: one set per image), each from its
     own seed; with label maps, masked synthesis."""
     if source_mask is not None or target_mask is not None:
-        if resolved.settings.mode == "sample":
-            raise InputError("masked texture synthesis (--source-mask/--target-mask) runs by optimization: drop --mode sample")
         return masked_texture_jobs(resolved, references, source_mask, target_mask, reporter, num_images)
     context = JobContext(reporter)
     return [
