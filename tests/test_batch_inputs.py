@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.support.batch_helpers import TINY, image, one_line_error, one_thread, report_lines, run  # noqa: F401
+from tests.support.batch_helpers import TINY, image, one_line_error, report_lines, run
 
 
 @pytest.fixture

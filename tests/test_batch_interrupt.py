@@ -12,7 +12,7 @@ import time
 import pytest
 
 from adcli.tasks.outputs import read_metadata
-from tests.support.batch_helpers import image, one_thread, pixels, report_lines, run  # noqa: F401
+from tests.support.batch_helpers import image, pixels, report_lines, run
 
 COUNT = 5
 ARGS = ["--num-images", str(COUNT), "--model", "tiny", "--size", "64x64", "--iterations", "6"]

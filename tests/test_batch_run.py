@@ -11,7 +11,7 @@ import torch
 
 from adcli.tasks import outputs
 from adcli.tasks.outputs import read_metadata
-from tests.support.batch_helpers import TINY, image, one_line_error, one_thread, pixels, pngs, report_lines, run  # noqa: F401
+from tests.support.batch_helpers import TINY, image, one_line_error, pixels, pngs, report_lines, run
 
 
 @pytest.fixture

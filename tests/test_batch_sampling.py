@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from adcli.tasks.outputs import read_metadata
-from tests.support.batch_helpers import image, one_line_error, one_thread, pixels, pngs, report_lines, run  # noqa: F401
+from tests.support.batch_helpers import image, one_line_error, pixels, pngs, report_lines, run
 
 T2I = ["--model", "tiny", "--size", "64x64", "--steps", "2", "--ad-iterations", "1", "--quiet"]
 EXPAND = ["--model", "tiny", "--size", "96x64", "--window", "8", "--stride", "4", "--steps", "2", "--ad-iterations", "1", "--quiet"]

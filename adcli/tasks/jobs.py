@@ -86,12 +86,6 @@ class JobContext:
         return self._memo[key]
 
 
-@dataclass
-class Outcome:
-    written: list[Path] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)
-
-
 def open_backend(resolved: ResolvedSettings, reporter: Reporter, device_name: str | None = None) -> Backend:
     settings = resolved.settings
     device = resolve_device(device_name or settings.device)
@@ -108,30 +102,3 @@ def open_backend(resolved: ResolvedSettings, reporter: Reporter, device_name: st
     if settings.compile:
         compile_unet(backend.unet)
     return backend
-
-
-def run_jobs(
-    resolved: ResolvedSettings,
-    jobs: list[Job],
-    output: Path,
-    reporter: Reporter,
-    overwrite: bool = False,
-) -> Outcome:
-    """Load the model once, then make and write each job's image; a failed job does not stop the rest.
-
-    The plain entry point; the batch machinery (names, resume, batches, shards) is tasks/batch.py.
-    """
-    from adcli.tasks.batch import run_plan
-    from adcli.tasks.plan import BatchOptions, plan_jobs
-
-    plan = plan_jobs(jobs, resolved, output)
-    results = run_plan(plan, BatchOptions(overwrite=overwrite), reporter)
-    if len(results) == 1 and results[0].exception is not None:
-        raise results[0].exception
-    outcome = Outcome()
-    for result in results:
-        if result.status == "done":
-            outcome.written.append(Path(result.output))
-        elif result.status == "failed":
-            outcome.failed.append((result.name, result.error or ""))
-    return outcome

@@ -6,8 +6,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -47,11 +45,3 @@ def report_lines(path: Path) -> list[dict]:
 def pngs(folder: Path) -> list[str]:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png"))
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tiny models run thousands of small ops: on a shared CPU one thread is several times faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
