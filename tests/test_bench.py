@@ -15,8 +15,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from adcli.engine.distill import Guide, distill_by_optimization
 from adcli.engine.lowvram import low_vram
 from adcli.engine.models import load_backend
+from adcli.engine.multidiffusion import expand_by_sampling, windows
+from adcli.engine.sampler import distill_by_sampling, negative_conditioning, text_denoiser
 from benchmarks.archs import meta_unet
-from benchmarks.baseline import literal_algorithm1
+from benchmarks.baseline import literal_algorithm1, literal_algorithm2, literal_multidiffusion, views
 
 LAYERS = (-6, -5, -4, -3, -2, -1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,6 +86,60 @@ def test_baseline_gives_the_engines_losses_on_sdxl():
     )
     _, engine = engine_losses(backend, init, Guide(style, content, 0.25), iterations=3)
     assert_same_losses(baseline, engine)
+
+
+@pytest.mark.parametrize("arch, adain", [("tiny", False), ("tiny-sdxl", True)])
+def test_literal_algorithm2_gives_the_engines_losses_and_latents(sd15, arch, adain):
+    """Same seed, same per-step losses and final latent: texture sampling (no prompt) on SD1.5,
+    text-to-image with CFG and AdaIN on SDXL."""
+    backend = sd15 if arch == "tiny" else load_backend(arch, device=torch.device("cpu"), dtype=torch.float32)
+    if arch == "tiny":
+        denoise = text_denoiser(backend, backend.encode_prompts([""]))
+    else:
+        denoise = text_denoiser(backend, backend.encode_prompts(["a cat"]), negative_conditioning(backend, ""), 7.0)
+    common = dict(size=(64, 64), layers=LAYERS, steps=3, iterations=2, lr=0.05, adain=adain)
+    expected, baseline = literal_algorithm2(
+        backend, denoise, latents(1), generator=torch.Generator().manual_seed(4), **common
+    )
+    engine = []
+    actual = distill_by_sampling(
+        backend, denoise, Guide(latents(1)), generator=torch.Generator().manual_seed(4),
+        on_step=lambda step, total, loss: engine.append(loss), **common,
+    )
+    assert [len(step) for step in baseline] == [2, 2, 2] and all(x > 0 for step in baseline for x in step)
+    assert_same_losses([step[-1] for step in baseline], engine)  # the engine reports each step's last
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_literal_multidiffusion_gives_the_engines_losses_and_latents(sd15):
+    """Six overlapping windows (128×96 px, window 8, stride 4): one window per engine batch gives
+    the same per-window losses and latent; batched windows nearly the same latent."""
+    reference = latents(1)
+    common = dict(size=(128, 96), layers=LAYERS, steps=2, iterations=2, lr=0.05, adain=True)
+    assert [(w.top, w.left, w.height, w.width) for w in windows(12, 16, 8, 4)] == views(12, 16, 8, 4)
+    expected, baseline = literal_multidiffusion(
+        sd15, text_denoiser(sd15, sd15.encode_prompts([""])), reference,
+        generator=torch.Generator().manual_seed(6), window=8, stride=4, **common,
+    )
+    ticks = []
+    actual = expand_by_sampling(
+        sd15, Guide(reference), generator=torch.Generator().manual_seed(6), window=8, stride=4, window_batch=1,
+        on_step=lambda step, total, loss: ticks.append(loss), **common,
+    )
+    tiles = len(views(12, 16, 8, 4))
+    assert tiles == 6 and [len(step) for step in baseline] == [tiles * 2] * 2
+    # per step: one tick per denoised window, then one per guided window (its last iteration's loss)
+    engine = [loss for step in range(2) for loss in ticks[(2 * step + 1) * tiles : (2 * step + 2) * tiles]]
+    assert_same_losses([loss for step in baseline for loss in step[1::2]], engine)
+    # Adam's first steps move an element by ~lr whatever its gradient's size, so the last-bit
+    # rounding of a near-zero gradient can show at 1e-4 in a few elements
+    torch.testing.assert_close(actual, expected, rtol=1e-3, atol=5e-4)
+    batched = expand_by_sampling(
+        sd15, Guide(reference), generator=torch.Generator().manual_seed(6), window=8, stride=4, window_batch=4, **common
+    )
+    # a batch's loss is the windows' mean: gradients 1/4 the size meet Adam's eps differently
+    difference = (batched - expected).abs()
+    assert difference.mean() < 1e-3 and difference.max() < 2e-2
 
 
 @pytest.mark.parametrize("chunk", [2, 3])
