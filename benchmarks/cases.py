@@ -12,42 +12,73 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from adcli.engine.attention import CaptureProcessor
 from adcli.engine.compile import compiled_unet
 from adcli.engine.distill import FEATURE_CHUNK, Guide, distill_by_optimization
 from adcli.engine.lowvram import low_vram
 from adcli.engine.models import Backend
-from benchmarks.baseline import literal_algorithm1
+from adcli.engine.multidiffusion import expand_by_sampling, windows
+from adcli.engine.sampler import distill_by_sampling, negative_conditioning, text_denoiser
+from benchmarks.baseline import literal_algorithm1, literal_algorithm2, literal_multidiffusion
 
 LAYERS = (-6, -5, -4, -3, -2, -1)
 LR = 0.05
 CONTENT_WEIGHT = 0.25  # style transfer's λ; texture has none
+# Sampling rows at the presets' settings (configs/texture.yaml, expand.yaml, t2i.yaml).
+SAMPLING = ("texture-sampling", "expand", "t2i")
+T2I_LR, T2I_GUIDANCE, T2I_PROMPT = 0.015, 7.0, "a watercolor painting of a lighthouse"
+WINDOW_BATCH = 4
+REPEAT_BUDGET_S = 1.0  # no further repeats of a row once its timed runs took this long
 
 
 @dataclass(frozen=True)
 class Case:
     """One row: a task at the paper's settings, run by the engine or the literal baseline."""
 
-    task: str  # "style-transfer" | "texture" | "vae-decode"
+    task: str  # "style-transfer" | "texture" | "vae-decode" | "texture-sampling" | "expand" | "t2i"
     arch: str  # "sd15" | "sdxl"
-    size: int  # square output side in pixels
-    iterations: int  # optimization iterations (decodes for vae-decode)
+    size: int  # output width in pixels (the side of a square output)
+    iterations: int  # optimization iterations; DDIM steps when sampling; decodes for vae-decode
     impl: str = "engine"  # "engine" | "baseline"
     variant: str = ""  # "" | "low-vram" | "compile" | "chunk=N"
+    height: int = 0  # output height in pixels when not square
+    ad_iterations: int = 0  # sampling: AD iterations after each DDIM step
+    stride: int = 0  # expand: latents between neighbouring windows (the window is the UNet's size)
 
     @property
     def name(self) -> str:
         return " ".join(x for x in (self.task, self.impl, self.variant) if x)
 
     @property
+    def pixels(self) -> tuple[int, int]:
+        """(width, height) of the output."""
+        return self.size, self.height or self.size
+
+    @property
+    def sampling(self) -> bool:
+        return self.task in SAMPLING
+
+    @property
     def feature_chunk(self) -> int:
         return int(self.variant.split("=")[1]) if self.variant.startswith("chunk=") else FEATURE_CHUNK
 
 
-def plan(full: bool, iterations: int | None, with_compile: bool, size: int | None = None) -> list[Case]:
-    """The rows: full-size models at the paper's sizes on a GPU, tiny models at 64² on a CPU."""
+def plan(
+    full: bool, iterations: int | None, with_compile: bool, size: int | None = None, steps: int | None = None
+) -> list[Case]:
+    """The rows: full-size models at the paper's sizes on a GPU, tiny models at small sizes on a CPU.
+
+    Expansion keeps its two output shapes (a 2:1 strip and a large square; 3 and 25 windows on a
+    CPU) whatever ``size`` says; the literal baseline runs on the strip only (on the square it
+    would recompute the reference for every window, iteration and step: far too long).
+    """
     sd, xl = (size, size) if size else (512, 1024) if full else (64, 64)
     n_sd = iterations or (200 if full else 10)
     n_xl = iterations or (50 if full else 10)
+    n_steps = steps or (50 if full else 2)
+    strip, square, stride = ((1024, 512), 2048, 8) if full else ((128, 64), 192, 4)
+    texture_sampling = dict(ad_iterations=3)
+    expand = dict(ad_iterations=3, stride=stride)
     cases = [
         Case("style-transfer", "sd15", sd, n_sd, "engine"),
         Case("style-transfer", "sd15", sd, n_sd, "baseline"),
@@ -57,6 +88,11 @@ def plan(full: bool, iterations: int | None, with_compile: bool, size: int | Non
         Case("texture", "sd15", sd, n_sd, "engine"),
         Case("texture", "sd15", sd, n_sd, "baseline"),
         Case("vae-decode", "sd15", sd, 1 if not full else 3),
+        Case("texture-sampling", "sd15", sd, n_steps, "engine", **texture_sampling),
+        Case("texture-sampling", "sd15", sd, n_steps, "baseline", **texture_sampling),
+        Case("expand", "sd15", strip[0], n_steps, "engine", height=strip[1], **expand),
+        Case("expand", "sd15", strip[0], n_steps, "baseline", height=strip[1], **expand),
+        Case("expand", "sd15", square, n_steps, "engine", height=square, **expand),
     ]
     if with_compile:
         cases.append(Case("style-transfer", "sd15", sd, n_sd, "engine", "compile"))
@@ -64,6 +100,8 @@ def plan(full: bool, iterations: int | None, with_compile: bool, size: int | Non
         Case("style-transfer", "sdxl", xl, n_xl, "engine"),
         Case("style-transfer", "sdxl", xl, n_xl, "baseline"),
         Case("style-transfer", "sdxl", xl, n_xl, "engine", "low-vram"),
+        Case("t2i", "sdxl", xl, n_steps, "engine", ad_iterations=2),
+        Case("t2i", "sdxl", xl, n_steps, "engine", "low-vram", ad_iterations=2),
         Case("vae-decode", "sdxl", xl, 1 if not full else 3),
         Case("vae-decode", "sdxl", xl, 1 if not full else 3, "engine", "low-vram"),
     ]
@@ -86,6 +124,8 @@ def workload(backend: Backend, case: Case) -> Callable[[int], object]:
     weight = CONTENT_WEIGHT if content is not None else 0.0
     if case.task == "vae-decode":
         return lambda n: [backend.decode_latents(init) for _ in range(n)]
+    if case.sampling:
+        return _sampling_workload(backend, case)
     if case.impl == "baseline":
         return lambda n: literal_algorithm1(
             backend, init, reference, content, layers=LAYERS, iterations=n, lr=LR, content_weight=weight
@@ -94,6 +134,43 @@ def workload(backend: Backend, case: Case) -> Callable[[int], object]:
     return lambda n: distill_by_optimization(
         backend, init, guide, layers=LAYERS, iterations=n, lr=LR, feature_chunk=case.feature_chunk
     )
+
+
+def _sampling_workload(backend: Backend, case: Case) -> Callable[[int], object]:
+    """``run(n)``: ``n`` DDIM steps with ``case.ad_iterations`` AD iterations after each, from a
+    fresh seed each run: texture sampling (no prompt), expansion (MultiDiffusion windows, the
+    reference one window big) or SDXL text-to-image (prompt, CFG, AdaIN); latents only, no decode."""
+    window = backend.unet.config.sample_size
+    side = window * backend.vae_scale_factor if case.task == "expand" else case.size
+    reference = _latents(backend, side, 1, seed=1)
+    common = dict(size=case.pixels, layers=LAYERS, iterations=case.ad_iterations, adain=case.task == "t2i",
+                  lr=T2I_LR if case.task == "t2i" else LR)
+    if case.task == "t2i":
+        negative = negative_conditioning(backend, "")
+        denoise = text_denoiser(backend, backend.encode_prompts([T2I_PROMPT]), negative, T2I_GUIDANCE)
+    else:
+        denoise = text_denoiser(backend, backend.encode_prompts([""]))
+    seed = lambda: torch.Generator("cpu").manual_seed(0)  # noqa: E731
+    if case.task == "expand" and case.impl == "baseline":
+        return lambda n: literal_multidiffusion(
+            backend, denoise, reference, generator=seed(), steps=n, window=window, stride=case.stride, **common
+        )
+    if case.task == "expand":
+        return lambda n: expand_by_sampling(
+            backend, Guide(reference), generator=seed(), steps=n, window=window, stride=case.stride,
+            window_batch=WINDOW_BATCH, **common,
+        )
+    if case.impl == "baseline":
+        return lambda n: literal_algorithm2(backend, denoise, reference, generator=seed(), steps=n, **common)
+    return lambda n: distill_by_sampling(backend, denoise, Guide(reference), generator=seed(), steps=n, **common)
+
+
+def window_count(backend: Backend, case: Case) -> int | None:
+    """MultiDiffusion windows of an expansion row (None for the other rows)."""
+    if case.task != "expand":
+        return None
+    width, height = (side // backend.vae_scale_factor for side in case.pixels)
+    return len(windows(height, width, backend.unet.config.sample_size, case.stride))
 
 
 def options(backend: Backend, case: Case) -> ExitStack:
@@ -117,6 +194,8 @@ class Measurement:
     peak_bytes: int | None
     flops: int
     host_syncs: int | None  # times the host waited for the GPU in the first timed run (CUDA only)
+    reference_passes: float | None = None  # sampling: no-gradient UNet passes for the reference, per step
+    windows: int | None = None  # expand: MultiDiffusion windows
 
 
 @contextmanager
@@ -135,13 +214,38 @@ def _counting_syncs(device: torch.device, found: list) -> Iterator[None]:
     found.extend(w for w in caught if "synchroniz" in str(w.message).lower())
 
 
+@contextmanager
+def _counting_reference_passes(unet: torch.nn.Module, found: list) -> Iterator[None]:
+    """Record each UNet pass that reads attention features without gradient: a reference pass.
+
+    Both the engine and the baselines install the capture processors only around their AD
+    work, so denoising passes (also without gradient) are not counted; target passes need a
+    gradient. A pass over a batch of references counts once.
+    """
+
+    def seen(module: torch.nn.Module, args: tuple) -> None:
+        if not torch.is_grad_enabled() and any(
+            isinstance(p, CaptureProcessor) for p in module.attn_processors.values()
+        ):
+            found.append(1)
+
+    handle = unet.register_forward_pre_hook(seen)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 def measure(backend: Backend, case: Case, warmup: int, repeat: int = 1) -> Measurement:
-    """Warm up, time the case ``repeat`` times (keep the fastest), then count the FLOPs of a short
-    run with the same pass shapes, scaled up to the full run."""
+    """Warm up, time the case up to ``repeat`` times (keep the fastest; no more repeats after
+    ``REPEAT_BUDGET_S``), then count the FLOPs of a short run with the same pass shapes, scaled up
+    to the full run (and, when sampling, its reference passes per step)."""
     device = backend.device
     run = workload(backend, case)
     if case.task == "vae-decode":
         warm, short = 1, 1
+    elif case.sampling:  # every step costs the same
+        warm, short = min(warmup, case.iterations), 1
     elif case.impl == "engine":
         # whole chunks of timesteps, as in the timed run (one graph per shape under --compile)
         short = min(case.feature_chunk, case.iterations)
@@ -155,14 +259,21 @@ def measure(backend: Backend, case: Case, warmup: int, repeat: int = 1) -> Measu
             torch.cuda.reset_peak_memory_stats(device)
         walls, syncs = [], []
         for attempt in range(repeat):
+            if sum(walls) > REPEAT_BUDGET_S:
+                break  # long runs vary little: keep the whole benchmark short
             started = time.perf_counter()
             with _counting_syncs(device, syncs) if attempt == 0 else nullcontext():
                 run(case.iterations)
             _sync(device)
             walls.append(time.perf_counter() - started)
         peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-        flops = count_flops(lambda: run(short), device) * case.iterations // short
-    return Measurement(min(walls), peak, flops, len(syncs) if device.type == "cuda" else None)
+        passes: list = []
+        with _counting_reference_passes(backend.unet, passes) if case.sampling else nullcontext():
+            flops = count_flops(lambda: run(short), device) * case.iterations // short
+    return Measurement(
+        min(walls), peak, flops, len(syncs) if device.type == "cuda" else None,
+        reference_passes=len(passes) / short if case.sampling else None, windows=window_count(backend, case),
+    )
 
 
 def count_flops(fn: Callable[[], object], device: torch.device) -> int:

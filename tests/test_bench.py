@@ -19,6 +19,8 @@ from adcli.engine.multidiffusion import expand_by_sampling, windows
 from adcli.engine.sampler import distill_by_sampling, negative_conditioning, text_denoiser
 from benchmarks.archs import meta_unet
 from benchmarks.baseline import literal_algorithm1, literal_algorithm2, literal_multidiffusion, views
+from benchmarks.cases import Case, Measurement
+from benchmarks.report import make_rows, markdown
 
 LAYERS = (-6, -5, -4, -3, -2, -1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -193,7 +195,8 @@ def test_full_size_architectures_cost_what_the_published_models_cost(arch, side,
 
 def test_cpu_bench_runs_and_writes_its_table(tmp_path):
     command = [sys.executable, "-m", "benchmarks.run", "--device", "cpu", "--iterations", "2", "--repeat", "1",
-               "--warmup", "1", "--only", "style-transfer engine", "--only", "baseline", "--out", str(tmp_path)]
+               "--warmup", "1", "--only", "style-transfer engine", "--only", "style-transfer baseline",
+               "--only", "texture baseline", "--out", str(tmp_path)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     data = json.loads((tmp_path / "latest.json").read_text())
@@ -212,3 +215,41 @@ def test_cpu_bench_runs_and_writes_its_table(tmp_path):
     assert "speed-up |" in table.splitlines()[4]
     assert "| style-transfer | engine | sd15 | 64² | 2 |" in table
     assert table in done.stdout
+
+
+def test_cpu_bench_sampling_rows(tmp_path):
+    """Texture sampling and expansion against their literal baselines: one reference pass per
+    step for the engine, one per window and iteration for the baseline."""
+    command = [sys.executable, "-m", "benchmarks.run", "--device", "cpu", "--steps", "1", "--repeat", "1",
+               "--warmup", "1", "--only", "sampling", "--only", "128x64", "--out", str(tmp_path)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = {(r["task"], r["impl"]): r for r in json.loads((tmp_path / "latest.json").read_text())["rows"]}
+    assert set(rows) == {(task, impl) for task in ("texture-sampling", "expand") for impl in ("engine", "baseline")}
+    sampling, literal = rows[("texture-sampling", "engine")], rows[("texture-sampling", "baseline")]
+    assert sampling["iterations"] == 1 and sampling["ad_iterations"] == 3
+    assert sampling["reference_passes_per_step"] == 1 and literal["reference_passes_per_step"] == 3
+    assert sampling["speedup_vs_baseline"] == pytest.approx(literal["wall_s"] / sampling["wall_s"])
+    expand, literal = rows[("expand", "engine")], rows[("expand", "baseline")]
+    assert expand["windows"] == literal["windows"] == 3 and expand["reference_passes_per_step"] == 1
+    assert literal["reference_passes_per_step"] == 3 * 3  # windows × AD iterations
+    assert expand["ms_per_megapixel_step"] == pytest.approx(1000 * expand["wall_s"] / (128 * 64 / 1e6))
+    assert expand["speedup_vs_baseline"] == pytest.approx(literal["wall_s"] / expand["wall_s"])
+    table = (tmp_path / "latest.md").read_text()
+    assert "| expand | engine | sd15 | 128×64 | 1×3 |" in table
+    assert "| expand | baseline | sd15 | 128×64 | 3 |" in table  # the per-step table: windows
+
+
+def test_report_says_why_a_sampling_row_has_no_baseline():
+    """The large expansion runs without its baseline; the table says so (made-up timings)."""
+    strip = Case("expand", "sd15", 128, 2, "engine", height=64, ad_iterations=3, stride=4)
+    square = Case("expand", "sd15", 192, 2, "engine", height=192, ad_iterations=3, stride=4)
+    baseline = Case("expand", "sd15", 128, 2, "baseline", height=64, ad_iterations=3, stride=4)
+    results = [(strip, Measurement(1.0, None, 10, None, 1.0, 3)), (baseline, Measurement(3.0, None, 20, None, 9.0, 3)),
+               (square, Measurement(8.0, None, 80, None, 1.0, 25))]
+    rows = make_rows(results, None)
+    assert [r.speedup_vs_baseline for r in rows] == [3.0, None, None]
+    assert rows[2].ms_per_megapixel_step == pytest.approx(1000 * 8.0 / 2 / (192 * 192 / 1e6))
+    table = markdown(rows, {"device_name": "test", "models": "tiny", "date": "", "torch": "", "diffusers": ""})
+    assert "| expand | engine | sd15 | 192² | 25 | 4000.0 |" in table
+    assert "No baseline row for expand at 192²: the literal baseline would run 75 reference passes per step" in table
