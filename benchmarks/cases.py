@@ -12,22 +12,17 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from adcli.engine.attention import CaptureProcessor
 from adcli.engine.compile import compiled_unet
 from adcli.engine.distill import FEATURE_CHUNK, Guide, distill_by_optimization
 from adcli.engine.lowvram import low_vram
 from adcli.engine.models import Backend
-from adcli.engine.multidiffusion import expand_by_sampling, windows
-from adcli.engine.sampler import distill_by_sampling, negative_conditioning, text_denoiser
-from benchmarks.baseline import literal_algorithm1, literal_algorithm2, literal_multidiffusion
+from benchmarks.baseline import literal_algorithm1
+from benchmarks.sampling import counting_reference_passes, sampling_workload, window_count
 
 LAYERS = (-6, -5, -4, -3, -2, -1)
 LR = 0.05
 CONTENT_WEIGHT = 0.25  # style transfer's λ; texture has none
-# Sampling rows at the presets' settings (configs/texture.yaml, expand.yaml, t2i.yaml).
 SAMPLING = ("texture-sampling", "expand", "t2i")
-T2I_LR, T2I_GUIDANCE, T2I_PROMPT = 0.015, 7.0, "a watercolor painting of a lighthouse"
-WINDOW_BATCH = 4
 REPEAT_BUDGET_S = 1.0  # no further repeats of a row once its timed runs took this long
 
 
@@ -118,14 +113,15 @@ def _latents(backend: Backend, size: int, count: int, seed: int) -> torch.Tensor
 
 def workload(backend: Backend, case: Case) -> Callable[[int], object]:
     """``run(n)`` does the case's work for ``n`` iterations (the inputs' values do not change the cost)."""
+    if case.sampling:
+        side = backend.unet.config.sample_size * backend.vae_scale_factor if case.task == "expand" else case.size
+        return sampling_workload(backend, case, _latents(backend, side, 1, seed=1), LAYERS, LR)
     reference = _latents(backend, case.size, 1, seed=1)
     content = _latents(backend, case.size, 1, seed=2) if case.task == "style-transfer" else None
     init = content if content is not None else _latents(backend, case.size, 1, seed=3)
     weight = CONTENT_WEIGHT if content is not None else 0.0
     if case.task == "vae-decode":
         return lambda n: [backend.decode_latents(init) for _ in range(n)]
-    if case.sampling:
-        return _sampling_workload(backend, case)
     if case.impl == "baseline":
         return lambda n: literal_algorithm1(
             backend, init, reference, content, layers=LAYERS, iterations=n, lr=LR, content_weight=weight
@@ -134,43 +130,6 @@ def workload(backend: Backend, case: Case) -> Callable[[int], object]:
     return lambda n: distill_by_optimization(
         backend, init, guide, layers=LAYERS, iterations=n, lr=LR, feature_chunk=case.feature_chunk
     )
-
-
-def _sampling_workload(backend: Backend, case: Case) -> Callable[[int], object]:
-    """``run(n)``: ``n`` DDIM steps with ``case.ad_iterations`` AD iterations after each, from a
-    fresh seed each run: texture sampling (no prompt), expansion (MultiDiffusion windows, the
-    reference one window big) or SDXL text-to-image (prompt, CFG, AdaIN); latents only, no decode."""
-    window = backend.unet.config.sample_size
-    side = window * backend.vae_scale_factor if case.task == "expand" else case.size
-    reference = _latents(backend, side, 1, seed=1)
-    common = dict(size=case.pixels, layers=LAYERS, iterations=case.ad_iterations, adain=case.task == "t2i",
-                  lr=T2I_LR if case.task == "t2i" else LR)
-    if case.task == "t2i":
-        negative = negative_conditioning(backend, "")
-        denoise = text_denoiser(backend, backend.encode_prompts([T2I_PROMPT]), negative, T2I_GUIDANCE)
-    else:
-        denoise = text_denoiser(backend, backend.encode_prompts([""]))
-    seed = lambda: torch.Generator("cpu").manual_seed(0)  # noqa: E731
-    if case.task == "expand" and case.impl == "baseline":
-        return lambda n: literal_multidiffusion(
-            backend, denoise, reference, generator=seed(), steps=n, window=window, stride=case.stride, **common
-        )
-    if case.task == "expand":
-        return lambda n: expand_by_sampling(
-            backend, Guide(reference), generator=seed(), steps=n, window=window, stride=case.stride,
-            window_batch=WINDOW_BATCH, **common,
-        )
-    if case.impl == "baseline":
-        return lambda n: literal_algorithm2(backend, denoise, reference, generator=seed(), steps=n, **common)
-    return lambda n: distill_by_sampling(backend, denoise, Guide(reference), generator=seed(), steps=n, **common)
-
-
-def window_count(backend: Backend, case: Case) -> int | None:
-    """MultiDiffusion windows of an expansion row (None for the other rows)."""
-    if case.task != "expand":
-        return None
-    width, height = (side // backend.vae_scale_factor for side in case.pixels)
-    return len(windows(height, width, backend.unet.config.sample_size, case.stride))
 
 
 def options(backend: Backend, case: Case) -> ExitStack:
@@ -214,28 +173,6 @@ def _counting_syncs(device: torch.device, found: list) -> Iterator[None]:
     found.extend(w for w in caught if "synchroniz" in str(w.message).lower())
 
 
-@contextmanager
-def _counting_reference_passes(unet: torch.nn.Module, found: list) -> Iterator[None]:
-    """Record each UNet pass that reads attention features without gradient: a reference pass.
-
-    Both the engine and the baselines install the capture processors only around their AD
-    work, so denoising passes (also without gradient) are not counted; target passes need a
-    gradient. A pass over a batch of references counts once.
-    """
-
-    def seen(module: torch.nn.Module, args: tuple) -> None:
-        if not torch.is_grad_enabled() and any(
-            isinstance(p, CaptureProcessor) for p in module.attn_processors.values()
-        ):
-            found.append(1)
-
-    handle = unet.register_forward_pre_hook(seen)
-    try:
-        yield
-    finally:
-        handle.remove()
-
-
 def measure(backend: Backend, case: Case, warmup: int, repeat: int = 1) -> Measurement:
     """Warm up, time the case up to ``repeat`` times (keep the fastest; no more repeats after
     ``REPEAT_BUDGET_S``), then count the FLOPs of a short run with the same pass shapes, scaled up
@@ -268,7 +205,7 @@ def measure(backend: Backend, case: Case, warmup: int, repeat: int = 1) -> Measu
             walls.append(time.perf_counter() - started)
         peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
         passes: list = []
-        with _counting_reference_passes(backend.unet, passes) if case.sampling else nullcontext():
+        with counting_reference_passes(backend.unet, passes) if case.sampling else nullcontext():
             flops = count_flops(lambda: run(short), device) * case.iterations // short
     return Measurement(
         min(walls), peak, flops, len(syncs) if device.type == "cuda" else None,
