@@ -32,7 +32,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
                         help="override the image side in pixels (multiple of 8) of every row but expansion's")
     parser.add_argument("--warmup", type=int, default=2, help="warm-up iterations before each timed run")
     parser.add_argument("--repeat", type=int, help="timed runs per row, the fastest kept (default: 1 on CUDA, 3 on a CPU)")
-    parser.add_argument("--only", action="append", default=[], help="run rows whose name and size ('expand engine 1024x512') contain this (repeatable)")
+    parser.add_argument("--only", action="append", default=[],
+                        help="run rows whose name and size ('expand engine 1024x512') contain this (repeatable)")
     parser.add_argument("--arch", choices=["sd15", "sdxl"], action="append", help="only these architectures")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="include the --compile rows (default: on CUDA only)")
@@ -54,6 +55,12 @@ def _release(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
+def _label(case: Case) -> str:
+    """What ``--only`` matches: the row's name and size, e.g. ``expand engine 1024x512``."""
+    width, height = case.pixels
+    return f"{case.name} {width}x{height}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
@@ -66,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     with_compile = args.compile if args.compile is not None else device.type == "cuda"
     cases = [
         c for c in plan(models == "full", args.iterations, with_compile, args.size, args.steps)
-        if (not args.only or any(s in f"{c.name} {c.pixels[0]}x{c.pixels[1]}" for s in args.only)) and (not args.arch or c.arch in args.arch)
+        if (not args.only or any(s in _label(c) for s in args.only)) and (not args.arch or c.arch in args.arch)
     ]
     meta = metadata(device, models)
     results: list[tuple[Case, object]] = []
@@ -74,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         backend = _backend(arch, models, device)
         for case in (c for c in cases if c.arch == arch):
             work = f"{case.iterations}×{case.ad_iterations}" if case.sampling else case.iterations
-            print(f"… {case.arch} {case.name} ({'×'.join(map(str, case.pixels))}, {work})", file=sys.stderr, flush=True)
+            print(f"… {case.arch} {_label(case)} ({work})", file=sys.stderr, flush=True)
             results.append((case, measure(backend, case, args.warmup, repeat)))
         del backend
         _release(device)
