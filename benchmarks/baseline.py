@@ -1,10 +1,12 @@
-"""A literal Algorithm 1 (paper, supplementary A): the speed baseline ``make bench`` compares against.
+"""Literal Algorithms 1 and 2 (paper, supplementary A) and MultiDiffusion expansion: the speed
+baselines ``make bench`` compares against.
 
-Written the way the paper describes it, on purpose: each iteration runs three separate full UNet
-passes (content, style, target — none stopped early), recomputes the target's attention inside
-``adcli.losses.ad_loss`` and reads the loss back to the host. It shares only model loading
-(:class:`~adcli.engine.models.Backend`) and the attention capture processors with the engine, so
-that a speed-up over it is the engine's own.
+Written the way the paper describes them, on purpose: each iteration runs separate full UNet
+passes (content, style/reference, target — none stopped early, reference features recomputed
+every iteration and, for expansion, for every window), recomputes the target's attention inside
+``adcli.losses.ad_loss`` and reads the loss back to the host. They share only model loading
+(:class:`~adcli.engine.models.Backend`), the attention capture processors, the DDIM scheduler
+set-up and the denoiser with the engine, so that a speed-up over them is the engine's own.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from diffusers import DDIMScheduler
 
 from adcli.engine.attention import FeatureStore, LayerFeatures, capture, select_layers
 from adcli.engine.models import Backend
+from adcli.engine.sampler import Denoiser, make_scheduler
 from adcli.losses import ad_loss, content_loss
 
 
@@ -69,3 +72,153 @@ def literal_algorithm1(
             optimizer.step()
             losses.append(total.item())  # the host waits for the GPU every iteration
     return z.detach(), losses
+
+
+def _adain(z: torch.Tensor, reference: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Per-channel mean and std of ``z`` set to the (pooled) reference's, as the paper's AdaIN."""
+    mean, std = z.mean(dim=(2, 3), keepdim=True), z.std(dim=(2, 3), keepdim=True)
+    ref_mean, ref_std = reference.mean(dim=(0, 2, 3), keepdim=True), reference.std(dim=(0, 2, 3), keepdim=True)
+    return (z - mean) / (std + eps) * ref_std + ref_mean
+
+
+def _ad_iterations(
+    backend: Backend, store: FeatureStore, z: torch.Tensor, reference: torch.Tensor, t: torch.Tensor,
+    iterations: int, lr: float,
+) -> tuple[torch.Tensor, list[float]]:
+    """Alg. 2 lines 9–13: a fresh Adam on ``z``; every iteration a full reference pass and a full
+    target pass, the AD loss, one step, and the loss read back to the host."""
+    z = z.detach().float().clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([z], lr=lr)
+    losses = []
+    for _ in range(iterations):
+        with torch.no_grad():
+            ref = _features(backend, store, reference, t)  # recomputed every iteration
+        target = _features(backend, store, z, t)
+        total = torch.zeros((), device=backend.device)
+        for position, layer in target.items():
+            total = total + ad_loss(layer.q, layer.k, layer.v, ref[position].k, ref[position].v)
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        losses.append(total.item())  # the host waits for the GPU every iteration
+    return z.detach(), losses
+
+
+def _noised_reference(backend: Backend, scheduler: DDIMScheduler, reference: torch.Tensor,
+                      t: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """z_ref at ``t``; the noise is drawn on the CPU from the run's generator, as the engine does."""
+    noise = torch.randn(reference.shape, generator=generator).to(backend.device)
+    return scheduler.add_noise(reference, noise, t.reshape(1))
+
+
+def literal_algorithm2(
+    backend: Backend,
+    denoise: Denoiser,
+    reference: torch.Tensor,
+    *,
+    size: tuple[int, int],
+    generator: torch.Generator,
+    layers: Sequence[int],
+    steps: int,
+    iterations: int,
+    lr: float,
+    adain: bool,
+) -> tuple[torch.Tensor, list[list[float]]]:
+    """AD-guided DDIM sampling of a ``size`` = (width, height) image; returns the latent and the
+    losses of every AD iteration, per step. Each step: a DDIM step t → t−1, then at t−1 the
+    reference noised afresh, AdaIN when asked, and ``iterations`` AD iterations."""
+    scheduler = make_scheduler(backend, steps)
+    width, height = size
+    factor = backend.vae_scale_factor
+    shape = (1, backend.unet.config.in_channels, height // factor, width // factor)
+    z = torch.randn(shape, generator=generator).to(backend.device) * scheduler.init_noise_sigma
+    reference = reference.to(backend.device).float()
+    positions = select_layers(backend.unet, layers)
+    store = FeatureStore()
+    stride = scheduler.config.num_train_timesteps // steps
+    losses = []
+    for t in scheduler.timesteps:
+        with torch.no_grad():
+            eps = denoise(scheduler.scale_model_input(z, t), t)
+            z = scheduler.step(eps, t, z).prev_sample
+        if iterations == 0:
+            continue
+        t_prev = (t - stride).clamp(min=0)
+        noised = _noised_reference(backend, scheduler, reference, t_prev, generator)
+        if adain:
+            z = _adain(z, noised)
+        with capture(backend.unet, positions, store):
+            z, step_losses = _ad_iterations(backend, store, z, noised, t_prev, iterations, lr)
+        losses.append(step_losses)
+    return z, losses
+
+
+def views(height: int, width: int, window: int, stride: int) -> list[tuple[int, int, int, int]]:
+    """MultiDiffusion's windows (top, left, height, width) every ``stride`` latents, plus one flush
+    with the far edge when the stride does not reach it; an axis shorter than ``window`` gets one."""
+
+    def starts(extent: int) -> list[int]:
+        last = max(extent - window, 0)
+        found = list(range(0, last + 1, stride))
+        return found if found[-1] == last else found + [last]
+
+    h, w = min(window, height), min(window, width)
+    return [(top, left, h, w) for top in starts(height) for left in starts(width)]
+
+
+def literal_multidiffusion(
+    backend: Backend,
+    denoise: Denoiser,
+    reference: torch.Tensor,
+    *,
+    size: tuple[int, int],
+    generator: torch.Generator,
+    layers: Sequence[int],
+    steps: int,
+    iterations: int,
+    lr: float,
+    adain: bool,
+    window: int,
+    stride: int,
+) -> tuple[torch.Tensor, list[list[float]]]:
+    """Texture expansion as the official code does it: every step, each window is denoised and
+    stepped on its own and the results averaged; then each window gets its own AD iterations —
+    with the reference features recomputed per window and per iteration — and the results are
+    averaged. Returns the latent and every AD loss, per step (windows in order)."""
+    scheduler = make_scheduler(backend, steps)
+    factor = backend.vae_scale_factor
+    height, width = size[1] // factor, size[0] // factor
+    z = torch.randn((1, backend.unet.config.in_channels, height, width), generator=generator).to(backend.device)
+    z = z * scheduler.init_noise_sigma
+    reference = reference.to(backend.device).float()
+    tiles = views(height, width, window, stride)
+    positions = select_layers(backend.unet, layers)
+    store = FeatureStore()
+    t_stride = scheduler.config.num_train_timesteps // steps
+    losses = []
+    for t in scheduler.timesteps:
+        value, count = torch.zeros_like(z), torch.zeros_like(z)
+        with torch.no_grad():
+            for top, left, h, w in tiles:
+                crop = z[..., top : top + h, left : left + w]
+                eps = denoise(scheduler.scale_model_input(crop, t), t)
+                value[..., top : top + h, left : left + w] += scheduler.step(eps, t, crop).prev_sample
+                count[..., top : top + h, left : left + w] += 1
+        z = value / count
+        if iterations == 0:
+            continue
+        t_prev = (t - t_stride).clamp(min=0)
+        noised = _noised_reference(backend, scheduler, reference, t_prev, generator)
+        value, count, step_losses = torch.zeros_like(z), torch.zeros_like(z), []
+        with capture(backend.unet, positions, store):
+            for top, left, h, w in tiles:
+                crop = z[..., top : top + h, left : left + w]
+                if adain:
+                    crop = _adain(crop, noised)
+                guided, window_losses = _ad_iterations(backend, store, crop, noised, t_prev, iterations, lr)
+                value[..., top : top + h, left : left + w] += guided
+                count[..., top : top + h, left : left + w] += 1
+                step_losses += window_losses
+        z = value / count
+        losses.append(step_losses)
+    return z, losses

@@ -17,37 +17,63 @@ from adcli.engine.distill import FEATURE_CHUNK, Guide, distill_by_optimization
 from adcli.engine.lowvram import low_vram
 from adcli.engine.models import Backend
 from benchmarks.baseline import literal_algorithm1
+from benchmarks.sampling import counting_reference_passes, sampling_workload, window_count
 
 LAYERS = (-6, -5, -4, -3, -2, -1)
 LR = 0.05
 CONTENT_WEIGHT = 0.25  # style transfer's λ; texture has none
+SAMPLING = ("texture-sampling", "expand", "t2i")
+REPEAT_BUDGET_S = 1.0  # no further repeats of a row once its timed runs took this long
 
 
 @dataclass(frozen=True)
 class Case:
     """One row: a task at the paper's settings, run by the engine or the literal baseline."""
 
-    task: str  # "style-transfer" | "texture" | "vae-decode"
+    task: str  # "style-transfer" | "texture" | "vae-decode" | "texture-sampling" | "expand" | "t2i"
     arch: str  # "sd15" | "sdxl"
-    size: int  # square output side in pixels
-    iterations: int  # optimization iterations (decodes for vae-decode)
+    size: int  # output width in pixels (the side of a square output)
+    iterations: int  # optimization iterations; DDIM steps when sampling; decodes for vae-decode
     impl: str = "engine"  # "engine" | "baseline"
     variant: str = ""  # "" | "low-vram" | "compile" | "chunk=N"
+    height: int = 0  # output height in pixels when not square
+    ad_iterations: int = 0  # sampling: AD iterations after each DDIM step
+    stride: int = 0  # expand: latents between neighbouring windows (the window is the UNet's size)
 
     @property
     def name(self) -> str:
         return " ".join(x for x in (self.task, self.impl, self.variant) if x)
 
     @property
+    def pixels(self) -> tuple[int, int]:
+        """(width, height) of the output."""
+        return self.size, self.height or self.size
+
+    @property
+    def sampling(self) -> bool:
+        return self.task in SAMPLING
+
+    @property
     def feature_chunk(self) -> int:
         return int(self.variant.split("=")[1]) if self.variant.startswith("chunk=") else FEATURE_CHUNK
 
 
-def plan(full: bool, iterations: int | None, with_compile: bool, size: int | None = None) -> list[Case]:
-    """The rows: full-size models at the paper's sizes on a GPU, tiny models at 64² on a CPU."""
+def plan(
+    full: bool, iterations: int | None, with_compile: bool, size: int | None = None, steps: int | None = None
+) -> list[Case]:
+    """The rows: full-size models at the paper's sizes on a GPU, tiny models at small sizes on a CPU.
+
+    Expansion keeps its two output shapes (a 2:1 strip and a large square; 3 and 25 windows on a
+    CPU) whatever ``size`` says; the literal baseline runs on the strip only (on the square it
+    would recompute the reference for every window, iteration and step: far too long).
+    """
     sd, xl = (size, size) if size else (512, 1024) if full else (64, 64)
     n_sd = iterations or (200 if full else 10)
     n_xl = iterations or (50 if full else 10)
+    n_steps = steps or (50 if full else 2)
+    strip, square, stride = ((1024, 512), 2048, 8) if full else ((128, 64), 192, 4)
+    texture_sampling = dict(ad_iterations=3)
+    expand = dict(ad_iterations=3, stride=stride)
     cases = [
         Case("style-transfer", "sd15", sd, n_sd, "engine"),
         Case("style-transfer", "sd15", sd, n_sd, "baseline"),
@@ -57,6 +83,11 @@ def plan(full: bool, iterations: int | None, with_compile: bool, size: int | Non
         Case("texture", "sd15", sd, n_sd, "engine"),
         Case("texture", "sd15", sd, n_sd, "baseline"),
         Case("vae-decode", "sd15", sd, 1 if not full else 3),
+        Case("texture-sampling", "sd15", sd, n_steps, "engine", **texture_sampling),
+        Case("texture-sampling", "sd15", sd, n_steps, "baseline", **texture_sampling),
+        Case("expand", "sd15", strip[0], n_steps, "engine", height=strip[1], **expand),
+        Case("expand", "sd15", strip[0], n_steps, "baseline", height=strip[1], **expand),
+        Case("expand", "sd15", square, n_steps, "engine", height=square, **expand),
     ]
     if with_compile:
         cases.append(Case("style-transfer", "sd15", sd, n_sd, "engine", "compile"))
@@ -64,6 +95,8 @@ def plan(full: bool, iterations: int | None, with_compile: bool, size: int | Non
         Case("style-transfer", "sdxl", xl, n_xl, "engine"),
         Case("style-transfer", "sdxl", xl, n_xl, "baseline"),
         Case("style-transfer", "sdxl", xl, n_xl, "engine", "low-vram"),
+        Case("t2i", "sdxl", xl, n_steps, "engine", ad_iterations=2),
+        Case("t2i", "sdxl", xl, n_steps, "engine", "low-vram", ad_iterations=2),
         Case("vae-decode", "sdxl", xl, 1 if not full else 3),
         Case("vae-decode", "sdxl", xl, 1 if not full else 3, "engine", "low-vram"),
     ]
@@ -80,6 +113,9 @@ def _latents(backend: Backend, size: int, count: int, seed: int) -> torch.Tensor
 
 def workload(backend: Backend, case: Case) -> Callable[[int], object]:
     """``run(n)`` does the case's work for ``n`` iterations (the inputs' values do not change the cost)."""
+    if case.sampling:
+        side = backend.unet.config.sample_size * backend.vae_scale_factor if case.task == "expand" else case.size
+        return sampling_workload(backend, case, _latents(backend, side, 1, seed=1), LAYERS, LR)
     reference = _latents(backend, case.size, 1, seed=1)
     content = _latents(backend, case.size, 1, seed=2) if case.task == "style-transfer" else None
     init = content if content is not None else _latents(backend, case.size, 1, seed=3)
@@ -117,6 +153,8 @@ class Measurement:
     peak_bytes: int | None
     flops: int
     host_syncs: int | None  # times the host waited for the GPU in the first timed run (CUDA only)
+    reference_passes: float | None = None  # sampling: no-gradient UNet passes for the reference, per step
+    windows: int | None = None  # expand: MultiDiffusion windows
 
 
 @contextmanager
@@ -136,12 +174,15 @@ def _counting_syncs(device: torch.device, found: list) -> Iterator[None]:
 
 
 def measure(backend: Backend, case: Case, warmup: int, repeat: int = 1) -> Measurement:
-    """Warm up, time the case ``repeat`` times (keep the fastest), then count the FLOPs of a short
-    run with the same pass shapes, scaled up to the full run."""
+    """Warm up, time the case up to ``repeat`` times (keep the fastest; no more repeats after
+    ``REPEAT_BUDGET_S``), then count the FLOPs of a short run with the same pass shapes, scaled up
+    to the full run (and, when sampling, its reference passes per step)."""
     device = backend.device
     run = workload(backend, case)
     if case.task == "vae-decode":
         warm, short = 1, 1
+    elif case.sampling:  # every step costs the same
+        warm, short = min(warmup, case.iterations), 1
     elif case.impl == "engine":
         # whole chunks of timesteps, as in the timed run (one graph per shape under --compile)
         short = min(case.feature_chunk, case.iterations)
@@ -155,14 +196,21 @@ def measure(backend: Backend, case: Case, warmup: int, repeat: int = 1) -> Measu
             torch.cuda.reset_peak_memory_stats(device)
         walls, syncs = [], []
         for attempt in range(repeat):
+            if sum(walls) > REPEAT_BUDGET_S:
+                break  # long runs vary little: keep the whole benchmark short
             started = time.perf_counter()
             with _counting_syncs(device, syncs) if attempt == 0 else nullcontext():
                 run(case.iterations)
             _sync(device)
             walls.append(time.perf_counter() - started)
         peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-        flops = count_flops(lambda: run(short), device) * case.iterations // short
-    return Measurement(min(walls), peak, flops, len(syncs) if device.type == "cuda" else None)
+        passes: list = []
+        with counting_reference_passes(backend.unet, passes) if case.sampling else nullcontext():
+            flops = count_flops(lambda: run(short), device) * case.iterations // short
+    return Measurement(
+        min(walls), peak, flops, len(syncs) if device.type == "cuda" else None,
+        reference_passes=len(passes) / short if case.sampling else None, windows=window_count(backend, case),
+    )
 
 
 def count_flops(fn: Callable[[], object], device: torch.device) -> int:

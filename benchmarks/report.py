@@ -55,12 +55,29 @@ class Row:
     peak_fraction: float | None
     host_syncs: int | None
     speedup_vs_baseline: float | None = None
+    height: int = 0  # output height in pixels (= size when square)
+    ad_iterations: int = 0  # sampling: AD iterations per step (iterations = DDIM steps)
+    windows: int | None = None  # expand: MultiDiffusion windows
+    ms_per_megapixel_step: float | None = None  # sampling: wall time per output megapixel per step
+    reference_passes_per_step: float | None = None  # sampling: no-gradient reference UNet passes
+
+    @property
+    def shape(self) -> str:
+        return f"{self.size}²" if self.height == self.size else f"{self.size}×{self.height}"
+
+    @property
+    def work(self) -> str:
+        return f"{self.iterations}×{self.ad_iterations}" if self.ad_iterations else str(self.iterations)
 
 
 def make_rows(results: list[tuple[Case, Measurement]], peak_tflops: float | None) -> list[Row]:
     rows = []
     for case, m in results:
         achieved = m.flops / m.wall_s / 1e12 if m.wall_s > 0 else 0.0
+        width, height = case.pixels
+        per_mpx = None
+        if case.sampling:
+            per_mpx = 1000 * m.wall_s / case.iterations / (width * height / 1e6)
         rows.append(Row(
             name=case.name, task=case.task, impl=case.impl, variant=case.variant, arch=case.arch,
             size=case.size, iterations=case.iterations, wall_s=m.wall_s,
@@ -68,11 +85,13 @@ def make_rows(results: list[tuple[Case, Measurement]], peak_tflops: float | None
             peak_gpu_mib=None if m.peak_bytes is None else m.peak_bytes / 2**20,
             tflop=m.flops / 1e12,
             peak_fraction=None if peak_tflops is None else achieved / peak_tflops,
-            host_syncs=m.host_syncs,
+            host_syncs=m.host_syncs, height=height, ad_iterations=case.ad_iterations, windows=m.windows,
+            ms_per_megapixel_step=per_mpx, reference_passes_per_step=m.reference_passes,
         ))
-    baselines = {(r.task, r.arch, r.size, r.iterations): r for r in rows if r.impl == "baseline"}
+    key = lambda r: (r.task, r.arch, r.size, r.height, r.iterations, r.ad_iterations)  # noqa: E731
+    baselines = {key(r): r for r in rows if r.impl == "baseline"}
     for row in rows:
-        base = baselines.get((row.task, row.arch, row.size, row.iterations))
+        base = baselines.get(key(row))
         if row.impl == "engine" and base is not None:
             row.speedup_vs_baseline = base.wall_s / row.wall_s
     return rows
@@ -99,11 +118,43 @@ def markdown(rows: list[Row], meta: dict) -> str:
         fraction = None if r.peak_fraction is None else 100 * r.peak_fraction
         speedup = "—" if r.speedup_vs_baseline is None else f"{r.speedup_vs_baseline:.2f}×"
         lines.append(
-            f"| {r.task} | {impl} | {r.arch} | {r.size}² | {r.iterations} | {r.wall_s:.3f} | "
+            f"| {r.task} | {impl} | {r.arch} | {r.shape} | {r.work} | {r.wall_s:.3f} | "
             f"{r.ms_per_iteration:.1f} | {_cell(r.peak_gpu_mib, '.0f')} | {r.tflop:.3g} | "
             f"{_cell(fraction, '.1f')} | {'—' if r.host_syncs is None else r.host_syncs} | {speedup} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _sampling_table(rows)) + "\n"
+
+
+def _sampling_table(rows: list[Row]) -> list[str]:
+    """Per-step figures of the sampling rows: expansion's time per output megapixel (compare the
+    two sizes) and per window, and how many reference passes a step runs (the engine: one)."""
+    sampling = [r for r in rows if r.ad_iterations]
+    if not sampling:
+        return []
+    lines = [
+        "",
+        "Sampling rows: iters = DDIM steps × AD iterations per step, ms/iter = ms per step.",
+        "",
+        "Sampling, per DDIM step:",
+        "",
+        "| task | impl | arch | size | windows | ms/step | ms per output MPx | ms per window | reference passes |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sampling:
+        impl = r.impl + (f" ({r.variant})" if r.variant else "")
+        per_window = None if not r.windows else r.ms_per_iteration / r.windows
+        lines.append(
+            f"| {r.task} | {impl} | {r.arch} | {r.shape} | {'—' if r.windows is None else r.windows} | "
+            f"{r.ms_per_iteration:.1f} | {_cell(r.ms_per_megapixel_step, '.1f')} | {_cell(per_window, '.2f')} | "
+            f"{_cell(r.reference_passes_per_step, '.0f')} |"
+        )
+    unmatched = [r for r in sampling if r.impl == "engine" and not r.variant and r.speedup_vs_baseline is None
+                 and any(b.impl == "baseline" and b.task == r.task for b in rows)]
+    for r in unmatched:
+        lines += ["", f"No baseline row for {r.task} at {r.shape}: the literal baseline would run "
+                      f"{(r.windows or 1) * r.ad_iterations} reference passes per step ({r.windows or 1} windows × "
+                      f"{r.ad_iterations} AD iterations); it is timed at the smaller size only."]
+    return lines
 
 
 def metadata(device: torch.device, models: str) -> dict:

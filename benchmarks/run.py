@@ -1,7 +1,8 @@
-"""``make bench`` / ``python -m benchmarks.run``: adcli's engine side by side with a literal Algorithm 1.
+"""``make bench`` / ``python -m benchmarks.run``: adcli's engine side by side with literal Algorithms 1 and 2.
 
 On a CUDA GPU it runs full-size SD1.5 and SDXL architectures with random weights in bf16 at the
-paper's sizes; on a CPU, the tiny models at 64² (only the speed-up means anything there).
+paper's sizes; on a CPU, the tiny models at small sizes and few steps (only the speed-up means
+anything there).
 Results go to ``benchmarks/results/`` as JSON and Markdown, and the table is printed.
 """
 
@@ -26,10 +27,13 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda[:N]")
     parser.add_argument("--models", choices=["full", "tiny"], help="default: full on CUDA, tiny on a CPU")
     parser.add_argument("--iterations", type=int, help="override every optimization's iteration count")
-    parser.add_argument("--size", type=int, help="override every row's image side in pixels (multiple of 8)")
+    parser.add_argument("--steps", type=int, help="override every sampling row's DDIM step count")
+    parser.add_argument("--size", type=int,
+                        help="override the image side in pixels (multiple of 8) of every row but expansion's")
     parser.add_argument("--warmup", type=int, default=2, help="warm-up iterations before each timed run")
     parser.add_argument("--repeat", type=int, help="timed runs per row, the fastest kept (default: 1 on CUDA, 3 on a CPU)")
-    parser.add_argument("--only", action="append", default=[], help="run rows whose name contains this (repeatable)")
+    parser.add_argument("--only", action="append", default=[],
+                        help="run rows whose name and size ('expand engine 1024x512') contain this (repeatable)")
     parser.add_argument("--arch", choices=["sd15", "sdxl"], action="append", help="only these architectures")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="include the --compile rows (default: on CUDA only)")
@@ -51,6 +55,12 @@ def _release(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
+def _label(case: Case) -> str:
+    """What ``--only`` matches: the row's name and size, e.g. ``expand engine 1024x512``."""
+    width, height = case.pixels
+    return f"{case.name} {width}x{height}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
@@ -62,15 +72,16 @@ def main(argv: list[str] | None = None) -> int:
     repeat = args.repeat or (1 if device.type == "cuda" else 3)
     with_compile = args.compile if args.compile is not None else device.type == "cuda"
     cases = [
-        c for c in plan(models == "full", args.iterations, with_compile, args.size)
-        if (not args.only or any(s in c.name for s in args.only)) and (not args.arch or c.arch in args.arch)
+        c for c in plan(models == "full", args.iterations, with_compile, args.size, args.steps)
+        if (not args.only or any(s in _label(c) for s in args.only)) and (not args.arch or c.arch in args.arch)
     ]
     meta = metadata(device, models)
     results: list[tuple[Case, object]] = []
     for arch in dict.fromkeys(c.arch for c in cases):
         backend = _backend(arch, models, device)
         for case in (c for c in cases if c.arch == arch):
-            print(f"… {case.arch} {case.name} ({case.size}², {case.iterations})", file=sys.stderr, flush=True)
+            work = f"{case.iterations}×{case.ad_iterations}" if case.sampling else case.iterations
+            print(f"… {case.arch} {_label(case)} ({work})", file=sys.stderr, flush=True)
             results.append((case, measure(backend, case, args.warmup, repeat)))
         del backend
         _release(device)

@@ -15,8 +15,12 @@ from torch.utils.flop_counter import FlopCounterMode
 from adcli.engine.distill import Guide, distill_by_optimization
 from adcli.engine.lowvram import low_vram
 from adcli.engine.models import load_backend
+from adcli.engine.multidiffusion import expand_by_sampling, windows
+from adcli.engine.sampler import distill_by_sampling, negative_conditioning, text_denoiser
 from benchmarks.archs import meta_unet
-from benchmarks.baseline import literal_algorithm1
+from benchmarks.baseline import literal_algorithm1, literal_algorithm2, literal_multidiffusion, views
+from benchmarks.cases import Case, Measurement
+from benchmarks.report import make_rows, markdown
 
 LAYERS = (-6, -5, -4, -3, -2, -1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,6 +90,60 @@ def test_baseline_gives_the_engines_losses_on_sdxl():
     assert_same_losses(baseline, engine)
 
 
+@pytest.mark.parametrize("arch, adain", [("tiny", False), ("tiny-sdxl", True)])
+def test_literal_algorithm2_gives_the_engines_losses_and_latents(sd15, arch, adain):
+    """Same seed, same per-step losses and final latent: texture sampling (no prompt) on SD1.5,
+    text-to-image with CFG and AdaIN on SDXL."""
+    backend = sd15 if arch == "tiny" else load_backend(arch, device=torch.device("cpu"), dtype=torch.float32)
+    if arch == "tiny":
+        denoise = text_denoiser(backend, backend.encode_prompts([""]))
+    else:
+        denoise = text_denoiser(backend, backend.encode_prompts(["a cat"]), negative_conditioning(backend, ""), 7.0)
+    common = dict(size=(64, 64), layers=LAYERS, steps=3, iterations=2, lr=0.05, adain=adain)
+    expected, baseline = literal_algorithm2(
+        backend, denoise, latents(1), generator=torch.Generator().manual_seed(4), **common
+    )
+    engine = []
+    actual = distill_by_sampling(
+        backend, denoise, Guide(latents(1)), generator=torch.Generator().manual_seed(4),
+        on_step=lambda step, total, loss: engine.append(loss), **common,
+    )
+    assert [len(step) for step in baseline] == [2, 2, 2] and all(x > 0 for step in baseline for x in step)
+    assert_same_losses([step[-1] for step in baseline], engine)  # the engine reports each step's last
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_literal_multidiffusion_gives_the_engines_losses_and_latents(sd15):
+    """Six overlapping windows (128×96 px, window 8, stride 4): one window per engine batch gives
+    the same per-window losses and latent; batched windows nearly the same latent."""
+    reference = latents(1)
+    common = dict(size=(128, 96), layers=LAYERS, steps=2, iterations=2, lr=0.05, adain=True)
+    assert [(w.top, w.left, w.height, w.width) for w in windows(12, 16, 8, 4)] == views(12, 16, 8, 4)
+    expected, baseline = literal_multidiffusion(
+        sd15, text_denoiser(sd15, sd15.encode_prompts([""])), reference,
+        generator=torch.Generator().manual_seed(6), window=8, stride=4, **common,
+    )
+    ticks = []
+    actual = expand_by_sampling(
+        sd15, Guide(reference), generator=torch.Generator().manual_seed(6), window=8, stride=4, window_batch=1,
+        on_step=lambda step, total, loss: ticks.append(loss), **common,
+    )
+    tiles = len(views(12, 16, 8, 4))
+    assert tiles == 6 and [len(step) for step in baseline] == [tiles * 2] * 2
+    # per step: one tick per denoised window, then one per guided window (its last iteration's loss)
+    engine = [loss for step in range(2) for loss in ticks[(2 * step + 1) * tiles : (2 * step + 2) * tiles]]
+    assert_same_losses([loss for step in baseline for loss in step[1::2]], engine)
+    # Adam's first steps move an element by ~lr whatever its gradient's size, so the last-bit
+    # rounding of a near-zero gradient can show at 1e-4 in a few elements
+    torch.testing.assert_close(actual, expected, rtol=1e-3, atol=5e-4)
+    batched = expand_by_sampling(
+        sd15, Guide(reference), generator=torch.Generator().manual_seed(6), window=8, stride=4, window_batch=4, **common
+    )
+    # a batch's loss is the windows' mean: gradients 1/4 the size meet Adam's eps differently
+    difference = (batched - expected).abs()
+    assert difference.mean() < 1e-3 and difference.max() < 2e-2
+
+
 @pytest.mark.parametrize("chunk", [2, 3])
 def test_features_computed_ahead_in_chunks_keep_the_losses(sd15, chunk):
     """Chunks of 2 and 3 over 4 iterations: whole chunks, and a last chunk padded to full size."""
@@ -137,7 +195,8 @@ def test_full_size_architectures_cost_what_the_published_models_cost(arch, side,
 
 def test_cpu_bench_runs_and_writes_its_table(tmp_path):
     command = [sys.executable, "-m", "benchmarks.run", "--device", "cpu", "--iterations", "2", "--repeat", "1",
-               "--warmup", "1", "--only", "style-transfer engine", "--only", "baseline", "--out", str(tmp_path)]
+               "--warmup", "1", "--only", "style-transfer engine", "--only", "style-transfer baseline",
+               "--only", "texture baseline", "--out", str(tmp_path)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     data = json.loads((tmp_path / "latest.json").read_text())
@@ -156,3 +215,41 @@ def test_cpu_bench_runs_and_writes_its_table(tmp_path):
     assert "speed-up |" in table.splitlines()[4]
     assert "| style-transfer | engine | sd15 | 64² | 2 |" in table
     assert table in done.stdout
+
+
+def test_cpu_bench_sampling_rows(tmp_path):
+    """Texture sampling and expansion against their literal baselines: one reference pass per
+    step for the engine, one per window and iteration for the baseline."""
+    command = [sys.executable, "-m", "benchmarks.run", "--device", "cpu", "--steps", "1", "--repeat", "1",
+               "--warmup", "1", "--only", "sampling", "--only", "128x64", "--out", str(tmp_path)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = {(r["task"], r["impl"]): r for r in json.loads((tmp_path / "latest.json").read_text())["rows"]}
+    assert set(rows) == {(task, impl) for task in ("texture-sampling", "expand") for impl in ("engine", "baseline")}
+    sampling, literal = rows[("texture-sampling", "engine")], rows[("texture-sampling", "baseline")]
+    assert sampling["iterations"] == 1 and sampling["ad_iterations"] == 3
+    assert sampling["reference_passes_per_step"] == 1 and literal["reference_passes_per_step"] == 3
+    assert sampling["speedup_vs_baseline"] == pytest.approx(literal["wall_s"] / sampling["wall_s"])
+    expand, literal = rows[("expand", "engine")], rows[("expand", "baseline")]
+    assert expand["windows"] == literal["windows"] == 3 and expand["reference_passes_per_step"] == 1
+    assert literal["reference_passes_per_step"] == 3 * 3  # windows × AD iterations
+    assert expand["ms_per_megapixel_step"] == pytest.approx(1000 * expand["wall_s"] / (128 * 64 / 1e6))
+    assert expand["speedup_vs_baseline"] == pytest.approx(literal["wall_s"] / expand["wall_s"])
+    table = (tmp_path / "latest.md").read_text()
+    assert "| expand | engine | sd15 | 128×64 | 1×3 |" in table
+    assert "| expand | baseline | sd15 | 128×64 | 3 |" in table  # the per-step table: windows
+
+
+def test_report_says_why_a_sampling_row_has_no_baseline():
+    """The large expansion runs without its baseline; the table says so (made-up timings)."""
+    strip = Case("expand", "sd15", 128, 2, "engine", height=64, ad_iterations=3, stride=4)
+    square = Case("expand", "sd15", 192, 2, "engine", height=192, ad_iterations=3, stride=4)
+    baseline = Case("expand", "sd15", 128, 2, "baseline", height=64, ad_iterations=3, stride=4)
+    results = [(strip, Measurement(1.0, None, 10, None, 1.0, 3)), (baseline, Measurement(3.0, None, 20, None, 9.0, 3)),
+               (square, Measurement(8.0, None, 80, None, 1.0, 25))]
+    rows = make_rows(results, None)
+    assert [r.speedup_vs_baseline for r in rows] == [3.0, None, None]
+    assert rows[2].ms_per_megapixel_step == pytest.approx(1000 * 8.0 / 2 / (192 * 192 / 1e6))
+    table = markdown(rows, {"device_name": "test", "models": "tiny", "date": "", "torch": "", "diffusers": ""})
+    assert "| expand | engine | sd15 | 192² | 25 | 4000.0 |" in table
+    assert "No baseline row for expand at 192²: the literal baseline would run 75 reference passes per step" in table

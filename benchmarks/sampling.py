@@ -1,0 +1,87 @@
+"""The sampling rows of ``make bench`` (Alg. 2): texture sampling, expansion and SDXL text-to-image.
+
+Each runs at its preset's settings (``configs/texture.yaml``, ``expand.yaml``, ``t2i.yaml``) by
+the engine or by the literal baselines, and is counted per DDIM step: expansion's windows, and
+the reference passes a step runs — the engine's promise is one per step whatever the windows and
+AD iterations, which is what makes expansion's time linear in the number of windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import torch
+
+from adcli.engine.attention import CaptureProcessor
+from adcli.engine.distill import Guide
+from adcli.engine.models import Backend
+from adcli.engine.multidiffusion import expand_by_sampling, windows
+from adcli.engine.sampler import distill_by_sampling, negative_conditioning, text_denoiser
+from benchmarks.baseline import literal_algorithm2, literal_multidiffusion
+
+if TYPE_CHECKING:
+    from benchmarks.cases import Case
+
+T2I_LR, T2I_GUIDANCE, T2I_PROMPT = 0.015, 7.0, "a watercolor painting of a lighthouse"
+WINDOW_BATCH = 4
+
+
+def sampling_workload(
+    backend: Backend, case: Case, reference: torch.Tensor, layers: Sequence[int], lr: float
+) -> Callable[[int], object]:
+    """``run(n)``: ``n`` DDIM steps with ``case.ad_iterations`` AD iterations after each, from a
+    fresh seed each run: texture sampling (no prompt), expansion (MultiDiffusion windows, the
+    ``reference`` one window big) or SDXL text-to-image (prompt, CFG, AdaIN); latents only, no decode."""
+    window = backend.unet.config.sample_size
+    common = dict(size=case.pixels, layers=layers, iterations=case.ad_iterations, adain=case.task == "t2i",
+                  lr=T2I_LR if case.task == "t2i" else lr)
+    if case.task == "t2i":
+        negative = negative_conditioning(backend, "")
+        denoise = text_denoiser(backend, backend.encode_prompts([T2I_PROMPT]), negative, T2I_GUIDANCE)
+    else:
+        denoise = text_denoiser(backend, backend.encode_prompts([""]))
+    seed = lambda: torch.Generator("cpu").manual_seed(0)  # noqa: E731
+    if case.task == "expand" and case.impl == "baseline":
+        return lambda n: literal_multidiffusion(
+            backend, denoise, reference, generator=seed(), steps=n, window=window, stride=case.stride, **common
+        )
+    if case.task == "expand":
+        return lambda n: expand_by_sampling(
+            backend, Guide(reference), generator=seed(), steps=n, window=window, stride=case.stride,
+            window_batch=WINDOW_BATCH, **common,
+        )
+    if case.impl == "baseline":
+        return lambda n: literal_algorithm2(backend, denoise, reference, generator=seed(), steps=n, **common)
+    return lambda n: distill_by_sampling(backend, denoise, Guide(reference), generator=seed(), steps=n, **common)
+
+
+def window_count(backend: Backend, case: Case) -> int | None:
+    """MultiDiffusion windows of an expansion row (None for the other rows)."""
+    if case.task != "expand":
+        return None
+    width, height = (side // backend.vae_scale_factor for side in case.pixels)
+    return len(windows(height, width, backend.unet.config.sample_size, case.stride))
+
+
+@contextmanager
+def counting_reference_passes(unet: torch.nn.Module, found: list) -> Iterator[None]:
+    """Record each UNet pass that reads attention features without gradient: a reference pass.
+
+    Both the engine and the baselines install the capture processors only around their AD
+    work, so denoising passes (also without gradient) are not counted; target passes need a
+    gradient. A pass over a batch of references counts once.
+    """
+
+    def seen(module: torch.nn.Module, args: tuple) -> None:
+        if not torch.is_grad_enabled() and any(
+            isinstance(p, CaptureProcessor) for p in module.attn_processors.values()
+        ):
+            found.append(1)
+
+    handle = unet.register_forward_pre_hook(seen)
+    try:
+        yield
+    finally:
+        handle.remove()
