@@ -115,7 +115,7 @@ def test_literal_algorithm2_gives_the_engines_losses_and_latents(sd15, arch, ada
 
 def test_literal_multidiffusion_gives_the_engines_losses_and_latents(sd15):
     """Six overlapping windows (128×96 px, window 8, stride 4): one window per engine batch gives
-    the same per-window losses and latent; batched windows nearly the same latent."""
+    the same per-window losses and latent; batched windows the same latent as one at a time."""
     reference = latents(1)
     common = dict(size=(128, 96), layers=LAYERS, steps=2, iterations=2, lr=0.05, adain=True)
     assert [(w.top, w.left, w.height, w.width) for w in windows(12, 16, 8, 4)] == views(12, 16, 8, 4)
@@ -139,9 +139,8 @@ def test_literal_multidiffusion_gives_the_engines_losses_and_latents(sd15):
     batched = expand_by_sampling(
         sd15, Guide(reference), generator=torch.Generator().manual_seed(6), window=8, stride=4, window_batch=4, **common
     )
-    # a batch's loss is the windows' mean: gradients 1/4 the size meet Adam's eps differently
-    difference = (batched - expected).abs()
-    assert difference.mean() < 1e-3 and difference.max() < 2e-2
+    # a batch sums its windows' losses, so each window gets the gradient it gets alone
+    torch.testing.assert_close(batched, actual, rtol=1e-3, atol=5e-4)
 
 
 @pytest.mark.parametrize("chunk", [2, 3])

@@ -93,14 +93,17 @@ class ADGuidance:
         if self.use_adain:
             latents = adain(latents.float(), step.noised.float())
         guide = self.guide
+        # Several latents (MultiDiffusion windows): sum their losses, so each gets the gradient it
+        # would get alone and a batch of windows gives what one window at a time gives.
+        batch = latents.shape[0]
 
         def loss(z: torch.Tensor, _: int) -> torch.Tensor:
             target = self.extract(z, step.timestep)
-            return distillation_loss(target, step.reference, step.content, guide.content_weight, guide.mask_fn)
+            return distillation_loss(target, step.reference, step.content, guide.content_weight, guide.mask_fn) * batch
 
         def record(_: int, __: int, value: float | None) -> None:
             if value is not None:
-                self.last_loss = value
+                self.last_loss = value / batch
 
         try:
             return optimize_latents(latents, loss, self.iterations, self.lr, record, report_every=self.iterations)
