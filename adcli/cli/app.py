@@ -48,10 +48,10 @@ def root(
 app.command("style-transfer")(style_transfer)
 app.command("appearance")(appearance)
 app.command("texture")(texture)
-app.command("tile-preview")(tile_preview)
-app.command("finetune-vae")(finetune_vae)
 app.command("t2i")(t2i)
 app.command("expand")(expand)
+app.command("finetune-vae")(finetune_vae)
+app.command("tile-preview")(tile_preview)
 app.command("info")(info)
 app.command("rerun")(rerun)
 

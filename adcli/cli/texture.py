@@ -25,8 +25,7 @@ def texture(
     *,
     common: CommonOptions,
 ) -> None:
-    """Synthesize a new texture like --reference from noise with the AD loss alone: by optimization,
-    or with --mode sample by AD-guided sampling (faster at equal quality, paper Table 1).
+    """Synthesize a new texture like --reference from noise with the AD loss alone, by optimization or (--mode sample) by AD-guided sampling.
 
     With --source-mask and --target-mask, each target region gets the texture of the same-coloured source region.
 
