@@ -126,7 +126,7 @@ def test_literal_multidiffusion_gives_the_engines_losses_and_latents(sd15):
     ticks = []
     actual = expand_by_sampling(
         sd15, Guide(reference), generator=torch.Generator().manual_seed(6), window=8, stride=4, window_batch=1,
-        on_step=lambda step, total, loss: ticks.append(loss), **common,
+        on_step=lambda step, total, loss, detail: ticks.append(loss), **common,
     )
     tiles = len(views(12, 16, 8, 4))
     assert tiles == 6 and [len(step) for step in baseline] == [tiles * 2] * 2

@@ -64,6 +64,20 @@ def test_one_window_equals_plain_ad_guided_sampling(tiny_sd15):
     assert torch.allclose(plain, expanded, atol=1e-5)
 
 
+def test_progress_names_steps_and_window_batches(tiny_sd15):
+    reports = []
+    expand_by_sampling(
+        tiny_sd15, Guide(torch.randn(1, 4, 8, 8)), size=(160, 96), generator=torch.Generator().manual_seed(0),
+        layers=[-1], steps=2, iterations=1, lr=0.05, adain=False, window=8, stride=4, window_batch=5,
+        on_step=lambda done, total, loss, detail: reports.append((done, total, detail)),
+    )
+    # 2 × 4 = 8 windows in batches of 5 and 3: per step 2 denoising batches, then 2 AD batches
+    assert [r[0] for r in reports] == list(range(1, 9)) and {r[1] for r in reports} == {8}
+    assert reports[0][2] == "step 1/2 · denoise windows 1/2"
+    assert reports[3][2] == "step 1/2 · AD windows 2/2"
+    assert reports[-1][2] == "step 2/2 · AD windows 2/2"
+
+
 def test_reference_features_once_per_step(tiny_sd15, monkeypatch):
     prepared = []
     original = ADGuidance.prepare
@@ -71,7 +85,7 @@ def test_reference_features_once_per_step(tiny_sd15, monkeypatch):
     passes = []
     hook = tiny_sd15.unet.register_forward_pre_hook(lambda module, args: passes.append(args[0].shape[0]))
     steps, iterations = 3, 2
-    tiles = windows(12, 20, 8, 4)  # 96×160 px → 3 × 4 = 12 windows
+    tiles = windows(12, 20, 8, 4)  # 96×160 px → 2 × 4 = 8 windows
     batches = -(-len(tiles) // 5)
     try:
         latents = expand_by_sampling(
@@ -84,7 +98,7 @@ def test_reference_features_once_per_step(tiny_sd15, monkeypatch):
     assert len(prepared) == steps and len(set(prepared)) == steps
     # per step: denoise every window batch, one reference pass, then the AD iterations on each batch
     assert len(passes) == steps * (batches + 1 + batches * iterations)
-    assert passes.count(1) == steps  # the only batch-1 passes are the reference's (batches hold 5, 5, 2)
+    assert passes.count(1) == steps  # the only batch-1 passes are the reference's (batches hold 5 and 3)
 
 
 @pytest.mark.parametrize("size", ["136x72", "48x40"])

@@ -72,6 +72,7 @@ class RichReporter:
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
             TextColumn("{task.fields[loss]}"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
@@ -99,16 +100,18 @@ class RichReporter:
     def job_started(self, index: int, total: int, name: str, steps: int) -> None:
         if total > 1:
             if self.batch_task is None:
-                self.batch_task = self.progress.add_task("batch", total=total, loss="")
+                self.batch_task = self.progress.add_task("batch", total=total, loss="", detail="")
             self.progress.update(self.batch_task, completed=index)
         if self.item_task is not None:
             self.progress.remove_task(self.item_task)
-        self.item_task = self.progress.add_task(escape(name), total=steps or None, loss="")
+        self.item_task = self.progress.add_task(escape(name), total=steps or None, loss="", detail="")
 
-    def step(self, step: int, total: int, loss: float | None) -> None:
+    def step(self, step: int, total: int, loss: float | None, detail: str | None = None) -> None:
         if self.item_task is None:
             return
         fields = {"loss": f"loss {loss:.4f}"} if loss is not None else {}
+        if detail is not None:
+            fields["detail"] = escape(detail)
         self.progress.update(self.item_task, completed=step, total=total, **fields)
 
     def job_done(self, name: str, path: Path, seconds: float) -> None:

@@ -17,7 +17,6 @@ import torch
 from adcli.engine.distill import Guide
 from adcli.engine.guidance import ADGuidance
 from adcli.engine.models import Backend
-from adcli.engine.optimize import StepCallback
 from adcli.engine.sampler import make_scheduler, sample, text_denoiser
 
 
@@ -153,12 +152,13 @@ def expand_by_sampling(
     window_batch: int,
     wrap_x: bool = False,
     wrap_y: bool = False,
-    on_step: StepCallback | None = None,
+    on_step: Callable[..., None] | None = None,
 ) -> torch.Tensor:
     """Texture expansion: AD-guided DDIM sampling (no prompt, no CFG) of a ``size`` = (width, height)
     latent through MultiDiffusion windows of ``window`` latents every ``stride``.
 
-    Progress counts window batches: each step denoises every batch, then AD-guides every batch.
+    Progress counts window batches: each step denoises every batch, then AD-guides every batch;
+    ``on_step(done, total, loss, detail)`` gets a fourth argument naming the step and window batch.
     """
     scheduler = make_scheduler(backend, steps)
     width, height = (side // backend.vae_scale_factor for side in size)
@@ -171,14 +171,17 @@ def expand_by_sampling(
         guidance = ADGuidance(
             backend, guide.to(backend.device), scheduler, generator, layers=layers, iterations=iterations, lr=lr, adain=adain
         )
-    total = steps * averager.batches * (2 if guidance is not None else 1)
+    per_step = averager.batches * (2 if guidance is not None else 1)
     done = 0
 
     def tick(*_: int) -> None:
         nonlocal done
         done += 1
         if on_step is not None:
-            on_step(done, total, None if guidance is None else guidance.last_loss)
+            step, batch = divmod(done - 1, per_step)
+            phase = "denoise" if batch < averager.batches else "AD"
+            detail = f"step {step + 1}/{steps} · {phase} windows {batch % averager.batches + 1}/{averager.batches}"
+            on_step(done, steps * per_step, None if guidance is None else guidance.last_loss, detail)
 
     text_eps = text_denoiser(backend, backend.encode_prompts([""]))
 
