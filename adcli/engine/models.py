@@ -71,6 +71,13 @@ class Backend:
     def vae_scale_factor(self) -> int:
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
+    def latent_noise(self, size: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
+        """Gaussian latents (1, C, H/8, W/8) for an image of ``size`` = (width, height), drawn on the
+        CPU from ``generator`` so that a seed gives the same start on every device."""
+        width, height = size
+        shape = (1, self.unet.config.in_channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
+        return torch.randn(shape, generator=generator).to(self.device)
+
     @property
     def vae_dtype(self) -> torch.dtype:
         return next(self.vae.parameters()).dtype

@@ -161,10 +161,9 @@ def expand_by_sampling(
     ``on_step(done, total, loss, detail)`` gets a fourth argument naming the step and window batch.
     """
     scheduler = make_scheduler(backend, steps)
-    width, height = (side // backend.vae_scale_factor for side in size)
+    latents = backend.latent_noise(size, generator) * scheduler.init_noise_sigma
+    height, width = latents.shape[-2:]
     averager = WindowAverager(windows(height, width, window, stride, wrap_x, wrap_y), window_batch)
-    shape = (1, backend.unet.config.in_channels, height, width)
-    latents = torch.randn(shape, generator=generator).to(backend.device) * scheduler.init_noise_sigma
 
     guidance = None
     if iterations > 0:

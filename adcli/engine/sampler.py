@@ -148,10 +148,7 @@ def distill_by_sampling(
     """
     scheduler = make_scheduler(backend, steps)
     timesteps = scheduler.timesteps
-    width, height = size
-    factor = backend.vae_scale_factor
-    shape = (1, backend.unet.config.in_channels, height // factor, width // factor)
-    noise = torch.randn(shape, generator=generator).to(backend.device)
+    noise = backend.latent_noise(size, generator)
     latents = noise * scheduler.init_noise_sigma
     if init is not None:
         timesteps = timesteps[sdedit_start(steps, strength):]

@@ -31,15 +31,6 @@ class LatentCache:
         return torch.cat([self.get(backend, p, size) for p in paths])
 
 
-def noise_latents(backend: Backend, size: tuple[int, int], seed: int) -> torch.Tensor:
-    """Gaussian latents drawn on the CPU from ``seed``: the same start on every device."""
-    width, height = size
-    factor = backend.vae_scale_factor
-    shape = (1, backend.unet.config.in_channels, height // factor, width // factor)
-    generator = torch.Generator("cpu").manual_seed(seed)
-    return torch.randn(shape, generator=generator).to(backend.device)
-
-
 def decode_to_image(backend: Backend, latents: torch.Tensor) -> Image.Image:
     return to_pil(backend.decode_latents(latents)[0])
 

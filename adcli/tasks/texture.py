@@ -14,7 +14,7 @@ from adcli.engine.distill import Guide, distill_by_optimization
 from adcli.engine.models import Backend
 from adcli.engine.sampler import distill_by_sampling, text_denoiser
 from adcli.presets import ResolvedSettings, parse_size
-from adcli.tasks.common import decode_to_image, noise_latents, with_tiling
+from adcli.tasks.common import decode_to_image, with_tiling
 from adcli.tasks.jobs import Job, JobContext, Reporter
 from adcli.tasks.masked_texture import masked_texture_job, masked_texture_jobs
 from adcli.tasks.sources import reference_sets
@@ -36,7 +36,7 @@ def texture_job(resolved: ResolvedSettings, inputs: dict[str, Any], context: Job
 
     def optimize_group(backend: Backend, jobs: list[Job], seeds: list[int]) -> list[Image.Image]:
         # (B, 4, h, w): one noise latent per job, each drawn from that job's seed.
-        noise = torch.cat([noise_latents(backend, size, seed) for seed in seeds])
+        noise = torch.cat([backend.latent_noise(size, torch.Generator("cpu").manual_seed(seed)) for seed in seeds])
         guide = Guide(reference=context.latents.stack(backend, references, size))
         latents = distill_by_optimization(
             backend, noise, guide, layers=settings.layers,
