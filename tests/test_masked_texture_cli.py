@@ -15,7 +15,7 @@ from adcli.engine.masks import MaskedAttention
 from adcli.engine.models import load_backend
 from adcli.presets import load_settings
 from adcli.tasks import masked_texture
-from adcli.tasks.jobs import SilentReporter
+from adcli.tasks.model import open_model
 from adcli.tasks.outputs import read_metadata
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "masks"
@@ -54,9 +54,9 @@ def test_init_image_is_the_start_and_the_content_reference(monkeypatch):
 
     monkeypatch.setattr(masked_texture, "distill_by_optimization", fake_distill)
     resolved = load_settings("texture", overrides={"model": "tiny", "size": "96x96", "iterations": 2})
-    [job] = masked_texture.masked_texture_jobs(resolved, [REFERENCE], SOURCE, TARGET, SilentReporter())
-    backend = load_backend("tiny", device=torch.device("cpu"), dtype=torch.float32)
-    job.make(backend, 123)
+    inputs = {"reference": [REFERENCE], "source_mask": SOURCE, "target_mask": TARGET}
+    model = open_model({"model": "tiny", "device": "cpu"})
+    masked_texture.run_masked_texture(model, [inputs], resolved.settings, [123])
 
     guide = captured["guide"]
     assert guide.content is captured["init"]

@@ -11,7 +11,7 @@ from adcli.cli.app import app
 from adcli.engine.models import DEFAULT_MODELS, Backend
 from adcli.presets import load_settings
 from adcli.tasks.outputs import read_metadata
-from adcli.tasks.t2i import model_for_arch
+from adcli.cli.t2i import model_for_arch
 
 FAST = ["--steps", "3", "--ad-iterations", "1", "--quiet"]
 

@@ -9,12 +9,11 @@ import typer
 
 from adcli.cli.common import CommonOptions, image_command
 from adcli.cli.console import handle_errors
-from adcli.cli.run import run_command
-from adcli.tasks.appearance import appearance_jobs
+from adcli.cli.run import arguments, run_command
 
 
 @handle_errors
-@image_command(pair=True, settings=("iterations", "content_weight"))
+@image_command("appearance", pair=("structures", "appearance"))
 def appearance(
     structure: Annotated[Optional[list[Path]], typer.Argument(help="Structure images whose layout is kept: files, folders or quoted globs; each gives one result per appearance job.", show_default=False)] = None,
     appearance_ref: Annotated[Optional[list[Path]], typer.Option("--appearance", "-a", metavar="IMAGE", help="Appearance reference. Single files are distilled together (repeat it to join several); a folder or quoted glob gives one job per image.", show_default=False)] = None,
@@ -32,7 +31,7 @@ def appearance(
       adcli appearance samples/content/coffee.jpg --appearance samples/style/gravel.jpg --model tiny --size 128x128
     """
     run_command(
-        "appearance", common, common.overrides(),
-        lambda resolved, reporter: appearance_jobs(resolved, structure, appearance_ref, reporter, common.batch.pair),
+        "appearance", common,
+        lambda resolved, note: arguments().transfer_jobs("appearance", resolved, structure, appearance_ref, note, common.batch.pair),
         inputs_given=bool(structure or appearance_ref),
     )

@@ -1,46 +1,41 @@
-"""The options every image-making command shares, declared once.
+"""The options of an image command, derived from the settings table and declared nowhere else.
 
-``@image_command()`` appends them to a command's signature as ordinary ``Annotated[...,
-typer.Option()]`` parameters (Typer reads ``inspect.signature``, which honours
-``__signature__``) and hands the command their values as one :class:`CommonOptions` in its
-``common`` parameter. A command declares only its own options::
+``@image_command("texture")`` appends to a command's signature one ``Annotated[…,
+typer.Option()]`` parameter per setting of that task (presets/table.py: flag, help, and
+``[default: …]`` from the built-in preset), then the run options every image command shares
+(output, preset, batch options). Typer reads ``inspect.signature``, which honours
+``__signature__``. The command receives their values as one :class:`CommonOptions`::
 
-    @image_command(pair=True, settings=("iterations", "content_weight"))
+    @image_command("style-transfer", pair=True)
     def style_transfer(content: ..., style: ..., *, common: CommonOptions) -> None:
-        run_command("style-transfer", common, common.overrides(), build_jobs, inputs_given=bool(content or style))
+        run_command("style-transfer", common, build_jobs, inputs_given=bool(content or style))
+
+No model library is imported here: ``--help``, ``--version`` and completion stay fast.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Optional
+
+import typer
 
 from adcli.cli import options as o
+from adcli.errors import InputError
+from adcli.presets import SETTINGS, TASK_KEYS, Setting, builtin_default
 from adcli.tasks.plan import BatchOptions
 
-# (parameter name, its Annotated option type, default). The order is the order in --help.
-SHARED: tuple[tuple[str, Any, Any], ...] = (
+RUN: tuple[tuple[str, Any, Any], ...] = (
     ("output", o.Output, Path("outputs")),
     ("preset", o.Preset, None),
-    ("model", o.Model, None),
-    ("model_config", o.ModelConfig, None),
-    ("vae", o.Vae, None),
-    ("dtype", o.Dtype, None),
-    ("device", o.Device, None),
-    ("seed", o.Seed, None),
-    ("size", o.Size, None),
-    ("layers", o.Layers, None),
-    ("lr", o.Lr, None),
-    ("compile_unet", o.Compile, None),
-    ("low_vram", o.LowVram, None),
     ("overwrite", o.Overwrite, False),
     ("quiet", o.Quiet, False),
 )
-PAIR = ("pair", o.Pair, o.PairMode.product)
 BATCH: tuple[tuple[str, Any, Any], ...] = (
     ("manifest", o.Manifest, None),
     ("name", o.Name, None),
@@ -49,63 +44,100 @@ BATCH: tuple[tuple[str, Any, Any], ...] = (
     ("batch_size", o.BatchSize, 1),
     ("report", o.Report, None),
 )
-_SETTINGS = ("model", "model_config", "vae", "dtype", "device", "seed", "size", "lr", "low_vram")
-# Options that only override the preset setting of the same name, which a command may ask for by
-# name (``@image_command(settings=("iterations",))``); their values join ``common.overrides()``.
-SETTING_OPTIONS: dict[str, Any] = {
-    "iterations": o.Iterations, "content_weight": o.ContentWeight, "steps": o.Steps,
-    "ad_iterations": o.AdIterations, "adain": o.Adain, "tile": o.Tile,
-}
+
+
+def _default_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value)) if value else "none"
+    if value is None or value == "":
+        return "none" if value is None else '""'
+    return str(value)
+
+
+def setting_option(task: str, setting: Setting) -> Any:
+    """The ``Annotated[Optional[T], typer.Option(...)]`` of one setting in ``task``'s command.
+
+    Every option defaults to None ("not given: keep the preset's value"); the preset's value is
+    shown as ``[default: …]``. Values are checked by the preset loader, the same check as for YAML.
+    """
+    annotation = setting.annotation
+    if typing.get_origin(annotation) is Literal:
+        choices = "|".join(map(str, typing.get_args(annotation)))
+        help_text = f"{setting.help_in(task)} One of {choices.replace('|', ', ')}."
+    else:
+        choices, help_text = None, setting.help_in(task)
+    help_text += f" \\[default: {_default_text(builtin_default(task, setting.name))}]"
+    names = [setting.flag] + ([setting.short] if setting.short else [])
+    metavar = setting.metavar or (choices and f"[{choices}]")
+    if annotation is bool:
+        flag = setting.flag[2:]
+        return Annotated[Optional[bool], typer.Option(f"--{flag}/--no-{flag}", help=help_text, metavar="", show_default=False)]
+    if typing.get_origin(annotation) is tuple and typing.get_args(annotation)[0] is str:
+        return Annotated[Optional[list[str]], typer.Option(*names, help=help_text, metavar=metavar, show_default=False)]
+    python_type = annotation if annotation in (int, float) else str
+    return Annotated[Optional[python_type], typer.Option(*names, help=help_text, metavar=metavar, show_default=False)]
+
+
+def parse_layers(text: str | None) -> list[int] | None:
+    """``"10,11,12"`` or ``"-6,-5"`` → list of ints."""
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise InputError(f"--layers {text!r} must be comma-separated whole numbers, e.g. 10,11,12 or -6,-5,-4") from None
+
+
+def _setting_value(key: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if key == "layers":
+        return parse_layers(value)
+    if isinstance(value, list):
+        return tuple(value)
+    return value
 
 
 @dataclass(frozen=True)
 class CommonOptions:
-    """The shared options' values. ``None`` means "not given: keep the preset's value"."""
+    """The values of a command's setting options (only those given) and of its run options."""
 
     output: Path = Path("outputs")
     preset: Path | None = None
-    model: str | None = None
-    model_config: str | None = None
-    vae: str | None = None
-    dtype: str | None = None
-    device: str | None = None
-    seed: int | None = None
-    size: str | None = None
-    layers: str | None = None
-    lr: float | None = None
-    compile_unet: bool | None = None
-    low_vram: bool | None = None
     overwrite: bool = False
     quiet: bool = False
     batch: BatchOptions = field(default_factory=BatchOptions)
-    settings: dict[str, Any] = field(default_factory=dict)  # the command's SETTING_OPTIONS
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def overrides(self) -> dict[str, Any]:
-        """The preset settings these options override (the command adds its own)."""
-        values = {name: getattr(self, name) for name in _SETTINGS}
-        return values | {"layers": o.parse_layers(self.layers), "compile": self.compile_unet} | self.settings
+        """The preset settings given on the command line."""
+        return dict(self.settings)
 
-    @classmethod
-    def from_values(cls, values: dict[str, Any], settings: tuple[str, ...] = ()) -> CommonOptions:
-        batch = BatchOptions(
-            pair=o.PairMode(values.get("pair", o.PairMode.product)).value,
-            manifest=values["manifest"], name=values["name"], resume=values["resume"], dry_run=values["dry_run"],
-            batch_size=values["batch_size"], report=values["report"], overwrite=values["overwrite"],
-        )
-        return cls(**{name: values[name] for name, _, _ in SHARED}, batch=batch, settings={name: values[name] for name in settings})
+
+def command_settings(task: str) -> list[Setting]:
+    """The settings a command shows as options (the batch options own ``--batch-size``)."""
+    return [SETTINGS[key] for key in TASK_KEYS[task]]
 
 
 def image_command(
-    *, pair: bool = False, settings: tuple[str, ...] = (), **annotations: Any
+    task: str, *, pair: tuple[str, str] | None = None, sampling: bool = False, batch: bool = True,
+    output: Any = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Give a command the shared options (``--pair`` with ``pair=True``; the ``settings`` named from
-    SETTING_OPTIONS) and pass their values as ``common``. ``annotations`` replace a shared option's
-    type for this command, e.g. its own ``--size`` help:
-    ``@image_command(size=Annotated[Optional[str], typer.Option("--size", help=…)])``."""
-    shared = [*[(name, SETTING_OPTIONS[name], None) for name in settings], *SHARED, *([PAIR] if pair else []), *BATCH]
-    unknown = set(annotations) - {name for name, _, _ in shared}
-    if unknown:
-        raise TypeError(f"image_command: no shared option(s) {', '.join(sorted(unknown))}")
+    """Give a command its settings' options and the shared run options, passing their values as
+    ``common``. ``pair``: the nouns of ``--pair`` (e.g. ``("contents", "style")``); ``sampling``:
+    jobs run one at a time, so ``--batch-size`` is hidden; ``batch=False``: no batch options;
+    ``output``: the command's own ``-o`` (an ``Annotated`` type, required)."""
+    settings = [(s.name, setting_option(task, s), None) for s in command_settings(task)]
+    batch_options = [(name, o.SamplingBatchSize if sampling and name == "batch_size" else kind, default) for name, kind, default in BATCH]
+    run = [
+        *[("output", output, inspect.Parameter.empty) if name == "output" and output is not None else (name, kind, default) for name, kind, default in RUN],
+        *([("pair", o.pair_option(*pair), o.PairMode.product)] if pair else []),
+        *(batch_options if batch else []),
+    ]
+    shared = [*settings, *run]
+    setting_names = {name for name, _, _ in settings}
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         signature = inspect.signature(command, eval_str=True)
@@ -114,14 +146,23 @@ def image_command(
         if "common" not in signature.parameters or clash:
             raise TypeError(f"{command.__name__} must take `common` and none of the shared options ({', '.join(sorted(clash))})")
         added = [
-            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotations.get(name, annotation))
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
             for name, annotation, default in shared
         ]
+        added.sort(key=lambda p: p.default is not inspect.Parameter.empty)  # a required -o first
 
         @functools.wraps(command)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             values = {name: kwargs.pop(name, default) for name, _, default in shared}
-            return command(*args, **kwargs, common=CommonOptions.from_values(values, settings))
+            given = {k: _setting_value(k, v) for k, v in values.items() if k in setting_names and v is not None}
+            options = BatchOptions(
+                pair=o.PairMode(values.get("pair", o.PairMode.product)).value,
+                manifest=values.get("manifest"), name=values.get("name"), resume=values.get("resume", False),
+                dry_run=values.get("dry_run", False), batch_size=values.get("batch_size", 1),
+                report=values.get("report"), overwrite=values["overwrite"],
+            )
+            common = CommonOptions(values["output"], values["preset"], values["overwrite"], values["quiet"], options, given)
+            return command(*args, **kwargs, common=common)
 
         parameters = sorted(own, key=lambda p: p.kind == inspect.Parameter.KEYWORD_ONLY) + added
         wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -44,8 +43,6 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             if os.environ.get("ADCLI_DEBUG"):
                 traceback.print_exc()
             fail(str(error), error.exit_code)
-        except torch.cuda.OutOfMemoryError:
-            fail("out of GPU memory: try --dtype fp16, a smaller --size, or close other programs using the GPU", 1)
         except KeyboardInterrupt:
             stderr.print(
                 "[yellow]interrupted[/]: finished images are kept, nothing half-written was left; "
@@ -55,11 +52,25 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as error:  # a bug, not a user mistake: still one line unless debugging
+            if type(error).__name__ == "OutOfMemoryError":  # torch's, recognised without importing torch
+                fail("out of GPU memory: try --dtype fp16, a smaller --size, or close other programs using the GPU", 1)
             if os.environ.get("ADCLI_DEBUG"):
                 traceback.print_exc()
             fail(f"internal error: {type(error).__name__}: {error} (set ADCLI_DEBUG=1 to see the traceback)", 1)
 
     return wrapper
+
+
+def step_detail(info: dict[str, Any]) -> str:
+    """``step 3/50 · AD iteration 2/3`` for sampling (and the window batch when expanding)."""
+    if "ad_iterations" not in info:
+        return ""
+    text = f"step {info['step']}/{info['total']}"
+    if info["ad_iterations"]:
+        text += f" · AD iteration {info['ad_iteration']}/{info['ad_iterations']}"
+    if info.get("windows"):
+        text += f" · windows {info.get('windows_done', 0)}/{info['windows']}"
+    return text
 
 
 class RichReporter:
@@ -106,13 +117,19 @@ class RichReporter:
             self.progress.remove_task(self.item_task)
         self.item_task = self.progress.add_task(escape(name), total=steps or None, loss="", detail="")
 
-    def step(self, step: int, total: int, loss: float | None, detail: str | None = None) -> None:
+    def step(self, info: dict[str, Any]) -> None:
+        """One engine progress report: the bar moves every iteration or step, with the loss."""
         if self.item_task is None:
             return
-        fields = {"loss": f"loss {loss:.4f}"} if loss is not None else {}
-        if detail is not None:
+        step, total = info["step"], info["total"]
+        fields: dict[str, str] = {}
+        if info.get("loss") is not None:
+            fields["loss"] = f"loss {info['loss']:.4f}"
+        detail = step_detail(info)
+        if detail:
             fields["detail"] = escape(detail)
-        self.progress.update(self.item_task, completed=step, total=total, **fields)
+        done = step if info.get("ad_iteration", 0) == info.get("ad_iterations", 0) else step - 1
+        self.progress.update(self.item_task, completed=done, total=total, **fields)
 
     def job_done(self, name: str, path: Path, seconds: float) -> None:
         if self.batch_task is not None:

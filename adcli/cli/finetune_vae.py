@@ -2,33 +2,25 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from adcli.cli import options as o
+from adcli.cli.common import CommonOptions, image_command
 from adcli.cli.console import RichReporter, handle_errors, stderr
 from adcli.presets import load_settings
-from adcli.tasks.finetune_vae import finetune_vae as run_finetune
+
+Output = Annotated[Path, typer.Option("--output", "-o", help="Folder for the fine-tuned VAE (diffusers layout, safetensors); pass it to --vae later.", show_default=False)]
 
 
 @handle_errors
+@image_command("finetune-vae", batch=False, output=Output)
 def finetune_vae(
     references: Annotated[list[Path], typer.Argument(help="Reference image(s) whose detail the decoder should learn, used at their own size.", show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the fine-tuned VAE (diffusers layout, safetensors); pass it to --vae later.", show_default=False)],
-    steps: Annotated[Optional[int], typer.Option("--steps", help="Adam steps on the decoder (default 75).", show_default=False)] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate on the decoder weights (default 1e-4).", show_default=False)] = None,
-    crop_size: Annotated[Optional[int], typer.Option("--crop-size", help="Side of the random square crops, in pixels, a multiple of 8 (default 256).", show_default=False)] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Crops per step (default 2).", show_default=False)] = None,
-    preset: o.Preset = None,
-    model: o.Model = None,
-    model_config: o.ModelConfig = None,
-    vae: Annotated[Optional[str], typer.Option("--vae", help="Start from this VAE (folder, hub id or .safetensors) instead of the model's.", show_default=False)] = None,
-    device: o.Device = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the random crops and flips.", show_default=False)] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the folder named by -o if it is not empty (otherwise adcli refuses).")] = False,
-    quiet: o.Quiet = False,
+    *,
+    common: CommonOptions,
 ) -> None:
     """Fine-tune the VAE decoder on REFERENCES (L1 reconstruction, paper Sec. 3.5) for sharper decoding.
 
@@ -42,14 +34,20 @@ def finetune_vae(
 
       adcli finetune-vae samples/style/brick.jpg --model tiny -o brick-vae/ --steps 20
     """
-    overrides = {
-        "model": model, "model_config": model_config, "vae": vae, "device": device, "seed": seed,
-        "steps": steps, "lr": lr, "crop_size": crop_size, "batch_size": batch_size,
-    }
-    resolved = load_settings("finetune-vae", preset, overrides)
-    with RichReporter(quiet) as reporter:
-        result = run_finetune(resolved, references, output, overwrite, reporter)
-    if not quiet:
+    from adcli.tasks.finetune_vae import check_output_folder, finetune_vae as run_finetune, load_vae_for, read_references
+
+    resolved = load_settings("finetune-vae", common.preset, common.overrides())
+    settings = resolved.settings
+    check_output_folder(common.output, common.overwrite)
+    read_references(references)  # every reference decodes before the model loads
+    with RichReporter(common.quiet) as reporter:
+        reporter.loading(f"VAE of {settings.vae or settings.model}")
+        vae = load_vae_for(settings)
+        reporter.job_started(0, 1, "decoder fine-tune", settings.steps)
+        began = time.perf_counter()
+        result = run_finetune(vae, references, settings, common.output, common.overwrite, resolved, reporter.step)
+        reporter.job_done("decoder fine-tune", common.output, time.perf_counter() - began)
+    if not common.quiet:
         stderr.print(
             f"reconstruction L1 (mean |x − D(E(x))|, 0–1 scale): before {result.l1_before:.4f}, "
             f"after {result.l1_after:.4f}"

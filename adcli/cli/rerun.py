@@ -8,10 +8,9 @@ from typing import Annotated, Optional
 import typer
 
 from adcli.cli import options as o
-from adcli.cli.console import RichReporter, handle_errors
+from adcli.cli.console import handle_errors
 from adcli.cli.run import run_batch
 from adcli.tasks.plan import BatchOptions
-from adcli.tasks.registry import job_from_metadata
 
 
 @handle_errors
@@ -30,9 +29,12 @@ def rerun(
 
       adcli rerun outputs/chelsea_hubble.png -o again.png --device cuda:1
     """
-    with RichReporter(quiet) as reporter:
-        job = job_from_metadata(image, reporter, device)
+    import dataclasses
+
+    from adcli.tasks.rerun import job_from_metadata
+
+    job = job_from_metadata(image, device)
     if output is None:
         output = image.parent
-        job.output_name = image.stem.replace("{", "{{").replace("}", "}}")  # a literal name, not a template
-    run_batch(job.resolved, [job], output, quiet, BatchOptions(overwrite=overwrite))
+        job = dataclasses.replace(job, output_name=image.stem.replace("{", "{{").replace("}", "}}"))  # literal, not a template
+    run_batch([job], output, quiet, BatchOptions(overwrite=overwrite))

@@ -21,41 +21,53 @@ from adcli.cli.interrupt import stop_after_current
 from adcli.cli.summary import print_plan, print_summary
 from adcli.errors import InputError
 from adcli.presets import ResolvedSettings, load_settings
-from adcli.tasks.batch import INTERRUPTED, run_plan
-from adcli.tasks.jobs import Job, Reporter
-from adcli.tasks.manifest import manifest_jobs
+from adcli.tasks.jobs import Job
 from adcli.tasks.outputs import ensure_writable
 from adcli.tasks.plan import BatchOptions, JobResult, plan_jobs, write_report
 from adcli.tasks.sharding import Shard, current_shard, gather
+
+INTERRUPTED = "interrupted"  # tasks.batch.INTERRUPTED, without importing the model libraries to compare
+Note = Callable[[str], None]
+
+
+def arguments() -> Any:
+    """``adcli.tasks.arguments`` (the job builders), imported when a run has its settings: a
+    mistake in them is reported before the model libraries load."""
+    from adcli.tasks import arguments as module
+
+    return module
 
 
 def run_command(
     task: str,
     common: CommonOptions,
-    overrides: dict[str, Any],
-    build_jobs: Callable[[ResolvedSettings, Reporter], list[Job]],
+    build_jobs: Callable[[ResolvedSettings, Note], list[Job]],
     inputs_given: bool = False,
+    overrides: dict[str, Any] | None = None,
 ) -> None:
     """Jobs from the command line (``build_jobs``) or from ``--manifest``, run as one batch."""
     batch = common.batch
     shard = current_shard()
+    overrides = common.overrides() if overrides is None else overrides
     resolved = load_settings(task, common.preset, overrides)
     if batch.manifest is not None and inputs_given:
         raise InputError("give the images either on the command line or in --manifest, not both")
     with RichReporter(common.quiet or not shard.is_main) as reporter:
         if batch.manifest is not None:
-            jobs = manifest_jobs(task, batch.manifest, common.preset, overrides, reporter)
+            from adcli.tasks.manifest import manifest_jobs
+
+            jobs = manifest_jobs(task, batch.manifest, common.preset, overrides)
         else:
-            jobs = build_jobs(resolved, reporter)
-    run_batch(resolved, jobs, common.output, common.quiet, batch, shard)
+            jobs = build_jobs(resolved, reporter.info)
+    run_batch(jobs, common.output, common.quiet, batch, shard)
 
 
-def run_batch(
-    resolved: ResolvedSettings, jobs: list[Job], output: Path, quiet: bool, batch: BatchOptions, shard: Shard | None = None
-) -> None:
+def run_batch(jobs: list[Job], output: Path, quiet: bool, batch: BatchOptions, shard: Shard | None = None) -> None:
     """Plan ``jobs``, make this process's share, and (main process) print the summary and write the report."""
+    from adcli.tasks.batch import run_plan  # the model libraries load only when a run really starts
+
     shard = shard or current_shard()
-    plan = plan_jobs(jobs, resolved, output, batch.name)
+    plan = plan_jobs(jobs, output, batch.name)
     if batch.dry_run:
         if shard.is_main:
             planned = print_plan(plan, batch, shard.world)

@@ -9,12 +9,11 @@ import typer
 
 from adcli.cli.common import CommonOptions, image_command
 from adcli.cli.console import handle_errors
-from adcli.cli.run import run_command
-from adcli.tasks.style_transfer import style_transfer_jobs
+from adcli.cli.run import arguments, run_command
 
 
 @handle_errors
-@image_command(pair=True, settings=("iterations", "content_weight"))
+@image_command("style-transfer", pair=("contents", "style"))
 def style_transfer(
     content: Annotated[Optional[list[Path]], typer.Argument(help="Content images: files, folders or quoted globs; each image gives one result per style job.", show_default=False)] = None,
     style: Annotated[Optional[list[Path]], typer.Option("--style", "-s", metavar="IMAGE", help="Style reference. Single files are distilled together (repeat --style to join several); a folder or quoted glob gives one style job per image.", show_default=False)] = None,
@@ -38,7 +37,7 @@ def style_transfer(
       adcli style-transfer samples/content/chelsea.jpg --style samples/style/hubble.jpg --model tiny --size 128x128
     """
     run_command(
-        "style-transfer", common, common.overrides(),
-        lambda resolved, reporter: style_transfer_jobs(resolved, content, style, reporter, common.batch.pair),
+        "style-transfer", common,
+        lambda resolved, note: arguments().transfer_jobs("style-transfer", resolved, content, style, note, common.batch.pair),
         inputs_given=bool(content or style),
     )

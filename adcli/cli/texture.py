@@ -9,19 +9,16 @@ import typer
 
 from adcli.cli.common import CommonOptions, image_command
 from adcli.cli.console import handle_errors
-from adcli.cli.run import run_command
-from adcli.tasks.texture import texture_jobs
+from adcli.cli.run import arguments, run_command
 
 
 @handle_errors
-@image_command(settings=("iterations", "tile", "steps", "ad_iterations", "adain"))
+@image_command("texture")
 def texture(
     reference: Annotated[Optional[list[Path]], typer.Option("--reference", "-r", metavar="IMAGE", help="Texture exemplar; repeat it to blend several files. A folder or quoted glob gives one texture job per image.", show_default=False)] = None,
     num_images: Annotated[int, typer.Option("--num-images", min=1, help="How many textures to make, each from its own seed.")] = 1,
     source_mask: Annotated[Optional[Path], typer.Option("--source-mask", help="Label map of the reference: a PNG with one flat colour per region (masked synthesis; needs --target-mask).", show_default=False)] = None,
     target_mask: Annotated[Optional[Path], typer.Option("--target-mask", help="Label map of the output, in the source map's colours; the output takes its aspect ratio, with the longer side of --size.", show_default=False)] = None,
-    mask_content_weight: Annotated[Optional[float], typer.Option("--mask-content-weight", help="λ for masked synthesis: how closely the output keeps the label-filled init image's layout (default 0.15).", show_default=False)] = None,
-    mode: Annotated[Optional[str], typer.Option("--mode", help="optimize (default: Adam on the latent for --iterations) or sample (AD-guided DDIM sampling: --steps × --ad-iterations, no prompt, no CFG).", show_default=False)] = None,
     *,
     common: CommonOptions,
 ) -> None:
@@ -43,9 +40,8 @@ def texture(
 
       adcli texture -r samples/style/brick.jpg --tile xy --model tiny --size 128x128
     """
-    overrides = common.overrides() | {"mask_content_weight": mask_content_weight, "mode": mode}
     run_command(
-        "texture", common, overrides,
-        lambda resolved, reporter: texture_jobs(resolved, reference, reporter, num_images, source_mask, target_mask),
+        "texture", common,
+        lambda resolved, note: arguments().texture_jobs(resolved, reference, note, num_images, source_mask, target_mask),
         inputs_given=bool(reference),
     )

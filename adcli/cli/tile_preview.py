@@ -10,7 +10,6 @@ import typer
 from adcli.cli import options as o
 from adcli.cli.console import handle_errors, stderr, stdout
 from adcli.errors import InputError
-from adcli.tasks.tile_preview import tile_preview as make_preview
 
 
 @handle_errors
@@ -32,6 +31,8 @@ def tile_preview(
     """
     if not image.is_file():
         raise InputError(f"image {image} does not exist: check the path")
+    from adcli.tasks.tile_preview import tile_preview as make_preview
+
     path, seams = make_preview(image, output, overwrite)
     if not quiet:
         stderr.print(f"seam ratio x {seams['x']:.2f}, y {seams['y']:.2f} (about 1 or less: no visible seam)")

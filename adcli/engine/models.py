@@ -21,11 +21,7 @@ from adcli.engine.controlnet import load_controlnet
 from adcli.engine.tiny import build_tiny_components
 from adcli.errors import ModelLoadError
 
-TINY_MODELS = {"tiny": "sd15", "tiny-sd15": "sd15", "tiny-sdxl": "sdxl"}
-DEFAULT_MODELS = {
-    "sd15": "stable-diffusion-v1-5/stable-diffusion-v1-5",
-    "sdxl": "stabilityai/stable-diffusion-xl-base-1.0",
-}
+from adcli.engine.defaults import DEFAULT_MODELS, TINY_MODELS  # noqa: F401 — re-exported
 _SINGLE_FILE_SUFFIXES = (".safetensors",)
 
 

@@ -1,26 +1,24 @@
-"""Presets: a task's YAML defaults, an optional user preset and command-line overrides,
-resolved into one frozen, type-checked settings object."""
+"""Presets: every setting declared once (table.py), a task's YAML defaults, an optional user
+preset and overrides, resolved into one frozen, type-checked settings object."""
 
-from adcli.presets.loader import ResolvedSettings, load_settings, preset_path
+from adcli.presets.loader import ResolvedSettings, builtin_default, builtin_values, load_settings, preset_path
 from adcli.presets.settings import (
+    AUTO_SIZE,
     AppearanceSettings,
+    ExpandSettings,
     FinetuneVaeSettings,
+    SizeSpec,
     StyleTransferSettings,
     T2ISettings,
     TaskSettings,
     TextureSettings,
     parse_size,
+    parse_size_spec,
 )
+from adcli.presets.table import SETTINGS, TASK_KEYS, Setting
 
 __all__ = [
-    "AppearanceSettings",
-    "FinetuneVaeSettings",
-    "ResolvedSettings",
-    "StyleTransferSettings",
-    "T2ISettings",
-    "TaskSettings",
-    "TextureSettings",
-    "load_settings",
-    "parse_size",
-    "preset_path",
+    "AUTO_SIZE", "AppearanceSettings", "ExpandSettings", "FinetuneVaeSettings", "ResolvedSettings", "SETTINGS",
+    "Setting", "SizeSpec", "StyleTransferSettings", "T2ISettings", "TASK_KEYS", "TaskSettings", "TextureSettings",
+    "builtin_default", "builtin_values", "load_settings", "parse_size", "parse_size_spec", "preset_path",
 ]

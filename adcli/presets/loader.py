@@ -1,8 +1,15 @@
-"""YAML → typed settings: built-in preset, then a user preset, then command-line overrides."""
+"""YAML → typed settings: built-in preset, then a user preset, then overrides (command line or API).
+
+Every value is checked against the settings table (presets/table.py): its type, that a number is
+finite and within its range. Messages name the key the way its source spells it: ``--lr`` for
+the command line, ``lr`` in a preset file or a Python call.
+"""
 
 from __future__ import annotations
 
-import dataclasses
+import difflib
+import functools
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -13,39 +20,23 @@ from typing import Any, Literal
 import yaml
 
 from adcli.errors import PresetError
-from adcli.presets.settings import (
-    AppearanceSettings,
-    ExpandSettings,
-    FinetuneVaeSettings,
-    StyleTransferSettings,
-    T2ISettings,
-    TaskSettings,
-    TextureSettings,
-)
+from adcli.presets.settings import SETTINGS_FOR_TASK
+from adcli.presets.table import SETTINGS, TASK_KEYS, Setting
 
-SETTINGS_FOR_TASK: dict[str, type[TaskSettings] | type[FinetuneVaeSettings]] = {
-    "style-transfer": StyleTransferSettings,
-    "appearance": AppearanceSettings,
-    "texture": TextureSettings,
-    "finetune-vae": FinetuneVaeSettings,
-    "t2i": T2ISettings,
-    "expand": ExpandSettings,
-}
+COMMAND_LINE = "command line"
 
 
 @dataclass(frozen=True)
 class ResolvedSettings:
-    """The settings a run used and where they came from (all of it goes into PNG metadata)."""
+    """The settings a run used and where they came from (all of it goes into image metadata)."""
 
     task: str
-    settings: TaskSettings | FinetuneVaeSettings
+    settings: Any
     preset: str
     overrides: dict[str, Any]
 
     def as_dict(self) -> dict[str, Any]:
-        values = dataclasses.asdict(self.settings)
-        values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
-        return {"task": self.task, "preset": self.preset, "overrides": self.overrides, "settings": values}
+        return {"task": self.task, "preset": self.preset, "overrides": self.overrides, "settings": self.settings.as_dict()}
 
 
 def preset_path(task: str) -> Path:
@@ -77,75 +68,103 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _check_type(name: str, value: Any, annotation: Any, source: str) -> Any:
-    """Return ``value`` converted to ``annotation`` where that is lossless, else raise."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
+@functools.lru_cache(maxsize=None)
+def builtin_values(task: str) -> dict[str, Any]:
+    """The built-in preset of ``task``, read and checked once per process."""
+    path = preset_path(task)
+    values: dict[str, Any] = {}
+    _apply(task, values, _read_yaml(path), f"built-in preset {path.name}")
+    missing = [key for key in TASK_KEYS[task] if key not in values]
+    if missing:
+        raise PresetError(f"built-in preset {path.name} does not set {', '.join(missing)}")
+    return values
+
+
+def builtin_default(task: str, key: str) -> Any:
+    return builtin_values(task)[key]
+
+
+def closest_key(task: str, key: str) -> str | None:
+    found = difflib.get_close_matches(key, TASK_KEYS[task], n=1)
+    return found[0] if found else None
+
+
+def _label(setting: Setting, source: str) -> str:
+    return setting.flag if source == COMMAND_LINE else setting.name
+
+
+def check_value(setting: Setting, value: Any, source: str, annotation: Any = None) -> Any:
+    """``value`` converted to the setting's type where that is lossless, else a PresetError."""
+    annotation = setting.annotation if annotation is None else annotation
+    where = "" if source == COMMAND_LINE else f"{source}: "
+    name = _label(setting, source)
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        inner = [a for a in args if a is not type(None)]
-        return _check_type(name, value, inner[0], source)
+        return check_value(setting, value, source, next(a for a in args if a is not type(None)))
     if origin is Literal:
         if value not in args:
-            choices = ", ".join(str(a) for a in args)
-            raise PresetError(f"{source}: {name} must be one of {choices}, got {value!r}")
+            raise PresetError(f"{where}{name} must be one of {', '.join(map(str, args))}, got {value!r}")
         return value
     if origin is tuple:
         if isinstance(value, (int, str)) and not isinstance(value, bool):
             value = [value]
         if not isinstance(value, (list, tuple)):
-            raise PresetError(f"{source}: {name} must be a list, got {value!r}")
-        return tuple(_check_type(name, item, args[0], source) for item in value)
+            raise PresetError(f"{where}{name} must be a list, got {value!r}")
+        return tuple(check_value(setting, item, source, args[0]) for item in value)
     if annotation is bool:
         if not isinstance(value, bool):
-            raise PresetError(f"{source}: {name} must be true or false, got {value!r}")
+            raise PresetError(f"{where}{name} must be true or false, got {value!r}")
         return value
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise PresetError(f"{source}: {name} must be a whole number, got {value!r}")
+    if annotation in (int, float):
+        whole = annotation is int
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (whole and not float(value).is_integer()):
+            raise PresetError(f"{where}{name} must be a {'whole number' if whole else 'number'}, got {value!r}")
+        if not math.isfinite(value):
+            raise PresetError(f"{where}{name} must be a finite number, got {value!r}")
+        value = int(value) if whole else float(value)
+        low_ok = setting.minimum is None or value >= setting.minimum
+        above_ok = setting.above is None or value > setting.above
+        high_ok = setting.maximum is None or value <= setting.maximum
+        if not (low_ok and above_ok and high_ok):
+            raise PresetError(f"{where}{name} must be {setting.range_text()}, got {value!r}")
         return value
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise PresetError(f"{source}: {name} must be a number, got {value!r}")
-        return float(value)
     if annotation is str:
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise PresetError(f"{source}: {name} must be text, got {value!r}")
+            raise PresetError(f"{where}{name} must be text, got {value!r}")
         return str(value)
     return value
 
 
-def _apply(values: dict[str, Any], layer: dict[str, Any], fields: dict[str, Any], source: str) -> None:
-    unknown = sorted(str(key).replace("-", "_") for key in layer if str(key).replace("-", "_") not in fields)
-    if unknown:
-        known = ", ".join(sorted(fields))
-        raise PresetError(f"{source}: unknown setting(s) {', '.join(unknown)} (known: {known})")
-    for key, value in layer.items():
-        name = str(key).replace("-", "_")
-        values[name] = _check_type(name, value, fields[name], source)
+def _apply(task: str, values: dict[str, Any], layer: dict[str, Any], source: str) -> None:
+    keys = TASK_KEYS[task]
+    for raw in layer:
+        key = str(raw).replace("-", "_")
+        if key not in keys:
+            hint = closest_key(task, key)
+            did_you_mean = f" (did you mean {hint}?)" if hint else f" (known: {', '.join(sorted(keys))})"
+            raise PresetError(f"{source}: unknown setting {raw}{did_you_mean}")
+    for raw, value in layer.items():
+        key = str(raw).replace("-", "_")
+        values[key] = check_value(SETTINGS[key], value, source)
 
 
 def load_settings(
-    task: str, preset: str | Path | None = None, overrides: dict[str, Any] | None = None
+    task: str, preset: str | Path | None = None, overrides: dict[str, Any] | None = None, source: str = COMMAND_LINE
 ) -> ResolvedSettings:
     """Resolve the settings of ``task``: built-in preset ← user preset ← overrides (None = not given)."""
-    cls = SETTINGS_FOR_TASK[task]
-    fields = typing.get_type_hints(cls)
-    values: dict[str, Any] = {}
-    builtin = preset_path(task)
-    _apply(values, _read_yaml(builtin), fields, f"built-in preset {builtin.name}")
-    source = f"built-in:{task}"
+    if task not in SETTINGS_FOR_TASK:
+        raise PresetError(f"unknown task {task!r}")
+    values = dict(builtin_values(task))
+    origin = f"built-in:{task}"
     if preset is not None:
         user = Path(preset)
-        _apply(values, _read_yaml(user), fields, f"preset {user}")
-        source = str(user)
+        _apply(task, values, _read_yaml(user), f"preset {user}")
+        origin = str(user)
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
-    _apply(values, given, fields, "command line")
-    missing = sorted(set(fields) - set(values))
-    if missing:
-        raise PresetError(f"preset for {task} does not set {', '.join(missing)}")
-    settings = cls(**values)
+    _apply(task, values, given, source)
+    settings = SETTINGS_FOR_TASK[task](**values)
     settings.validate()
     recorded = {k: list(v) if isinstance(v, tuple) else v for k, v in given.items()}
-    return ResolvedSettings(task=task, settings=settings, preset=source, overrides=recorded)
+    return ResolvedSettings(task=task, settings=settings, preset=origin, overrides=recorded)

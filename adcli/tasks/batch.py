@@ -9,21 +9,35 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import torch
 from PIL import Image
 
-from adcli.engine.models import Backend
 from adcli.errors import AdcliError, OutOfMemory, OutputError, StorageFull
-from adcli.tasks.jobs import Reporter, open_backend
+from adcli.tasks.jobs import Reporter
+from adcli.tasks.model import Model, loading_settings, open_model
 from adcli.tasks.outputs import write_png, write_png_free
 from adcli.tasks.plan import BatchOptions, JobResult, PlannedJob
+from adcli.tasks.registry import task
 from adcli.tasks.resume import find_same
 from adcli.tasks.sharding import Shard
 
 INTERRUPTED = "interrupted"
+LOSS_EVERY = 5  # the loss history a report keeps: one value every N iterations/steps
+
+
+class JobWatcher(Protocol):
+    """Watches one batch of jobs being made (a live preview, an animation): fed the engine's
+    progress, then told the pictures (or None when they failed)."""
+
+    def __call__(self, info: dict[str, Any]) -> None: ...
+    def close(self, images: list[Image.Image] | None) -> None: ...
+
+
+Watch = Callable[[list[PlannedJob], Model], JobWatcher | None]
 
 
 def out_of_memory_message(batch: int, settings: object) -> str:
@@ -50,9 +64,8 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _backend_key(planned: PlannedJob) -> tuple:
-    s = planned.resolved.settings
-    return (s.model, s.model_config, s.vae, s.dtype, s.device)
+def _model_key(planned: PlannedJob) -> tuple:
+    return tuple(sorted((k, str(v)) for k, v in loading_settings(planned.resolved.settings).items()))
 
 
 def _grouped(items: list[PlannedJob], key: Callable[[PlannedJob], Hashable]) -> list[list[PlannedJob]]:
@@ -68,50 +81,78 @@ def chunks(items: list[PlannedJob], batch_size: int) -> Iterator[list[PlannedJob
     if batch_size <= 1:
         yield from ([item] for item in items)
         return
-
-    def key(item: PlannedJob) -> Hashable:
-        job = item.job
-        return ("group", job.group) if job.group is not None and job.make_group else ("alone", item.index)
-
-    for group in _grouped(items, key):
+    for group in _grouped(items, lambda p: ("group", p.job.group) if p.job.group is not None else ("alone", p.index)):
         for start in range(0, len(group), batch_size):
             yield group[start : start + batch_size]
 
 
+class Stop:
+    """The run's one stop policy: a stop asked for (Ctrl-C, SIGTERM; checked between images) or
+    forced (a full disk). Once stopped, the jobs not yet made are recorded as not run."""
+
+    def __init__(self, requested: Callable[[], bool]):
+        self.requested = requested
+        self.reason: str | None = None
+
+    def __call__(self) -> str | None:
+        if self.reason is None and self.requested():
+            self.reason = INTERRUPTED
+        return self.reason
+
+    def force(self, reason: str) -> None:
+        self.reason = self.reason or reason
+
+
 @dataclass
-class _Run:
-    """The state of one process's share of a run."""
+class _Progress:
+    """The engine's progress for the jobs being made: to the reporter, the watchers and the loss history."""
+
+    reporter: Reporter
+    watcher: JobWatcher | None
+    losses: list[list[float]] = field(default_factory=list)
+
+    def __call__(self, info: dict[str, Any]) -> None:
+        self.reporter.step(info)
+        final = info.get("ad_iteration", 0) == info.get("ad_iterations", 0)
+        loss = info.get("loss")
+        if final and loss is not None and (info["step"] % LOSS_EVERY == 0 or info["step"] == info["total"]):
+            if not self.losses or self.losses[-1][0] != info["step"]:
+                self.losses.append([info["step"], round(float(loss), 6)])
+        if self.watcher is not None:
+            self.watcher(info)
+
+
+@dataclass
+class Runner:
+    """Makes planned jobs with one loaded model and records what became of each."""
 
     options: BatchOptions
     reporter: Reporter
-    shard: Shard
-    should_stop: Callable[[], bool]
-    total: int
-    single: bool = False  # a one-job run: its error is raised at the end instead of reported here
+    stop: Stop
+    watch: Watch | None = None
+    rank: int = 0
+    single: bool = False  # a one-job run: its error is raised by the caller instead of reported here
     results: dict[int, JobResult] = field(default_factory=dict)
     started: int = 0
-    stop: str | None = None
+    total: int = 0
 
-    def result(self, planned: PlannedJob, status: str, **values) -> None:
-        self.results[planned.index] = JobResult(
-            planned.index, planned.job.name, status, seed=planned.seed, rank=self.shard.rank, **values
-        )
+    def record(self, planned: PlannedJob, status: str, **values: Any) -> JobResult:
+        result = JobResult(planned.index, planned.job.name, status, seed=planned.seed, rank=self.rank, **values)
+        self.results[planned.index] = result
+        return result
 
-    def fail(self, planned: PlannedJob, error: BaseException, batch: int = 1) -> None:
+    def fail(self, planned: PlannedJob, error: BaseException, batch: int = 1, announce: bool = True) -> None:
         message, code = _message(error, batch, planned.resolved.settings)
         if isinstance(error, torch.OutOfMemoryError):
             error = OutOfMemory(message)
-        self.result(planned, "failed", error=message, exit_code=code, exception=error)
-        if not self.single:
+        self.record(planned, "failed", error=message, exit_code=code, exception=error)
+        if announce:
             self.reporter.job_failed(planned.job.name, message)
 
-    def skip_rest(self, items: list[PlannedJob]) -> None:
-        for planned in items:
-            if planned.index not in self.results:
-                self.result(planned, "not-run", error=self.stop)
-
-    def save(self, backend: Backend, planned: PlannedJob, image: Image.Image, seconds: float) -> None:
-        metadata = {**planned.metadata, "model_arch": backend.arch}
+    def save(self, model: Model, planned: PlannedJob, image: Image.Image, seconds: float, losses: list) -> None:
+        metadata = {**planned.metadata, "model_arch": model.arch, "size_used": f"{image.width}x{image.height}"}
+        if model.loaded.get("loras"):
+            metadata["loras"] = model.loaded["loras"]
         try:
             if planned.explicit or self.options.overwrite:
                 path = write_png(image, planned.path, metadata, overwrite=self.options.overwrite)
@@ -119,67 +160,66 @@ class _Run:
                 path = write_png_free(image, planned.path, metadata)
         except StorageFull as error:
             self.fail(planned, error)
-            self.stop = str(error)
+            self.stop.force(str(error))
             return
         except OutputError as error:
             self.fail(planned, error)
             return
-        self.result(planned, "done", output=str(path), seconds=seconds)
+        self.record(planned, "done", output=str(path), seconds=seconds, losses=losses)
         self.reporter.job_done(planned.job.name, path, seconds)
 
-    def announce(self, chunk: list[PlannedJob]) -> None:
+    def make(self, model: Model, chunk: list[PlannedJob]) -> list[Image.Image]:
+        """The chunk's pictures from its task's run function, with progress going up."""
         name = chunk[0].job.name + (f" (+{len(chunk) - 1} in one batch)" if len(chunk) > 1 else "")
         self.reporter.job_started(self.started, self.total, name, chunk[0].job.steps)
-        self.started += len(chunk)
-
-    def make_together(self, backend: Backend, chunk: list[PlannedJob]) -> bool:
-        """One UNet batch for the chunk; False (and nothing recorded) if it failed as a whole."""
-        self.announce(chunk)
+        watcher = self.watch(chunk, model) if self.watch is not None else None
+        progress = _Progress(self.reporter, watcher)
         began = time.perf_counter()
+        images = None
         try:
             torch.manual_seed(chunk[0].seed)
-            images = chunk[0].job.make_group(backend, [p.job for p in chunk], [p.seed for p in chunk])
-        except Exception as error:  # noqa: BLE001 — retried one by one below
-            message, _ = _message(error, len(chunk), chunk[0].resolved.settings)
-            self.reporter.info(f"a batch of {len(chunk)} failed ({message}); making its images one at a time")
-            self.started -= len(chunk)
-            _free_memory()
-            return False
+            with model.session():
+                images = task(chunk[0].job.task).run(
+                    model, [p.job.inputs for p in chunk], chunk[0].resolved.settings, [p.seed for p in chunk], progress
+                )
+        finally:
+            if watcher is not None:
+                watcher.close(images)
         seconds = (time.perf_counter() - began) / len(chunk)
         for planned, image in zip(chunk, images, strict=True):
-            if self.stop:
-                self.fail(planned, OutputError(self.stop))
+            if self.stop.reason is not None:
+                self.fail(planned, OutputError(self.stop.reason))
             else:
-                self.save(backend, planned, image, seconds)
-        return True
+                self.save(model, planned, image, seconds, progress.losses)
+        self.started += len(chunk)
+        return images
 
-    def make_alone(self, backend: Backend, planned: PlannedJob) -> None:
-        self.announce([planned])
-        began = time.perf_counter()
-        try:
-            torch.manual_seed(planned.seed)
-            image = planned.job.make(backend, planned.seed)
-        except Exception as error:  # noqa: BLE001 — isolation: one job's failure must not end the batch
-            self.fail(planned, error)
-            _free_memory()
-            return
-        self.save(backend, planned, image, time.perf_counter() - began)
-
-    def run_chunk(self, backend: Backend, chunk: list[PlannedJob]) -> None:
-        if len(chunk) > 1 and self.make_together(backend, chunk):
-            return
-        for planned in chunk:
-            if self.stop is None and planned is not chunk[0] and self.should_stop():
-                self.stop = INTERRUPTED
-            if self.stop:
+    def make_chunk(self, model: Model, chunk: list[PlannedJob]) -> None:
+        """A batch in one go; if it fails as a whole, its jobs one at a time (each failure its own)."""
+        if len(chunk) > 1:
+            try:
+                self.make(model, chunk)
                 return
-            self.make_alone(backend, planned)
+            except Exception as error:  # noqa: BLE001 — retried one by one below
+                message, _ = _message(error, len(chunk), chunk[0].resolved.settings)
+                self.reporter.info(f"a batch of {len(chunk)} failed ({message}); making its images one at a time")
+                _free_memory()
+        for position, planned in enumerate(chunk):
+            if position > 0 and self.stop():
+                return
+            try:
+                self.make(model, [planned])
+            except Exception as error:  # noqa: BLE001 — isolation: one job's failure must not end the batch
+                self.fail(planned, error, announce=not self.single)
+                self.started += 1
+                _free_memory()
 
-    def run_model(self, items: list[PlannedJob], only_model: bool) -> None:
+    def run_model(self, items: list[PlannedJob], only_model: bool, shard: Shard) -> None:
         """The jobs that share one model: load it once, then make them."""
-        settings = items[0].resolved
+        settings = items[0].resolved.settings
+        self.reporter.loading(f"model {settings.model}")
         try:
-            backend = open_backend(settings, self.reporter, self.shard.device(settings.settings.device))
+            model = open_model(loading_settings(settings), shard.device(settings.device))
         except AdcliError as error:
             if only_model:
                 raise
@@ -188,18 +228,15 @@ class _Run:
             return
         try:
             for chunk in chunks(items, self.options.batch_size):
-                if self.stop is None and self.should_stop():
-                    self.stop = INTERRUPTED
-                if self.stop:
+                if self.stop():
                     break
                 try:
-                    self.run_chunk(backend, chunk)
+                    self.make_chunk(model, chunk)
                 except KeyboardInterrupt:  # a second Ctrl-C: stop now; the image being made is dropped
-                    self.stop = INTERRUPTED
+                    self.stop.force(INTERRUPTED)
         finally:
-            del backend
+            del model
             _free_memory()
-        self.skip_rest(items)
 
 
 def run_plan(
@@ -208,29 +245,33 @@ def run_plan(
     reporter: Reporter,
     shard: Shard = Shard(),
     should_stop: Callable[[], bool] = lambda: False,
+    watch: Watch | None = None,
 ) -> list[JobResult]:
     """Make this process's share of ``plan``; one result per job it owns, in plan order."""
     mine = [planned for planned in plan if shard.owns(planned.index)]
-    run = _Run(options, reporter, shard, should_stop, total=0, single=len(plan) == 1)
+    runner = Runner(options, reporter, Stop(should_stop), watch, rank=shard.rank, single=len(plan) == 1)
     todo = []
     for planned in mine:
         found = find_same(planned.path, planned.metadata) if options.resume else None
         if found is not None:
-            run.result(planned, "skipped", output=str(found))
+            runner.record(planned, "skipped", output=str(found))
             reporter.job_skipped(planned.job.name, found)
         elif planned.explicit and planned.path.exists() and not options.overwrite:
             raise OutputError(f"{planned.path} already exists: choose another -o, or pass --overwrite to replace it")
         else:
             todo.append(planned)
-    run.total = len(todo)
+    runner.total = len(todo)
     if len(todo) < len(mine):
         reporter.info(f"--resume: {len(mine) - len(todo)} of {len(mine)} job(s) already done with the same settings")
-    one_model = len({_backend_key(planned) for planned in plan}) == 1  # a bad model is then a usage error
-    for items in _grouped(todo, _backend_key):
+    one_model = len({_model_key(planned) for planned in plan}) == 1  # a bad model is then a usage error
+    for items in _grouped(todo, _model_key):
         try:
-            if run.stop is None:
-                run.run_model(items, only_model=one_model)
+            if runner.stop() is None:
+                runner.run_model(items, only_model=one_model, shard=shard)
         except KeyboardInterrupt:  # a second Ctrl-C between images (e.g. while a model is freed)
-            run.stop = INTERRUPTED
-        run.skip_rest(items)
-    return [run.results[planned.index] for planned in mine]
+            runner.stop.force(INTERRUPTED)
+    for planned in mine:
+        if planned.index not in runner.results:
+            runner.record(planned, "not-run", error=runner.stop.reason)
+    return [runner.results[planned.index] for planned in mine]
+

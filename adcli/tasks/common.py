@@ -1,60 +1,153 @@
-"""Pieces the task modules share: encoded-image cache, noise, decoding to a picture."""
+"""Pieces the task functions share: image sources, sizes, the per-model image cache, decoding."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+import math
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
+import numpy as np
 import torch
 from PIL import Image
 
-from adcli.engine.images import load_image_tensor, to_pil
+from adcli.engine.images import open_rgb, to_pil, to_tensor
 from adcli.engine.models import Backend
 from adcli.engine.tiling import seamless
 from adcli.errors import InputError
+from adcli.presets import SizeSpec
+
+# An image as the API takes it: a path, a PIL image, or an (H, W, 3) uint8 array.
+ImageSource = Union[str, Path, Image.Image, np.ndarray]
 
 
-class LatentCache:
-    """Encode each (image, size) once per run, however many jobs use it."""
-
-    def __init__(self) -> None:
-        self._latents: dict[tuple[str, tuple[int, int]], torch.Tensor] = {}
-
-    def get(self, backend: Backend, path: Path, size: tuple[int, int]) -> torch.Tensor:
-        key = (str(path), size)
-        if key not in self._latents:
-            self._latents[key] = backend.encode_images(load_image_tensor(path, size))
-        return self._latents[key]
-
-    def stack(self, backend: Backend, paths: list[Path], size: tuple[int, int]) -> torch.Tensor:
-        return torch.cat([self.get(backend, p, size) for p in paths])
+def source_key(source: ImageSource) -> str:
+    """A cache key naming the picture: its path, or a digest of the pixels held in memory."""
+    if isinstance(source, (str, Path)):
+        return f"path:{Path(source)}"
+    if isinstance(source, Image.Image):
+        return f"pil:{source.mode}:{source.size}:{hashlib.sha1(source.tobytes()).hexdigest()}"
+    array = np.ascontiguousarray(source)
+    return f"array:{array.shape}:{array.dtype}:{hashlib.sha1(array.tobytes()).hexdigest()}"
 
 
-def decode_to_image(backend: Backend, latents: torch.Tensor) -> Image.Image:
-    return to_pil(backend.decode_latents(latents)[0])
+def source_label(source: ImageSource, fallback: str = "image") -> str:
+    """A short name for file names and metadata: the file's stem, or ``fallback`` for pixels."""
+    return Path(source).stem if isinstance(source, (str, Path)) else fallback
 
 
-def require_files(paths: list[Path], what: str) -> list[Path]:
-    """Every path must be an existing file; a clear error names the first that is not."""
+def source_record(source: ImageSource) -> str:
+    """What metadata records for an input: the path, or ``<in-memory image WxH>``."""
+    if isinstance(source, (str, Path)):
+        return str(source)
+    width, height = (source.size if isinstance(source, Image.Image) else (source.shape[1], source.shape[0]))
+    return f"<in-memory image {width}x{height}>"
+
+
+def source_files(sources: Sequence[ImageSource]) -> tuple[Path, ...]:
+    """The sources that are files (their digests go into metadata for ``--resume``)."""
+    return tuple(Path(s) for s in sources if isinstance(s, (str, Path)))
+
+
+def native_size(backend: Backend) -> tuple[int, int]:
+    """The model's own output size (UNet sample size × 8): 512² SD1.5, 1024² SDXL."""
+    sample = backend.unet.config.sample_size
+    height, width = (sample, sample) if isinstance(sample, int) else sample
+    return width * backend.vae_scale_factor, height * backend.vae_scale_factor
+
+
+def _multiple_of_8(value: float) -> int:
+    return max(8, int(round(value / 8)) * 8)
+
+
+def resolve_size(spec: SizeSpec, native: tuple[int, int], aspect_of: tuple[int, int] | None = None) -> tuple[int, int]:
+    """(width, height) for ``spec``: exact as given; ``longer`` side N or ``auto`` (the native pixel
+    count) keeping the aspect ratio of ``aspect_of`` (an input image's size; square without one)."""
+    if spec.exact is not None:
+        return spec.exact
+    width, height = aspect_of or (1, 1)
+    if spec.kind == "longer":
+        scale = spec.width / max(width, height)
+        return _multiple_of_8(width * scale), _multiple_of_8(height * scale)
+    if aspect_of is None:
+        return native
+    pixels = native[0] * native[1]
+    ratio = width / height
+    return _multiple_of_8(math.sqrt(pixels * ratio)), _multiple_of_8(math.sqrt(pixels / ratio))
+
+
+class ImageCache:
+    """Decoded images and encoded latents of one loaded model, so that a reference shared by
+    many jobs is read and encoded once. Bounded: a batch over thousands of contents stays small."""
+
+    def __init__(self, capacity: int = 64):
+        self.capacity = capacity
+        self._images: OrderedDict[str, Image.Image] = OrderedDict()
+        self._latents: OrderedDict[tuple[str, tuple[int, int]], torch.Tensor] = OrderedDict()
+
+    def _remember(self, store: OrderedDict, key: Any, value: Any) -> Any:
+        store[key] = value
+        if len(store) > self.capacity:
+            store.popitem(last=False)
+        return value
+
+    def image(self, source: ImageSource) -> Image.Image:
+        key = source_key(source)
+        if key in self._images:
+            self._images.move_to_end(key)
+            return self._images[key]
+        return self._remember(self._images, key, open_rgb(source))
+
+    def latents(self, backend: Backend, source: ImageSource, size: tuple[int, int]) -> torch.Tensor:
+        """(1, 4, h, w) latent of ``source`` resized to ``size`` = (width, height)."""
+        key = (source_key(source), size)
+        if key in self._latents:
+            self._latents.move_to_end(key)
+            return self._latents[key]
+        return self._remember(self._latents, key, backend.encode_images(to_tensor(self.image(source), size)))
+
+    def stack(self, backend: Backend, sources: Sequence[ImageSource], size: tuple[int, int]) -> torch.Tensor:
+        return torch.cat([self.latents(backend, source, size) for source in sources])
+
+
+def decode_all(backend: Backend, latents: torch.Tensor) -> list[Image.Image]:
+    """Each latent of the batch (B, 4, h, w) as its own picture."""
+    return [to_pil(backend.decode_latents(latents[i : i + 1])[0]) for i in range(latents.shape[0])]
+
+
+def require_files(paths: Sequence[ImageSource], what: str) -> list[ImageSource]:
+    """Every path must be an existing file (pixels in memory pass); the error names the first that is not."""
     if not paths:
         raise InputError(f"no {what} given")
     for path in paths:
+        if not isinstance(path, (str, Path)):
+            continue
+        path = Path(path)
         if not path.exists():
             raise InputError(f"{what} {path} does not exist: check the path")
         if path.is_dir():
             raise InputError(f"{what} {path} is a folder: give image files")
-    return paths
+    return list(paths)
 
 
-def with_tiling(make: Callable[..., Any], axes: str) -> Callable[..., Any]:
-    """A job's ``make`` run with the UNet's and VAE decoder's convolutions wrapping in ``axes``
+@contextmanager
+def tiled(backend: Backend, axes: str, unet: bool = True) -> Iterator[None]:
+    """The UNet's (with ``unet``) and the VAE decoder's convolutions wrap around in ``axes``
     (``none``: unchanged). The encoder is left alone: references are not periodic."""
     if axes == "none":
-        return make
+        with nullcontext():
+            yield
+        return
+    modules = ([backend.unet] if unet else []) + [backend.vae.decoder, backend.vae.post_quant_conv]
+    with seamless(modules, axes):
+        yield
 
-    def tiled(backend: Backend, *args: Any) -> Any:
-        with seamless([backend.unet, backend.vae.decoder, backend.vae.post_quant_conv], axes):
-            return make(backend, *args)
 
-    return tiled
+def as_list(value: Any) -> list[Any]:
+    """One reference or several: a single path/image/array becomes a one-item list."""
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]

@@ -2,67 +2,61 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import torch
+from PIL import Image
 
 from adcli.engine.distill import Guide
-from adcli.engine.models import Backend
 from adcli.engine.multidiffusion import expand_by_sampling
-from adcli.engine.tiling import seamless
-from adcli.presets import ResolvedSettings, parse_size
-from adcli.tasks.common import decode_to_image, require_files
-from adcli.tasks.jobs import Job, JobContext, Reporter
-from adcli.tasks.sources import reference_sets
+from adcli.engine.progress import ProgressCallback
+from adcli.presets import ResolvedSettings
+from adcli.tasks.common import decode_all, require_files, source_files, source_label, source_record, tiled
+from adcli.tasks.jobs import Job
+from adcli.tasks.model import Model
+from adcli.tasks.sizes import reference_size
+from adcli.tasks.texture import sampling_config
 
 
-def expand_job(resolved: ResolvedSettings, inputs: dict[str, Any], context: JobContext, numbered: bool | None = None) -> Job:
-    """Expansion number ``image_index`` of a reference set, from its own seed.
-
-    The references are resized to one window (64 latents = 512 px on SD1.5), the size the UNet
-    was trained on, whatever the output size. Each job runs alone (no ``group``): its windows
-    already fill the UNet batch (``window_batch``).
-    """
-    settings = resolved.settings
-    size = parse_size(settings.size, settings.max_side)
-    references = require_files([Path(r) for r in inputs["reference"]], "reference image")
-    index = int(inputs.get("image_index") or 0)
-    wrap_x, wrap_y = "x" in settings.tile, "y" in settings.tile
-
-    def make(backend: Backend, seed: int):
-        side = settings.window * backend.vae_scale_factor
-        guide = Guide(reference=context.latents.stack(backend, references, (side, side)))
+def run_expand(
+    model: Model, items: Sequence[dict[str, Any]], settings: Any, seeds: Sequence[int],
+    callback: ProgressCallback | None = None,
+) -> list[Image.Image]:
+    """One expansion per item, from its own seed. The references keep their aspect ratio at one
+    window's pixel count (64 latents = 512 px on SD1.5), the size the UNet was trained on."""
+    backend, cache = model.backend, model.cache
+    size = settings.size_spec().exact
+    side = settings.window * backend.vae_scale_factor
+    images = []
+    for item, seed in zip(items, seeds):
+        references = list(item["reference"])
+        guide = Guide(reference=cache.stack(backend, references, reference_size(cache.image(references[0]).size, (side, side))))
         latents = expand_by_sampling(
-            backend, guide, size=size, generator=torch.Generator("cpu").manual_seed(seed),
-            layers=settings.layers, steps=settings.steps, iterations=settings.ad_iterations, lr=settings.lr,
-            adain=settings.adain, window=settings.window, stride=settings.stride,
-            window_batch=settings.window_batch, wrap_x=wrap_x, wrap_y=wrap_y, on_step=context.reporter.step,
+            backend, guide, sampling_config(settings), size=size, generator=torch.Generator("cpu").manual_seed(seed),
+            window=settings.window, stride=settings.stride, window_batch=settings.window_batch,
+            wrap_x="x" in settings.tile, wrap_y="y" in settings.tile, callback=callback,
         )
         # the windows wrapped; the decoder must too, or the VAE would paint a seam at the edges
-        with seamless([backend.vae.decoder, backend.vae.post_quant_conv], settings.tile):
-            return decode_to_image(backend, latents)
+        with tiled(backend, settings.tile, unet=False):
+            images.extend(decode_all(backend, latents))
+    return images
 
-    stem = "_".join(r.stem for r in references)
+
+def expand_job(resolved: ResolvedSettings, inputs: dict[str, Any], numbered: bool | None = None) -> Job:
+    settings = resolved.settings
+    width, height = settings.size_spec().exact
+    references = require_files(list(inputs["reference"]), "reference image")
+    index = int(inputs.get("image_index") or 0)
+    stem = "_".join(source_label(r, "reference") for r in references)
     numbered = index > 0 if numbered is None else numbered
     return Job(
-        name=f"{stem}_{size[0]}x{size[1]}" + (f"_{index}" if numbered else ""),
-        inputs={"reference": [str(r) for r in references], "image_index": index},
-        make=make,
+        task="expand",
+        inputs={"reference": [source_record(r) for r in references], "image_index": index},
+        settings=resolved,
+        name=f"{stem}_{width}x{height}" + (f"_{index}" if numbered else ""),
         key=f"{stem}#{index}",
         steps=settings.steps,
         fields={"reference": stem, "image_index": index},
-        resolved=resolved,
-        files=references,
+        files=source_files(references),
     )
-
-
-def expand_jobs(resolved: ResolvedSettings, references: list[Path] | None, reporter: Reporter, num_images: int = 1) -> list[Job]:
-    """``num_images`` expansions per reference set (single files are blended together; a folder or
-    glob gives one set per image), each from its own seed."""
-    context = JobContext(reporter)
-    return [
-        expand_job(resolved, {"reference": refs, "image_index": index}, context, numbered=num_images > 1)
-        for refs in reference_sets(references, "reference image", reporter.info)
-        for index in range(num_images)
-    ]

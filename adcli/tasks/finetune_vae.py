@@ -10,20 +10,22 @@ import json
 import os
 import shutil
 import tempfile
-import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import torch
 from diffusers import AutoencoderKL
 
 import adcli
 from adcli.engine.device import resolve_device
 from adcli.engine.images import open_rgb, to_tensor
+from adcli.engine.progress import ProgressCallback
 from adcli.engine.models import load_model_vae
 from adcli.engine.vae_finetune import FinetuneResult, finetune_decoder
 from adcli.errors import OutputError
 from adcli.presets import ResolvedSettings
-from adcli.tasks.common import require_files
-from adcli.tasks.jobs import Reporter
+from adcli.tasks.common import ImageSource, require_files, source_record
 
 RECORD_NAME = "adcli-finetune.json"
 
@@ -75,31 +77,38 @@ def _umask() -> int:
     return mask
 
 
+def read_references(references: Sequence[ImageSource]) -> list[torch.Tensor]:
+    """Each reference at its own size, (1, 3, H, W) in [-1, 1]."""
+    require_files(list(references), "reference image")
+    return [to_tensor(image, image.size) for image in (open_rgb(source) for source in references)]
+
+
 def finetune_vae(
-    resolved: ResolvedSettings, references: list[Path], output: Path, overwrite: bool, reporter: Reporter
+    vae: AutoencoderKL, references: Sequence[ImageSource], settings: Any, output: Path, overwrite: bool,
+    resolved: ResolvedSettings, callback: ProgressCallback | None = None,
 ) -> FinetuneResult:
-    """Load the VAE, fine-tune its decoder on ``references`` (at their own size), save it to ``output``."""
-    settings = resolved.settings
-    require_files(references, "reference image")
+    """Fine-tune ``vae``'s decoder on ``references`` (at their own size) and save it to ``output``.
+
+    ``vae`` is changed: the API hands in a copy of the model's VAE, the CLI one loaded for this.
+    """
     check_output_folder(output, overwrite)
-    images = [to_tensor(image, image.size) for image in (open_rgb(path) for path in references)]
-    device = resolve_device(settings.device)
-    reporter.loading(f"VAE of {settings.vae or settings.model} on {device}")
-    vae = load_model_vae(settings.model, settings.vae, settings.model_config).to(device).eval()
-    reporter.job_started(0, 1, "decoder fine-tune", settings.steps)
-    started = time.perf_counter()
+    images = read_references(references)
     result = finetune_decoder(
         vae, images, steps=settings.steps, lr=settings.lr, crop_size=settings.crop_size,
-        batch_size=settings.batch_size, seed=settings.seed, on_step=reporter.step,
+        batch_size=settings.batch_size, seed=settings.seed, callback=callback,
     )
     record = {
         "adcli_version": adcli.__version__,
         **resolved.as_dict(),
-        "inputs": {"reference": [str(r) for r in references]},
+        "inputs": {"reference": [source_record(r) for r in references]},
         "crop_size_used": result.crop_size,
         "reconstruction_l1_before": result.l1_before,
         "reconstruction_l1_after": result.l1_after,
     }
     save_vae_folder(vae, output, overwrite, record)
-    reporter.job_done("decoder fine-tune", output, time.perf_counter() - started)
     return result
+
+
+def load_vae_for(settings: Any) -> AutoencoderKL:
+    """The VAE to fine-tune, alone (no UNet loaded), in fp32 on the settings' device, in eval mode."""
+    return load_model_vae(settings.model, settings.vae, settings.model_config).to(resolve_device(settings.device)).eval()

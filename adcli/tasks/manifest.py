@@ -10,6 +10,7 @@ Every row is checked before any work starts: an unknown or missing column names 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import re
@@ -19,10 +20,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from adcli.errors import AdcliError, InputError, PresetError
-from adcli.presets import ResolvedSettings, load_settings
-from adcli.presets.loader import SETTINGS_FOR_TASK
-from adcli.tasks.jobs import Job, JobContext, Reporter
-from adcli.tasks.registry import convert_input, task_jobs
+from adcli.presets import SETTINGS, TASK_KEYS, ResolvedSettings, load_settings
+from adcli.tasks.jobs import Job
+from adcli.tasks.registry import convert_input, task
 
 Row = tuple[int, dict[str, Any]]  # (line number, column → value)
 
@@ -104,15 +104,16 @@ def setting_value(annotation: Any, value: Any) -> Any:
     return _scalar(annotation, value)
 
 
-def manifest_jobs(
-    task: str, path: Path, preset: Path | None, overrides: dict[str, Any], reporter: Reporter
-) -> list[Job]:
-    """One job per row; each row's settings are the command line's with the row's columns on top."""
-    spec = task_jobs(task)
-    hints = typing.get_type_hints(SETTINGS_FOR_TASK[task])
+def manifest_jobs(name: str, path: Path, preset: Path | None, overrides: dict[str, Any]) -> list[Job]:
+    """One job per row; each row's settings are the command line's with the row's columns on top.
+
+    Rows with the same settings share one resolved settings object: a 10,000-row manifest
+    resolves its settings once per distinct combination, not once per row.
+    """
+    spec = task(name)
+    hints = {key: SETTINGS[key].annotation for key in TASK_KEYS[name] if not SETTINGS[key].run_option}
     roles = {role.name: role for role in spec.roles}
     required = [role.name for role in spec.roles if role.required]
-    context = JobContext(reporter)
     resolved_for: dict[str, ResolvedSettings] = {}
     jobs = []
     for line, raw in read_manifest(path):
@@ -137,11 +138,10 @@ def manifest_jobs(
         key = json.dumps(given, sort_keys=True, default=str)
         if key not in resolved_for:
             try:
-                resolved_for[key] = load_settings(task, preset, {**overrides, **given})
+                resolved_for[key] = load_settings(name, preset, {**overrides, **given})
             except AdcliError as error:
                 raise PresetError(f"{where}: {error}") from None
         inputs = {name: convert_input(roles[name], value, path.parent, where) for name, value in row.items() if name in roles}
-        job = spec.build(resolved_for[key], inputs, context)
-        job.output_name = str(row["name"]) if "name" in row else None
-        jobs.append(job)
+        job = spec.job(resolved_for[key], inputs)
+        jobs.append(dataclasses.replace(job, output_name=str(row["name"])) if "name" in row else job)
     return jobs

@@ -2,13 +2,15 @@
 
 The source label map labels the reference texture; the target label map lays out the output.
 The output takes the target map's shape and the reference keeps its own, each with the longer
-side of ``--size``. The init image (each target region filled with random same-labelled source
-pixels) is both the starting latent and the content reference (λ = ``mask_content_weight``).
+side of ``size`` (``auto``: the model's native side). The init image (each target region filled
+with random same-labelled source pixels) is both the starting latent and the content reference
+(λ = ``mask_content_weight``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -17,117 +19,109 @@ from PIL import Image
 from adcli.engine.distill import Guide, distill_by_optimization
 from adcli.engine.images import open_rgb, to_tensor
 from adcli.engine.masks import LabelMaps, MaskedAttention, fill_from_source, same_aspect
-from adcli.engine.models import Backend
+from adcli.engine.progress import ProgressCallback
 from adcli.errors import InputError
-from adcli.presets import ResolvedSettings, parse_size
-from adcli.tasks.common import decode_to_image, require_files, with_tiling
-from adcli.tasks.jobs import Job, JobContext, Reporter
+from adcli.presets import ResolvedSettings, SizeSpec
+from adcli.tasks.common import decode_all, require_files, resolve_size, source_files, source_label, source_record, tiled
+from adcli.tasks.jobs import Job
+from adcli.tasks.model import Model
+
+NATIVE_SIDE = 512  # size auto: SD1.5's side, for every model (the job is sized before any model loads)
 
 
-def fit_longer_side(shape: tuple[int, int], longer: int) -> tuple[int, int]:
-    """(width, height) with the aspect of ``shape`` and the longer side ``longer``, multiples of 8."""
-    width, height = shape
-    scale = longer / max(width, height)
-    return tuple(max(8, round(side * scale / 8) * 8) for side in (width, height))  # type: ignore[return-value]
+def is_masked(inputs: dict[str, Any]) -> bool:
+    return inputs.get("source_mask") is not None or inputs.get("target_mask") is not None
 
 
-def _prepared(reference: Path, source_mask: Path, target_mask: Path, longer: int) -> tuple:
-    """The label maps checked against the reference, and the output/reference sizes and pixels."""
-    maps = LabelMaps.read(source_mask, target_mask)
-    source_shape = (int(maps.source.shape[1]), int(maps.source.shape[0]))
-    reference_image = open_rgb(reference)
-    reference_shape = reference_image.size
-    if not same_aspect(source_shape, reference_shape):
-        raise InputError(
-            f"source mask {source_mask} is {source_shape[0]}x{source_shape[1]} but reference {reference} is "
-            f"{reference_shape[0]}x{reference_shape[1]}: the source map must label that image (same aspect ratio)"
-        )
-    out_size = fit_longer_side((int(maps.target.shape[1]), int(maps.target.shape[0])), longer)
-    ref_size = fit_longer_side(reference_shape, longer)
-    return maps, out_size, ref_size, to_tensor(reference_image, ref_size)  # pixels: (1, 3, H, W) in [-1, 1]
+@dataclass(frozen=True)
+class MaskedInputs:
+    """The label maps checked against the reference, and the output and reference sizes."""
+
+    maps: LabelMaps
+    output_size: tuple[int, int]
+    reference_size: tuple[int, int]
+    reference: Image.Image
 
 
-def masked_texture_job(
-    resolved: ResolvedSettings, inputs: dict[str, Any], context: JobContext, numbered: bool | None = None
-) -> Job:
-    """Masked texture number ``image_index``: the maps are checked (once per run) before anything loads.
+def _longer_side(settings: Any, native_side: int) -> int:
+    spec = settings.size_spec()
+    return max(spec.exact) if spec.exact else (spec.width if spec.kind == "longer" else native_side)
 
-    ``inputs``: ``reference`` (one image), ``source_mask``, ``target_mask``, ``image_index``; what
-    the metadata records beside them (labels, sizes) is derived again, so ``adcli rerun`` works.
-    """
-    settings = resolved.settings
+
+def prepare(inputs: dict[str, Any], settings: Any, native_side: int = NATIVE_SIDE) -> MaskedInputs:
+    """Check the inputs of a masked texture (the maps' colours, the reference's shape) and size them."""
     source_mask, target_mask = inputs.get("source_mask"), inputs.get("target_mask")
     if source_mask is None or target_mask is None:
-        given, needed = ("--source-mask", "--target-mask") if source_mask else ("--target-mask", "--source-mask")
+        given, needed = ("--source-mask", "--target-mask") if source_mask is not None else ("--target-mask", "--source-mask")
         raise InputError(f"{given} needs {needed} too: masked synthesis takes both label maps")
     if settings.mode == "sample":
         raise InputError("masked texture synthesis (--source-mask/--target-mask) runs by optimization: drop --mode sample")
-    source_mask, target_mask = Path(source_mask), Path(target_mask)
-    references = require_files([Path(r) for r in inputs["reference"]], "reference image")
+    references = require_files(list(inputs["reference"]), "reference image")
     if len(references) != 1:
-        raise InputError(
-            f"masked synthesis takes one --reference (the texture that --source-mask labels), got {len(references)}"
-        )
-    reference = references[0]
+        raise InputError(f"masked synthesis takes one --reference (the texture that --source-mask labels), got {len(references)}")
     require_files([source_mask], "source mask")
     require_files([target_mask], "target mask")
-    longer = max(parse_size(settings.size))
-    maps, out_size, ref_size, reference_pixels = context.once(
-        ("masked", str(reference), str(source_mask), str(target_mask), longer),
-        lambda: _prepared(reference, source_mask, target_mask, longer),
-    )
-    index = int(inputs.get("image_index") or 0)
+    maps = LabelMaps.read(source_mask, target_mask)
+    reference = open_rgb(references[0])
+    source_shape = (int(maps.source.shape[1]), int(maps.source.shape[0]))
+    if not same_aspect(source_shape, reference.size):
+        raise InputError(
+            f"source mask {source_record(source_mask)} is {source_shape[0]}x{source_shape[1]} but reference "
+            f"{source_record(references[0])} is {reference.size[0]}x{reference.size[1]}: the source map must label "
+            f"that image (same aspect ratio)"
+        )
+    longer = SizeSpec("longer", *(2 * [_longer_side(settings, native_side)]))
+    target_shape = (int(maps.target.shape[1]), int(maps.target.shape[0]))
+    return MaskedInputs(maps, resolve_size(longer, (0, 0), target_shape), resolve_size(longer, (0, 0), reference.size), reference)
 
-    def make(backend: Backend, seed: int) -> Image.Image:
-        generator = torch.Generator("cpu").manual_seed(seed)
-        init = fill_from_source(reference_pixels, maps, out_size, generator)
+
+def run_masked_texture(
+    model: Model, items: Sequence[dict[str, Any]], settings: Any, seeds: Sequence[int],
+    callback: ProgressCallback | None = None,
+) -> list[Image.Image]:
+    backend = model.backend
+    images = []
+    for item, seed in zip(items, seeds):
+        masked = prepare(item, settings)
+        reference_pixels = to_tensor(masked.reference, masked.reference_size)  # (1, 3, H, W) in [-1, 1]
+        init = fill_from_source(reference_pixels, masked.maps, masked.output_size, torch.Generator("cpu").manual_seed(seed))
         init_latents = backend.encode_images(init)
         guide = Guide(
-            reference=backend.encode_images(reference_pixels),
-            content=init_latents,
-            content_weight=settings.mask_content_weight,
-            mask_fn=MaskedAttention(maps, backend.device),
+            reference=backend.encode_images(reference_pixels), content=init_latents,
+            content_weight=settings.mask_content_weight, mask_fn=MaskedAttention(masked.maps, backend.device),
         )
-        latents = distill_by_optimization(
-            backend, init_latents, guide, layers=settings.layers,
-            iterations=settings.iterations, lr=settings.lr, on_step=context.reporter.step,
-        )
-        return decode_to_image(backend, latents)
+        with tiled(backend, settings.tile):
+            latents = distill_by_optimization(
+                backend, init_latents, guide, layers=settings.layers, iterations=settings.iterations, lr=settings.lr,
+                callback=callback,
+            )
+            images.extend(decode_all(backend, latents))
+    return images
 
+
+def masked_texture_job(resolved: ResolvedSettings, inputs: dict[str, Any], numbered: bool | None = None) -> Job:
+    """Masked texture number ``image_index``; the maps are checked here, before any model loads.
+
+    What the metadata records beside the inputs (labels, sizes) is derived again on a rerun.
+    """
+    settings = resolved.settings
+    masked = prepare(inputs, settings)
+    reference, source_mask, target_mask = inputs["reference"][0], inputs["source_mask"], inputs["target_mask"]
+    index = int(inputs.get("image_index") or 0)
     numbered = index > 0 if numbered is None else numbered
-    name = f"{reference.stem}_{target_mask.stem}" + (f"_{index}" if numbered else "")
+    name = f"{source_label(reference, 'reference')}_{source_label(target_mask, 'target')}" + (f"_{index}" if numbered else "")
+    size = lambda s: f"{s[0]}x{s[1]}"  # noqa: E731
     return Job(
-        name=name,
+        task="texture",
         inputs={
-            "reference": [str(reference)],
-            "source_mask": str(source_mask),
-            "target_mask": str(target_mask),
-            "labels": list(maps.colours),
-            "output_size": f"{out_size[0]}x{out_size[1]}",
-            "reference_size": f"{ref_size[0]}x{ref_size[1]}",
-            "image_index": index,
+            "reference": [source_record(reference)], "source_mask": source_record(source_mask),
+            "target_mask": source_record(target_mask), "labels": list(masked.maps.colours),
+            "output_size": size(masked.output_size), "reference_size": size(masked.reference_size), "image_index": index,
         },
-        make=with_tiling(make, settings.tile),
+        settings=resolved,
+        name=name,
         key=f"{name}#{index}",
         steps=settings.iterations,
-        fields={"reference": reference.stem, "image_index": index, "target_mask": target_mask.stem},
-        resolved=resolved,
-        files=[reference, source_mask, target_mask],
+        fields={"reference": source_label(reference, "reference"), "image_index": index, "target_mask": source_label(target_mask, "target")},
+        files=source_files([reference, source_mask, target_mask]),
     )
-
-
-def masked_texture_jobs(
-    resolved: ResolvedSettings,
-    references: list[Path],
-    source_mask: Path | None,
-    target_mask: Path | None,
-    reporter: Reporter,
-    num_images: int = 1,
-) -> list[Job]:
-    """Check the maps against the reference before anything loads, then one job per image."""
-    context = JobContext(reporter)
-    inputs = {"reference": references, "source_mask": source_mask, "target_mask": target_mask}
-    return [
-        masked_texture_job(resolved, {**inputs, "image_index": index}, context, numbered=num_images > 1)
-        for index in range(num_images)
-    ]

@@ -60,12 +60,13 @@ class JobResult:
     seed: int = 0
     rank: int = 0
     exit_code: int = 0
+    losses: list[list[float]] = field(default_factory=list)  # [step, loss] every few steps
     exception: BaseException | None = field(default=None, repr=False, compare=False)
 
     def as_json(self) -> dict[str, Any]:
         return {
             "index": self.index, "name": self.name, "status": self.status, "output": self.output,
-            "seconds": round(self.seconds, 3), "error": self.error, "seed": self.seed, "rank": self.rank,
+            "seconds": round(self.seconds, 3), "error": self.error, "seed": self.seed, "rank": self.rank, "losses": self.losses,
         }
 
     def __getstate__(self) -> dict[str, Any]:  # exceptions need not survive the trip to the main process
@@ -85,8 +86,8 @@ def _stem(job: Job, fields: dict[str, Any], template: NameTemplate | None) -> st
     return relative_name(clean_value(job.name))
 
 
-def plan_jobs(jobs: list[Job], resolved: ResolvedSettings, output: Path, name: str | None = None) -> list[PlannedJob]:
-    """Seeds, unique output paths and metadata for ``jobs`` (``resolved``: the run's settings)."""
+def plan_jobs(jobs: list[Job], output: Path, name: str | None = None) -> list[PlannedJob]:
+    """Seeds, unique output paths and metadata for ``jobs``."""
     if not jobs:
         raise InputError("nothing to do: the inputs give no jobs")
     single_file = output.suffix.lower() == ".png"
@@ -102,7 +103,7 @@ def plan_jobs(jobs: list[Job], resolved: ResolvedSettings, output: Path, name: s
     used: set[str] = set()
     planned = []
     for index, job in enumerate(jobs):
-        settings = job.resolved or resolved
+        settings = job.settings
         seed = job.seed if job.seed is not None else derive_seed(settings.settings.seed, job.key or job.name)
         if single_file:
             path = output
@@ -114,7 +115,7 @@ def plan_jobs(jobs: list[Job], resolved: ResolvedSettings, output: Path, name: s
                 stem = f"{base}_{number}"
             used.add(stem.lower())
             path = output / f"{stem}.png"
-        metadata = job_metadata(settings, job.inputs, job.files, seed)
+        metadata = job_metadata(settings, job.inputs, list(job.files), seed)
         planned.append(PlannedJob(index, job, settings, seed, path, single_file, metadata))
     return planned
 

@@ -1,23 +1,32 @@
-"""Each command's job inputs, for manifests and ``adcli rerun``: the columns a job has and how
-one set of inputs becomes a job. A command joins by adding a :class:`TaskJobs` to ``TASK_JOBS``."""
+"""Each command's task: its inputs (manifest columns, stored inputs of a rerun), how one set of
+inputs becomes a job, and the plain function that makes a group of jobs' images.
+
+``run(model, items, settings, seeds, callback) -> images``: ``items`` are the jobs' inputs
+(paths, prompts, indices — or, from the API, pictures in memory), one image per item.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from adcli.errors import AdcliError, InputError
-from adcli.presets import ResolvedSettings, load_settings
-from adcli.tasks.appearance import appearance_job
-from adcli.tasks.expand import expand_job
-from adcli.tasks.jobs import Job, JobContext, Reporter
-from adcli.tasks.outputs import read_metadata
-from adcli.tasks.style_transfer import style_transfer_job
-from adcli.tasks.t2i import t2i_job
-from adcli.tasks.texture import texture_job
+from PIL import Image
+
+from adcli.engine.progress import ProgressCallback
+from adcli.errors import InputError
+from adcli.presets import ResolvedSettings
+from adcli.tasks.expand import expand_job, run_expand
+from adcli.tasks.jobs import Job
+from adcli.tasks.model import Model
+from adcli.tasks.t2i import run_t2i, t2i_job
+from adcli.tasks.texture import run_texture, texture_job
+from adcli.tasks.transfer import APPEARANCE, STYLE_TRANSFER, run_transfer, transfer_job
+
+Run = Callable[[Model, Sequence[dict[str, Any]], Any, Sequence[int], "ProgressCallback | None"], list[Image.Image]]
 
 
 @dataclass(frozen=True)
@@ -30,36 +39,47 @@ class InputRole:
 
 
 @dataclass(frozen=True)
-class TaskJobs:
+class Task:
     roles: tuple[InputRole, ...]
-    build: Callable[[ResolvedSettings, dict[str, Any], JobContext], Job]
+    job: Callable[[ResolvedSettings, dict[str, Any]], Job]
+    run: Run
 
 
-TASK_JOBS: dict[str, TaskJobs] = {
-    "style-transfer": TaskJobs((InputRole("content", "image"), InputRole("style", "images")), style_transfer_job),
-    "appearance": TaskJobs((InputRole("structure", "image"), InputRole("appearance", "images")), appearance_job),
-    "texture": TaskJobs(
+TASKS: dict[str, Task] = {
+    "style-transfer": Task(
+        (InputRole("content", "image"), InputRole("style", "images")),
+        functools.partial(transfer_job, "style-transfer", STYLE_TRANSFER),
+        functools.partial(run_transfer, roles=STYLE_TRANSFER),
+    ),
+    "appearance": Task(
+        (InputRole("structure", "image"), InputRole("appearance", "images")),
+        functools.partial(transfer_job, "appearance", APPEARANCE),
+        functools.partial(run_transfer, roles=APPEARANCE),
+    ),
+    "texture": Task(
         (
             InputRole("reference", "images"), InputRole("image_index", "int", required=False),
             InputRole("source_mask", "image", required=False), InputRole("target_mask", "image", required=False),
         ),
         texture_job,
+        run_texture,
     ),
-    "t2i": TaskJobs(
+    "t2i": Task(
         (
             InputRole("prompt", "text"), InputRole("style", "images"), InputRole("image_index", "int", required=False),
             InputRole("layout", "image", required=False), InputRole("control", "image", required=False),
         ),
         t2i_job,
+        run_t2i,
     ),
-    "expand": TaskJobs((InputRole("reference", "images"), InputRole("image_index", "int", required=False)), expand_job),
+    "expand": Task((InputRole("reference", "images"), InputRole("image_index", "int", required=False)), expand_job, run_expand),
 }
 
 
-def task_jobs(task: str) -> TaskJobs:
-    if task not in TASK_JOBS:
-        raise InputError(f"`adcli {task}` does not take a manifest or a rerun yet")
-    return TASK_JOBS[task]
+def task(name: str) -> Task:
+    if name not in TASKS:
+        raise InputError(f"`adcli {name}` does not take a manifest or a rerun")
+    return TASKS[name]
 
 
 def _path(value: Any, base: Path | None, where: str, role: str) -> Path:
@@ -70,7 +90,7 @@ def _path(value: Any, base: Path | None, where: str, role: str) -> Path:
 
 
 def convert_input(role: InputRole, value: Any, base: Path | None, where: str) -> Any:
-    """A stored or manifest value → what the task's builder takes; paths relative to ``base``."""
+    """A stored or manifest value → what the task's job builder takes; paths relative to ``base``."""
     if role.kind == "image":
         return _path(value, base, where, role.name)
     if role.kind == "images":
@@ -84,32 +104,3 @@ def convert_input(role: InputRole, value: Any, base: Path | None, where: str) ->
         except (TypeError, ValueError):
             raise InputError(f"{where}: {role.name} must be a whole number, got {value!r}") from None
     return str(value)
-
-
-def job_from_metadata(path: Path, reporter: Reporter, device: str | None = None) -> Job:
-    """The job that made the adcli PNG ``path``: its settings, inputs and seed, ready to make again."""
-    if not path.is_file():
-        raise InputError(f"{path} does not exist: give an image written by adcli")
-    metadata = read_metadata(path)
-    if metadata is None or "task" not in metadata:
-        raise InputError(f"{path} has no adcli settings in it (not written by adcli, or the metadata was stripped)")
-    task = metadata["task"]
-    spec = task_jobs(task)
-    settings = dict(metadata.get("settings") or {})
-    if device:
-        settings["device"] = device
-    try:
-        resolved = load_settings(task, None, settings)
-    except AdcliError as error:
-        raise InputError(f"{path} was written with settings this version cannot use: {error}") from None
-    resolved = replace(resolved, preset=metadata.get("preset", resolved.preset), overrides=metadata.get("overrides", {}))
-    stored = metadata.get("inputs") or {}
-    where = f"{path} (stored inputs)"
-    inputs = {
-        role.name: convert_input(role, stored[role.name], None, where)
-        for role in spec.roles
-        if stored.get(role.name) is not None  # an optional input not given (t2i's layout: null)
-    }
-    job = spec.build(resolved, inputs, JobContext(reporter))
-    job.seed = int(metadata["seed"])
-    return job

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import torch
-
 from adcli.errors import InputError
 
 # Processes finish their shares at different times; the main one waits this long for the others.
@@ -53,7 +51,11 @@ class Shard:
 
     def device(self, requested: str) -> str:
         """Each process of a multi-GPU run takes its own GPU (``cuda:LOCAL_RANK``) unless told otherwise."""
-        if self.world > 1 and requested.strip().lower() in ("auto", "cuda") and torch.cuda.is_available():
+        if self.world > 1 and requested.strip().lower() in ("auto", "cuda"):
+            import torch  # only in a multi-process run: the CLI starts without the model libraries
+
+            if not torch.cuda.is_available():
+                return requested
             return f"cuda:{self.local_rank % torch.cuda.device_count()}"
         return requested
 

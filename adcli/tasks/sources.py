@@ -110,3 +110,17 @@ def pair_up(contents: list[Any], references: list[Any], mode: str, content_what:
             )
         return list(zip(contents, references))
     raise InputError(f"--pair {mode!r} is not one of {', '.join(PAIR_MODES)}")
+
+
+def read_prompts(path: Path) -> list[tuple[int, str]]:
+    """(line number, prompt) for each non-empty line of a UTF-8 text file."""
+    if not path.is_file():
+        raise InputError(f"prompts file {path} does not exist or is not a file: check --prompts")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"prompts file {path} cannot be read as UTF-8 text ({error})") from None
+    prompts = [(number, line.strip()) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+    if not prompts:
+        raise InputError(f"prompts file {path} has no prompts: write one prompt per line")
+    return prompts

@@ -1,70 +1,47 @@
-"""Style-specific text-to-image (paper Sec. 3.4, Alg. 2): prompts × style → AD-guided samples.
+"""Style-specific text-to-image (paper Sec. 3.4, Alg. 2): a prompt in the style of a reference set.
 
 The model loads once and each style, layout and control image is read and encoded once per
-run, however many prompts and images there are.
+run (the model's image cache), however many prompts and images there are.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 
-from adcli.engine.controlnet import Control, load_control_image
+from adcli.engine.controlnet import Control
 from adcli.engine.distill import Guide
-from adcli.engine.models import DEFAULT_MODELS, Backend
+from adcli.engine.images import to_tensor
+from adcli.engine.progress import ProgressCallback
 from adcli.engine.sampler import distill_by_sampling, negative_conditioning, sdedit_start, text_denoiser
 from adcli.errors import InputError
-from adcli.presets import ResolvedSettings, parse_size
-from adcli.presets.settings import AUTO_SIZE
-from adcli.tasks.common import decode_to_image, require_files, with_tiling
-from adcli.tasks.jobs import Job, JobContext, Reporter
-from adcli.tasks.sources import pair_up, reference_sets
+from adcli.presets import ResolvedSettings
+from adcli.tasks.common import decode_all, native_size, require_files, resolve_size, source_files, source_label, source_record, tiled
+from adcli.tasks.jobs import Job
+from adcli.tasks.model import Model
+from adcli.tasks.sizes import reference_size
+from adcli.tasks.texture import sampling_config
 
 
-def read_prompts(path: Path) -> list[str]:
-    """One prompt per non-empty line of a UTF-8 text file."""
-    if not path.is_file():
-        raise InputError(f"prompts file {path} does not exist or is not a file: check --prompts")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"prompts file {path} cannot be read as UTF-8 text ({error})") from None
-    prompts = [line.strip() for line in text.splitlines() if line.strip()]
-    if not prompts:
-        raise InputError(f"prompts file {path} has no prompts: write one prompt per line")
-    return prompts
-
-
-def model_for_arch(preset_model: str, arch: str | None) -> str | None:
-    """With ``--arch`` and no ``--model``: that architecture's default model, in place of a preset
-    default of the other architecture. None keeps the preset's model (then ``--arch`` is a check)."""
-    if arch in DEFAULT_MODELS and preset_model in DEFAULT_MODELS.values():
-        return DEFAULT_MODELS[arch]
-    return None
-
-
-def output_size(size: str, backend: Backend) -> tuple[int, int]:
-    """(width, height): the setting, or for ``auto`` the model's native size (UNet sample size × 8)."""
-    if size != AUTO_SIZE:
-        return parse_size(size)
-    sample = backend.unet.config.sample_size
-    height, width = (sample, sample) if isinstance(sample, int) else sample
-    return width * backend.vae_scale_factor, height * backend.vae_scale_factor
-
-
-def _slug(prompt: str, limit: int = 48) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:limit].strip("-")
+def prompt_slug(prompt: str, limit: int = 48) -> str:
+    """A file-name-safe slug that keeps letters and digits of any script (``猫-on-a-bench``)."""
+    text = unicodedata.normalize("NFKC", prompt).lower()
+    slug = re.sub(r"[^\w]+|_+", "-", text).strip("-")[:limit].strip("-")
     return slug or "no-prompt"
 
 
-def _check_inputs(settings, styles: list[Path], layout: Path | None, control: Path | None) -> None:
+def check_t2i_inputs(settings: Any, inputs: dict[str, Any]) -> None:
     """Every input file exists and a ControlNet has its image, before any model loads."""
-    require_files(styles, "style image")
-    if layout is not None:
-        require_files([layout], "layout image")
+    require_files(list(inputs["style"]), "style image")
+    if inputs.get("layout") is not None:
+        require_files([inputs["layout"]], "layout image")
+    control = inputs.get("control")
     if settings.controlnet and control is None:
         raise InputError(f"ControlNet {settings.controlnet} needs a control image: pass --control IMAGE")
     if control is not None:
@@ -73,91 +50,67 @@ def _check_inputs(settings, styles: list[Path], layout: Path | None, control: Pa
         require_files([control], "control image")
 
 
-def t2i_job(resolved: ResolvedSettings, inputs: dict[str, Any], context: JobContext) -> Job:
-    """Image number ``image_index`` of one prompt in the style of its style set (several styles:
-    token-axis concat), optionally from a layout and with a ControlNet image. Sampling jobs run
-    alone (no ``group``): each has its own prompt and noise schedule."""
-    settings = resolved.settings
-    prompt = str(inputs["prompt"])
-    styles = [Path(s) for s in inputs["style"]]
-    layout = None if inputs.get("layout") is None else Path(inputs["layout"])
-    control = None if inputs.get("control") is None else Path(inputs["control"])
-    index = int(inputs.get("image_index") or 0)
-    _check_inputs(settings, styles, layout, control)
-    if control is not None and settings.size != AUTO_SIZE:
-        size = parse_size(settings.size)
-        context.once(("control", str(control), size), lambda: load_control_image(control, size))  # fail before loading the model
-    steps_run = settings.steps - (sdedit_start(settings.steps, settings.strength) if layout else 0)
-
-    def make(backend: Backend, seed: int):
-        size = output_size(settings.size, backend)
+def run_t2i(
+    model: Model, items: Sequence[dict[str, Any]], settings: Any, seeds: Sequence[int],
+    callback: ProgressCallback | None = None,
+) -> list[Image.Image]:
+    """One image per item (prompt, style set, optional layout and control image), each from its seed."""
+    backend, cache = model.backend, model.cache
+    images = []
+    for item, seed in zip(items, seeds):
+        layout, control = item.get("layout"), item.get("control")
+        size = resolve_size(settings.size_spec(), native_size(backend), None if layout is None else cache.image(layout).size)
+        styles = list(item["style"])
         guide = Guide(
-            reference=context.latents.stack(backend, styles, size),
-            content=None if layout is None else context.latents.get(backend, layout, size),
+            reference=cache.stack(backend, styles, reference_size(cache.image(styles[0]).size, size)),
+            content=None if layout is None else cache.latents(backend, layout, size),
             content_weight=settings.content_weight if layout is not None else 0.0,
         )
         conditioning = None
         if control is not None:
-            pixels = context.once(("control", str(control), size), lambda: load_control_image(control, size))
+            if backend.controlnet is None:
+                raise InputError("--control needs a ControlNet: load the model with one (--controlnet)")
+            pixels = (to_tensor(cache.image(control), size) + 1) / 2  # (1, 3, H, W) in [0, 1], resized to the output
             conditioning = Control(backend.controlnet, pixels, settings.control_scale)
         denoise = text_denoiser(
-            backend, backend.encode_prompts([prompt]),
+            backend, backend.encode_prompts([str(item["prompt"])]),
             negative_conditioning(backend, settings.negative_prompt), settings.guidance, conditioning,
         )
-        latents = distill_by_sampling(
-            backend, denoise, guide, size=size, generator=torch.Generator("cpu").manual_seed(seed),
-            layers=settings.layers, steps=settings.steps, iterations=settings.ad_iterations, lr=settings.lr,
-            adain=settings.adain, init=guide.content, strength=settings.strength, on_step=context.reporter.step,
-        )
-        return decode_to_image(backend, latents)
+        with tiled(backend, settings.tile):
+            latents = distill_by_sampling(
+                backend, denoise, guide, sampling_config(settings, settings.strength if layout is not None else 1.0),
+                size=size, generator=torch.Generator("cpu").manual_seed(seed), init=guide.content, callback=callback,
+            )
+            images.extend(decode_all(backend, latents))
+    return images
 
-    style_stems = "_".join(s.stem for s in styles)
+
+def t2i_job(resolved: ResolvedSettings, inputs: dict[str, Any]) -> Job:
+    """Image number ``image_index`` of one prompt in the style of its style set (several styles:
+    token-axis concat), optionally from a layout and with a ControlNet image. Sampling jobs run
+    alone (no ``group``): each has its own prompt and noise."""
+    settings = resolved.settings
+    check_t2i_inputs(settings, inputs)
+    prompt = str(inputs["prompt"])
+    styles = list(inputs["style"])
+    layout, control = inputs.get("layout"), inputs.get("control")
+    index = int(inputs.get("image_index") or 0)
+    steps = settings.steps - (sdedit_start(settings.steps, settings.strength) if layout is not None else 0)
+    style_stems = "_".join(source_label(s, "style") for s in styles)
     return Job(
-        name=f"{_slug(prompt)}_{style_stems}" + (f"_{index}" if index > 0 else ""),
+        task="t2i",
         inputs={
-            "prompt": prompt, "style": [str(s) for s in styles], "image_index": index,
-            "layout": None if layout is None else str(layout), "control": None if control is None else str(control),
+            "prompt": prompt, "style": [source_record(s) for s in styles], "image_index": index,
+            "layout": None if layout is None else source_record(layout),
+            "control": None if control is None else source_record(control),
         },
-        make=with_tiling(make, settings.tile),
+        settings=resolved,
+        name=f"{prompt_slug(prompt)}_{style_stems}" + (f"_{index}" if index > 0 else ""),
         key=f"{prompt}#{index}",
-        steps=steps_run,
+        steps=steps,
         fields={
-            "prompt": _slug(prompt), "style": style_stems, "image_index": index,
-            "layout": "" if layout is None else layout.stem, "control": "" if control is None else control.stem,
+            "prompt": prompt_slug(prompt), "style": style_stems, "image_index": index,
+            "layout": "" if layout is None else source_label(layout), "control": "" if control is None else source_label(control),
         },
-        resolved=resolved,
-        files=[*styles, *([layout] if layout else []), *([control] if control else [])],
+        files=source_files([*styles, *[p for p in (layout, control) if p is not None]]),
     )
-
-
-def t2i_jobs(
-    resolved: ResolvedSettings,
-    prompts: list[str],
-    styles: list[Path] | None,
-    reporter: Reporter,
-    num_images: int = 1,
-    layout: Path | None = None,
-    control: Path | None = None,
-    pair: str = "product",
-) -> list[Job]:
-    """Jobs from the command line: every prompt with every style job (``pair`` product) or the i-th
-    with the i-th (zip), ``num_images`` each. Single style files join every style set; a folder or
-    glob gives one style job per image."""
-    if not prompts:
-        raise InputError("no prompt given: pass a PROMPT, or --prompts FILE with one prompt per line")
-    context = JobContext(reporter)
-    sets = reference_sets(styles, "style image", reporter.info)
-    numbered = [(number, prompt) for number, prompt in enumerate(prompts, 1)]
-    jobs = []
-    for (number, prompt), style_set in pair_up(numbered, sets, pair, "prompt", "style"):
-        for index in range(num_images):
-            inputs = {"prompt": prompt, "style": style_set, "image_index": index, "layout": layout, "control": control}
-            job = t2i_job(resolved, inputs, context)
-            name = f"{job.fields['prompt']}_{job.fields['style']}"
-            if len(prompts) > 1:
-                name = f"{number:03d}_{name}"
-            if num_images > 1:
-                name = f"{name}_{index}"
-            job.name = name
-            jobs.append(job)
-    return jobs

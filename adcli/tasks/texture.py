@@ -1,88 +1,87 @@
 """Texture synthesis (paper Sec. 3.2): a noise latent distils the reference(s), by optimization
-(Alg. 1, ``mode: optimize``) or by AD-guided DDIM sampling with no prompt and no CFG (Alg. 2, ``mode: sample``)."""
+(Alg. 1, ``mode: optimize``) or by AD-guided DDIM sampling with no prompt and no CFG (Alg. 2,
+``mode: sample``); with label maps, masked synthesis (tasks/masked_texture.py)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from PIL import Image
 
 from adcli.engine.distill import Guide, distill_by_optimization
-from adcli.engine.models import Backend
-from adcli.engine.sampler import distill_by_sampling, text_denoiser
-from adcli.presets import ResolvedSettings, parse_size
-from adcli.tasks.common import decode_to_image, with_tiling
-from adcli.tasks.jobs import Job, JobContext, Reporter
-from adcli.tasks.masked_texture import masked_texture_job, masked_texture_jobs
-from adcli.tasks.sources import reference_sets
+from adcli.engine.progress import ProgressCallback
+from adcli.engine.sampler import SamplingConfig, distill_by_sampling, text_denoiser
+from adcli.presets import ResolvedSettings
+from adcli.tasks.common import decode_all, native_size, resolve_size, source_files, source_label, source_record, tiled
+from adcli.tasks.jobs import Job
+from adcli.tasks.masked_texture import is_masked, masked_texture_job, run_masked_texture
+from adcli.tasks.model import Model
+from adcli.tasks.sizes import reference_size
 
 
-def texture_job(resolved: ResolvedSettings, inputs: dict[str, Any], context: JobContext, numbered: bool | None = None) -> Job:
-    """Texture number ``image_index`` of a reference set, from its own seed (its noise); with
-    ``source_mask``/``target_mask`` inputs, masked synthesis (tasks/masked_texture.py).
+def sampling_config(settings: Any, strength: float = 1.0) -> SamplingConfig:
+    return SamplingConfig(
+        steps=settings.steps, ad_iterations=settings.ad_iterations, lr=settings.lr, adain=settings.adain,
+        layers=tuple(settings.layers), strength=strength,
+    )
 
-    By optimization, jobs with the same references and settings form a group that ``--batch-size``
-    optimizes together; by sampling, each job runs alone.
-    """
-    if inputs.get("source_mask") is not None or inputs.get("target_mask") is not None:
-        return masked_texture_job(resolved, inputs, context, numbered)
+
+def run_texture(
+    model: Model, items: Sequence[dict[str, Any]], settings: Any, seeds: Sequence[int],
+    callback: ProgressCallback | None = None,
+) -> list[Image.Image]:
+    """One texture per item, each from its own seed's noise; items share their reference set."""
+    if is_masked(items[0]):
+        return run_masked_texture(model, items, settings, seeds, callback)
+    backend, cache = model.backend, model.cache
+    size = resolve_size(settings.size_spec(), native_size(backend))
+    references = items[0]["reference"]
+    guide = Guide(reference=cache.stack(backend, references, reference_size(cache.image(references[0]).size, size)))
+    with tiled(backend, settings.tile):
+        if settings.mode == "sample":
+            denoise = text_denoiser(backend, backend.encode_prompts([""]))
+            latents = torch.cat([
+                distill_by_sampling(
+                    backend, denoise, guide, sampling_config(settings), size=size,
+                    generator=torch.Generator("cpu").manual_seed(seed), callback=callback,
+                )
+                for seed in seeds
+            ])
+        else:
+            # (B, 4, h, w): one noise latent per item, each drawn from that item's seed
+            noise = torch.cat([backend.latent_noise(size, torch.Generator("cpu").manual_seed(seed)) for seed in seeds])
+            latents = distill_by_optimization(
+                backend, noise, guide, layers=settings.layers, iterations=settings.iterations, lr=settings.lr,
+                callback=callback,
+            )
+        return decode_all(backend, latents)
+
+
+def texture_job(resolved: ResolvedSettings, inputs: dict[str, Any], numbered: bool | None = None) -> Job:
+    """Texture number ``image_index`` of a reference set (from its own seed); with label maps, masked."""
+    if is_masked(inputs):
+        return masked_texture_job(resolved, inputs, numbered)
     settings = resolved.settings
-    size = parse_size(settings.size)
-    references = [Path(r) for r in inputs["reference"]]
+    references = list(inputs["reference"])
     index = int(inputs.get("image_index") or 0)
-
-    def optimize_group(backend: Backend, jobs: list[Job], seeds: list[int]) -> list[Image.Image]:
-        # (B, 4, h, w): one noise latent per job, each drawn from that job's seed.
-        noise = torch.cat([backend.latent_noise(size, torch.Generator("cpu").manual_seed(seed)) for seed in seeds])
-        guide = Guide(reference=context.latents.stack(backend, references, size))
-        latents = distill_by_optimization(
-            backend, noise, guide, layers=settings.layers,
-            iterations=settings.iterations, lr=settings.lr, on_step=context.reporter.step,
-        )
-        return [decode_to_image(backend, latents[i : i + 1]) for i in range(len(jobs))]
-
-    def sample(backend: Backend, seed: int) -> Image.Image:
-        guide = Guide(reference=context.latents.stack(backend, references, size))
-        latents = distill_by_sampling(
-            backend, text_denoiser(backend, backend.encode_prompts([""])), guide, size=size,
-            generator=torch.Generator("cpu").manual_seed(seed), layers=settings.layers,
-            steps=settings.steps, iterations=settings.ad_iterations, lr=settings.lr,
-            adain=settings.adain, on_step=context.reporter.step,
-        )
-        return decode_to_image(backend, latents)
-
-    sampling = settings.mode == "sample"
-    stem = "_".join(r.stem for r in references)
+    stem = "_".join(source_label(r, "reference") for r in references)
     numbered = index > 0 if numbered is None else numbered
-    job = Job(
+    sampling = settings.mode == "sample"
+    return Job(
+        task="texture",
+        inputs={"reference": [source_record(r) for r in references], "image_index": index},
+        settings=resolved,
         name=f"{stem}_texture_{index}" if numbered else f"{stem}_texture",
-        inputs={"reference": [str(r) for r in references], "image_index": index},
-        make=with_tiling(sample if sampling else lambda backend, seed: optimize_group(backend, [job], [seed])[0], settings.tile),
         key=f"{stem}#{index}",
         steps=settings.steps if sampling else settings.iterations,
         fields={"reference": stem, "image_index": index},
-        resolved=resolved,
-        files=references,
-        group=None if sampling else (resolved.task, tuple(str(r) for r in references), replace(settings, seed=0)),
-        make_group=None if sampling else with_tiling(optimize_group, settings.tile),
+        files=source_files(references),
+        # sampling runs one image at a time; optimization batches images of the same references
+        group=None if sampling else ("texture", tuple(map(str, references)), _without_seed(settings)),
     )
-    return job
 
 
-def texture_jobs(
-    resolved: ResolvedSettings, references: list[Path], reporter: Reporter, num_images: int = 1,
-    source_mask: Path | None = None, target_mask: Path | None = None,
-) -> list[Job]:
-    """``num_images`` textures per reference set (a folder or glob: one set per image), each from its
-    own seed; with label maps, masked synthesis."""
-    if source_mask is not None or target_mask is not None:
-        return masked_texture_jobs(resolved, references, source_mask, target_mask, reporter, num_images)
-    context = JobContext(reporter)
-    return [
-        texture_job(resolved, {"reference": refs, "image_index": index}, context, numbered=num_images > 1)
-        for refs in reference_sets(references, "reference image", reporter.info)
-        for index in range(num_images)
-    ]
+def _without_seed(settings: Any) -> tuple:
+    return tuple(sorted((k, str(v)) for k, v in settings.as_dict().items() if k != "seed"))

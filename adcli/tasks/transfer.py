@@ -1,79 +1,74 @@
-"""Content-preserving optimization (paper Sec. 3.3): style and appearance transfer share it."""
+"""Style and appearance transfer (paper Sec. 3.3, Alg. 1): a content image's latent distils its
+reference set (several references: their keys and values joined on the token axis)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from PIL import Image
 
 from adcli.engine.distill import Guide, distill_by_optimization
-from adcli.engine.models import Backend
-from adcli.presets import ResolvedSettings, parse_size
-from adcli.tasks.common import decode_to_image
-from adcli.tasks.jobs import Job, JobContext, Reporter
-from adcli.tasks.sources import expand_images, pair_up, reference_sets
+from adcli.engine.progress import ProgressCallback
+from adcli.presets import ResolvedSettings
+from adcli.tasks.common import decode_all, native_size, resolve_size, source_files, source_label, source_record
+from adcli.tasks.jobs import Job
+from adcli.tasks.model import Model
+from adcli.tasks.roles import TaskRoles
+from adcli.tasks.sizes import reference_size
+
+STYLE_TRANSFER = TaskRoles("content", "style")
+APPEARANCE = TaskRoles("structure", "appearance")
 
 
-def transfer_job(
-    resolved: ResolvedSettings, inputs: dict[str, Any], context: JobContext, content_role: str, reference_role: str
-) -> Job:
-    """One content image distilling its reference set (several references: token-axis concat).
-
-    Jobs with the same references and settings share a group: ``--batch-size`` optimizes their
-    content latents together, each exactly as it would be alone.
-    """
-    settings = resolved.settings
-    size = parse_size(settings.size)
-    content = Path(inputs[content_role])
-    references = [Path(r) for r in inputs[reference_role]]
-
-    def make_group(backend: Backend, jobs: list[Job], seeds: list[int]) -> list[Image.Image]:
-        # (B, 4, h, w): the batch's content latents are both the starting points and the content targets.
-        contents = torch.cat([context.latents.get(backend, Path(job.inputs[content_role]), size) for job in jobs])
+def run_transfer(
+    model: Model, items: Sequence[dict[str, Any]], settings: Any, seeds: Sequence[int],
+    callback: ProgressCallback | None = None, roles: TaskRoles = STYLE_TRANSFER,
+) -> list[Image.Image]:
+    """One picture per item; items with the same references are optimized together, one UNet
+    batch per output size, each exactly as it would be alone."""
+    backend, cache = model.backend, model.cache
+    native = native_size(backend)
+    spec = settings.size_spec()
+    sizes = [resolve_size(spec, native, cache.image(item[roles.content]).size) for item in items]
+    images: list[Image.Image | None] = [None] * len(items)
+    for size in dict.fromkeys(sizes):
+        indices = [i for i, s in enumerate(sizes) if s == size]
+        references = items[indices[0]][roles.reference]
+        contents = torch.cat([cache.latents(backend, items[i][roles.content], size) for i in indices])  # (B, 4, h, w)
         guide = Guide(
-            reference=context.latents.stack(backend, references, size),
+            reference=cache.stack(backend, references, reference_size(cache.image(references[0]).size, size)),
             content=contents,
             content_weight=settings.content_weight,
         )
         latents = distill_by_optimization(
-            backend, contents, guide, layers=settings.layers,
-            iterations=settings.iterations, lr=settings.lr, on_step=context.reporter.step,
+            backend, contents, guide, layers=settings.layers, iterations=settings.iterations, lr=settings.lr,
+            callback=callback,
         )
-        return [decode_to_image(backend, latents[i : i + 1]) for i in range(len(jobs))]
+        for i, image in zip(indices, decode_all(backend, latents)):
+            images[i] = image
+    return images  # type: ignore[return-value]
 
-    name = "_".join([content.stem] + [r.stem for r in references])
-    job = Job(
+
+def transfer_job(task: str, roles: TaskRoles, resolved: ResolvedSettings, inputs: dict[str, Any]) -> Job:
+    """The job for one content image and its reference set."""
+    content, references = inputs[roles.content], list(inputs[roles.reference])
+    reference_stems = "_".join(source_label(r, "reference") for r in references)
+    name = f"{source_label(content, roles.content)}_{reference_stems}"
+    settings = resolved.settings
+    return Job(
+        task=task,
+        inputs={roles.content: source_record(content), roles.reference: [source_record(r) for r in references]},
+        settings=resolved,
         name=name,
-        inputs={content_role: str(content), reference_role: [str(r) for r in references]},
-        make=lambda backend, seed: make_group(backend, [job], [seed])[0],
         key=name,
         steps=settings.iterations,
-        fields={content_role: content.stem, reference_role: "_".join(r.stem for r in references)},
-        resolved=resolved,
-        files=[content, *references],
-        group=(resolved.task, tuple(str(r) for r in references), replace(settings, seed=0)),
-        make_group=make_group,
+        fields={roles.content: source_label(content, roles.content), roles.reference: reference_stems},
+        files=source_files([content, *references]),
+        group=(task, tuple(map(str, references)), _without_seed(settings)),
     )
-    return job
 
 
-def transfer_jobs(
-    resolved: ResolvedSettings,
-    contents: list[Path],
-    references: list[Path],
-    reporter: Reporter,
-    content_role: str,
-    reference_role: str,
-    pair: str = "product",
-) -> list[Job]:
-    """Jobs from command-line arguments: files, folders or globs, paired by ``pair`` (product or zip)."""
-    context = JobContext(reporter)
-    images = expand_images(contents, f"{content_role} image", reporter.info)
-    sets = reference_sets(references, f"{reference_role} image", reporter.info)
-    return [
-        transfer_job(resolved, {content_role: content, reference_role: refs}, context, content_role, reference_role)
-        for content, refs in pair_up(images, sets, pair, content_role, reference_role)
-    ]
+def _without_seed(settings: Any) -> tuple:
+    return tuple(sorted((k, str(v)) for k, v in settings.as_dict().items() if k != "seed"))

@@ -1,0 +1,226 @@
+"""The public Python API: one function per command, over the same settings and task functions
+as the CLI. Keywords are the keys of the command's preset (configs/<command>.yaml), with the
+same meaning, defaults and checks; images come back as PIL images carrying their settings.
+
+    import adcli
+    model = adcli.load_model("tiny")
+    image = adcli.style_transfer(model, "photo.jpg", "painting.png", iterations=200, seed=0)
+    adcli.save(image, "result.png")
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from adcli.errors import AdcliError
+from adcli.presets import SETTINGS, TASK_KEYS, ResolvedSettings, load_settings
+from adcli.presets.loader import check_value
+from adcli.tasks.common import ImageSource, as_list
+from adcli.tasks.jobs import derive_seed
+from adcli.tasks.model import LOADING_KEYS, Model, open_model
+from adcli.tasks.outputs import METADATA_KEY
+from adcli.tasks.registry import task
+from adcli.tasks.resume import job_metadata
+
+__all__ = ["Model", "appearance", "expand", "finetune_vae", "from_pipe", "load_model", "save", "style_transfer", "t2i", "texture"]
+
+Callback = Callable[[dict[str, Any]], "bool | None"]
+_LOAD_DEFAULTS = {"model": "stable-diffusion-v1-5/stable-diffusion-v1-5", "dtype": "bf16", "device": "auto"}
+
+
+def _unknown(function: str, key: str, valid: Sequence[str]) -> TypeError:
+    hint = closest_key_in(key, valid)
+    return TypeError(f"{function}() got an unexpected keyword argument {key!r}" + (f"; did you mean {hint!r}?" if hint else ""))
+
+
+def closest_key_in(key: str, valid: Sequence[str]) -> str | None:
+    import difflib
+
+    found = difflib.get_close_matches(key, list(valid), n=1)
+    return found[0] if found else None
+
+
+def _parse_lora(value: Any) -> str:
+    """``"ink.safetensors:0.8"``, ``("ink.safetensors", 0.8)`` or ``"ink.safetensors"`` → ``"path:scale"`` text."""
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return f"{value[0]}:{float(value[1])}"
+    return str(value)
+
+
+def load_model(model: str = _LOAD_DEFAULTS["model"], **options: Any) -> Model:
+    """Load a model once for any number of calls: a hub id, a local diffusers folder, a single
+    ``.safetensors`` checkpoint, or ``"tiny"`` / ``"tiny-sdxl"``.
+
+    Keywords: ``vae``, ``model_config``, ``loras`` (``[(path, scale), …]`` or ``"path:scale"``),
+    ``controlnet``, ``arch``, ``dtype`` (bf16/fp16/fp32), ``device`` (auto/cpu/cuda[:N]),
+    ``compile``, ``low_vram`` — the loading keys of the presets.
+    """
+    valid = [key for key in LOADING_KEYS if key != "model"]
+    values: dict[str, Any] = dict(_LOAD_DEFAULTS, model=model)
+    for key, value in options.items():
+        if key not in valid:
+            raise _unknown("load_model", key, valid)
+        if key == "loras":
+            value = tuple(_parse_lora(item) for item in as_list(value))
+        try:
+            values[key] = check_value(SETTINGS[key], value, "load_model")
+        except AdcliError as error:
+            raise ValueError(str(error)) from None
+    loaded = open_model(values)
+    return _with_loras(loaded, values.get("loras") or ())
+
+
+def _with_loras(model: Model, loras: Sequence[str]) -> Model:
+    if loras:
+        from adcli.engine.lora import apply_loras, parse_lora_spec
+
+        model.loaded["loras"] = apply_loras(model.backend, [parse_lora_spec(text) for text in loras])
+    return model
+
+
+def from_pipe(pipe: Any, controlnet: str | None = None) -> Model:
+    """A model over a diffusers ``StableDiffusionPipeline`` / ``StableDiffusionXLPipeline`` the caller
+    already has: its modules are shared (no copy, no reload), whatever was loaded into them, and
+    each call leaves the pipeline exactly as it was (processors, padding, gradients, devices)."""
+    from adcli.engine.pipes import backend_from_pipe, preserved
+
+    backend = backend_from_pipe(pipe, controlnet=controlnet)
+    name = getattr(getattr(pipe, "config", None), "_name_or_path", None) or type(pipe).__name__
+    loaded = {"model": str(name), "model_config": None, "vae": None, "controlnet": controlnet, "arch": backend.arch, "loras": []}
+    return Model(backend, loaded, session=lambda: preserved(pipe))
+
+
+def _resolve(name: str, function: str, model: Model, given: dict[str, Any]) -> ResolvedSettings:
+    """The command's settings: built-in preset ← the model's loading settings ← ``given``."""
+    keys = [key for key in TASK_KEYS[name] if not SETTINGS[key].loading and not SETTINGS[key].run_option]
+    for key in given:
+        if key in TASK_KEYS[name] and SETTINGS[key].loading:
+            raise TypeError(f"{function}(): {key} is chosen when the model loads: adcli.load_model(..., {key}=...)")
+        if key not in keys:
+            raise _unknown(function, key, keys)
+    loaded = {key: model.loaded.get(key) for key in ("model", "model_config", "vae", "controlnet") if key in TASK_KEYS[name]}
+    loaded = {key: value for key, value in loaded.items() if value is not None}
+    try:
+        resolved = load_settings(name, None, {**loaded, **given}, source=f"adcli.{function}()")
+    except AdcliError as error:
+        raise ValueError(str(error)) from None
+    return dataclasses.replace(resolved, overrides={k: v for k, v in resolved.overrides.items() if k in given})
+
+
+def _stop_watch(callback: Callback | None) -> tuple[Callable[[dict[str, Any]], bool | None] | None, dict[str, Any]]:
+    """The engine's callback around the user's; ``state["stopped_at"]`` is set when it returned False."""
+    state: dict[str, Any] = {}
+    if callback is None:
+        return None, state
+
+    def watch(info: dict[str, Any]) -> bool | None:
+        if callback(info) is False:
+            state["stopped_at"] = info["step"]
+            return False
+        return None
+
+    return watch, state
+
+
+def _run(name: str, model: Model, resolved: ResolvedSettings, items: list[dict[str, Any]], callback: Callback | None) -> list[Image.Image]:
+    """Each item as the CLI makes one job: its seed derived the same way, alone, with its metadata."""
+    import torch
+
+    spec = task(name)
+    watch, state = _stop_watch(callback)
+    images = []
+    for item in items:
+        if "stopped_at" in state:
+            break
+        job = spec.job(resolved, item)
+        seed = derive_seed(resolved.settings.seed, job.key)
+        torch.manual_seed(seed)
+        with model.session():
+            image = spec.run(model, [item], resolved.settings, [seed], watch)[0]
+        metadata = {**job_metadata(resolved, job.inputs, list(job.files), seed), "model_arch": model.arch,
+                    "size_used": f"{image.width}x{image.height}"}
+        if model.loaded.get("loras"):
+            metadata["loras"] = model.loaded["loras"]
+        if "stopped_at" in state:
+            metadata["stopped_at_step"] = state["stopped_at"]
+        image.info[METADATA_KEY] = json.dumps(metadata, sort_keys=True)
+        images.append(image)
+    return images
+
+
+def style_transfer(model: Model, content: ImageSource, style: ImageSource | Sequence[ImageSource], *,
+                   callback: Callback | None = None, **settings: Any) -> Image.Image:
+    """``content`` repainted in the style of ``style`` (one image or several, distilled together)."""
+    resolved = _resolve("style-transfer", "style_transfer", model, settings)
+    return _run("style-transfer", model, resolved, [{"content": content, "style": as_list(style)}], callback)[0]
+
+
+def appearance(model: Model, structure: ImageSource, appearance: ImageSource | Sequence[ImageSource], *,
+               callback: Callback | None = None, **settings: Any) -> Image.Image:
+    """``structure`` with the appearance (colours, materials) of ``appearance``."""
+    resolved = _resolve("appearance", "appearance", model, settings)
+    return _run("appearance", model, resolved, [{"structure": structure, "appearance": as_list(appearance)}], callback)[0]
+
+
+def texture(model: Model, reference: ImageSource | Sequence[ImageSource], *, num_images: int = 1,
+            source_mask: ImageSource | None = None, target_mask: ImageSource | None = None,
+            callback: Callback | None = None, **settings: Any) -> list[Image.Image]:
+    """``num_images`` new textures like ``reference``; with label maps, masked synthesis."""
+    resolved = _resolve("texture", "texture", model, settings)
+    masks = {"source_mask": source_mask, "target_mask": target_mask} if source_mask is not None or target_mask is not None else {}
+    items = [{"reference": as_list(reference), "image_index": index, **masks} for index in range(_count(num_images))]
+    return _run("texture", model, resolved, items, callback)
+
+
+def t2i(model: Model, prompt: str, style: ImageSource | Sequence[ImageSource], *, num_images: int = 1,
+        layout: ImageSource | None = None, control: ImageSource | None = None,
+        callback: Callback | None = None, **settings: Any) -> list[Image.Image]:
+    """``num_images`` images of ``prompt`` in the style of ``style`` (AD-guided sampling)."""
+    resolved = _resolve("t2i", "t2i", model, settings)
+    items = [
+        {"prompt": prompt, "style": as_list(style), "image_index": index, "layout": layout, "control": control}
+        for index in range(_count(num_images))
+    ]
+    return _run("t2i", model, resolved, items, callback)
+
+
+def expand(model: Model, reference: ImageSource | Sequence[ImageSource], *, callback: Callback | None = None,
+           **settings: Any) -> Image.Image:
+    """The texture of ``reference`` grown to ``size`` (``(width, height)`` or ``"WxH"``)."""
+    if isinstance(settings.get("size"), (tuple, list)):
+        settings["size"] = "{}x{}".format(*settings["size"])
+    resolved = _resolve("expand", "expand", model, settings)
+    return _run("expand", model, resolved, [{"reference": as_list(reference), "image_index": 0}], callback)[0]
+
+
+def finetune_vae(model: Model, references: ImageSource | Sequence[ImageSource], output: str | Path, *,
+                 overwrite: bool = False, callback: Callback | None = None, **settings: Any) -> Path:
+    """Fine-tune a copy of ``model``'s VAE decoder on ``references``; save it as a folder for ``vae=``."""
+    from adcli.tasks.finetune_vae import finetune_vae as run_finetune
+
+    resolved = _resolve("finetune-vae", "finetune_vae", model, settings)
+    vae = copy.deepcopy(model.backend.vae)  # the model's own VAE stays as it is
+    watch, _ = _stop_watch(callback)
+    run_finetune(vae, as_list(references), resolved.settings, Path(output), overwrite, resolved, watch)
+    return Path(output)
+
+
+def save(image: Image.Image, path: str | Path, *, quality: int = 95, overwrite: bool = False) -> Path:
+    """Write ``image`` as PNG, JPEG or WebP (by suffix) with its adcli settings, atomically."""
+    from adcli.tasks.outputs import write_image
+
+    metadata = json.loads(image.info[METADATA_KEY]) if METADATA_KEY in image.info else {}
+    return write_image(image, Path(path), metadata, overwrite=overwrite, quality=quality)
+
+
+def _count(num_images: int) -> int:
+    if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
+        raise ValueError(f"num_images must be a whole number of at least 1, got {num_images!r}")
+    return num_images

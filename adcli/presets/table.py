@@ -1,0 +1,138 @@
+"""Every setting, declared once: name, type, range and help.
+
+The YAML check, the command-line options (with ``[default: …]`` from the built-in preset), the
+public API's keywords and the manifest columns are all derived from this table. A task's
+default values live in its built-in preset (``configs/<task>.yaml``), the one file a user copies
+to make their own; the table says what a value may be, the preset says what it is.
+
+Adding a setting: one entry here, its key in the tasks that use it (``TASK_KEYS``) and their
+YAML presets, and the code that reads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+Dtype = Literal["bf16", "fp16", "fp32"]
+Tile = Literal["none", "x", "y", "xy"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting. ``annotation`` is its Python type (``int``, ``float``, ``str``, ``bool``,
+    ``Optional[str]``, ``tuple[int, ...]`` or a ``Literal``); numbers must be finite and within
+    ``minimum``/``maximum`` (``above``: strictly greater than)."""
+
+    name: str
+    annotation: Any
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    above: float | None = None
+    short: str | None = None  # a one-letter alias on the command line, e.g. "-n"
+    metavar: str | None = None
+    loading: bool = False  # a property of the loaded model: set by load_model, not per call
+    run_option: bool = False  # how a command-line run shows its work, not what it computes
+    help_for: dict[str, str] = field(default_factory=dict)  # task → help where it differs
+    option: str | None = None  # the command-line flag when it is not --name-with-dashes
+
+    @property
+    def flag(self) -> str:
+        return self.option or "--" + self.name.replace("_", "-")
+
+    def help_in(self, task: str) -> str:
+        return self.help_for.get(task, self.help)
+
+    def range_text(self) -> str:
+        """The allowed range in words, for messages: 'at least 1', 'greater than 0', 'between 0 and 1'."""
+        low = f"greater than {_number(self.above)}" if self.above is not None else None
+        if self.minimum is not None:
+            low = f"at least {_number(self.minimum)}"
+        if self.maximum is not None:
+            if self.minimum is not None:
+                return f"between {_number(self.minimum)} and {_number(self.maximum)}"
+            return f"{low} and at most {_number(self.maximum)}" if low else f"at most {_number(self.maximum)}"
+        return low or ""
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+_MODEL_HELP = (
+    "Model: a Hugging Face hub id, a local diffusers folder, a single .safetensors checkpoint, "
+    "or 'tiny' / 'tiny-sdxl' (random-weight test models built in code: fast, but they draw noise)."
+)
+_SAMPLE_STEPS = "DDIM sampling steps."
+_AD_ITERATIONS = "Adam iterations on the latent after each sampling step; 0 gives plain sampling with the same seed."
+
+SETTINGS: dict[str, Setting] = {
+    s.name: s
+    for s in (
+        # the model (load_model's keywords in the API)
+        Setting("model", str, _MODEL_HELP, short="-m", loading=True,
+                help_for={"finetune-vae": "Whose VAE to start from: hub id, diffusers folder, .safetensors file, or 'tiny'."}),
+        Setting("model_config", Optional[str], "For a single-file checkpoint: a local diffusers folder (or hub id) of the same architecture to read its configs from.", loading=True),
+        Setting("vae", Optional[str], "A separate VAE for encoding/decoding: diffusers folder (e.g. from `adcli finetune-vae`), hub id or .safetensors file.", loading=True,
+                help_for={"finetune-vae": "Start from this VAE (folder, hub id or .safetensors) instead of the model's."}),
+        Setting("loras", tuple[str, ...], "A LoRA to fuse into the model: file, folder or hub id, with an optional :SCALE (default 1.0), e.g. ink.safetensors:0.8. Repeat for several.", loading=True, metavar="LORA[:SCALE]", option="--lora"),
+        Setting("arch", Literal["auto", "sd15", "sdxl"], "sd15 or sdxl: without --model, use that architecture's default model; with --model, check it.", loading=True),
+        Setting("controlnet", Optional[str], "ControlNet: hub id, diffusers folder or .safetensors file for the model's architecture ('tiny' with a tiny model). Needs --control.", loading=True),
+        Setting("dtype", Dtype, "UNet precision on CUDA: bf16, fp16 or fp32. The CPU always uses fp32.", loading=True),
+        Setting("device", str, "auto (CUDA if present), cpu, cuda or cuda:N.", loading=True),
+        Setting("compile", bool, "torch.compile the UNet: the first iterations are slow (compiling), long runs and batches get faster.", loading=True),
+        Setting("low_vram", bool, "For 4–8 GB GPUs: gradient checkpointing, text encoders and VAE off the GPU while the UNet works, tiled VAE. Slower.", loading=True),
+        # what every image command computes
+        Setting("seed", int, "Base seed; each image's seed is derived from it and the image's inputs.", minimum=0, maximum=2**63 - 1,
+                help_for={"finetune-vae": "Seed of the random crops and flips."}),
+        Setting("size", str, "Output size: WIDTHxHEIGHT (exact), N (the longer side; the input's aspect ratio is kept), or auto (the model's native pixel count, the input's aspect ratio). Sides are multiples of 8.", metavar="SIZE",
+                help_for={
+                    "texture": "Texture size: WIDTHxHEIGHT, N (N×N; with --target-mask the longer side) or auto (the model's native size). Multiples of 8.",
+                    "expand": "Output size WIDTHxHEIGHT in pixels, multiples of 8, up to 16384 per side.",
+                    "t2i": "Output size: WIDTHxHEIGHT, N (longer side), or auto: the model's native size (1024x1024 SDXL, 512x512 SD1.5); with --layout, its aspect ratio.",
+                }),
+        Setting("layers", tuple[int, ...], "Self-attention layers for the losses, comma-separated, in forward order; negative counts from the end (write --layers=-6,-5,…).", metavar="LIST"),
+        Setting("lr", float, "Adam learning rate on the latent.", above=0, maximum=1000,
+                help_for={"finetune-vae": "Adam learning rate on the decoder weights."}),
+        Setting("iterations", int, "Optimization iterations (the UNet timestep falls from T to 0 over them).", minimum=1, maximum=100_000, short="-n"),
+        Setting("content_weight", float, "λ, the weight of the content loss (L = L_AD + λ·L_content).", minimum=0, maximum=1000,
+                help_for={"t2i": "λ of the content loss on the --layout image (used only with --layout)."}),
+        Setting("mask_content_weight", float, "λ for masked synthesis: how closely the output keeps the label-filled init image's layout.", minimum=0, maximum=1000),
+        Setting("mode", Literal["optimize", "sample"], "optimize (Adam on the latent for --iterations) or sample (AD-guided DDIM sampling: --steps × --ad-iterations, no prompt, no CFG)."),
+        Setting("steps", int, _SAMPLE_STEPS, minimum=1, maximum=1000,
+                help_for={"finetune-vae": "Adam steps on the decoder.", "texture": "--mode sample: " + _SAMPLE_STEPS}),
+        Setting("ad_iterations", int, _AD_ITERATIONS, minimum=0, maximum=1000),
+        Setting("adain", bool, "AdaIN the latent's per-channel mean/std to the noised reference before each AD step."),
+        Setting("negative_prompt", str, "What the images should not show (classifier-free guidance)."),
+        Setting("guidance", float, "Classifier-free guidance scale (1 turns it off).", minimum=1, maximum=100),
+        Setting("strength", float, "With --layout: the share of the sampling steps run from the noised layout.", above=0, maximum=1),
+        Setting("control_scale", float, "Weight of the ControlNet's residuals.", minimum=0, maximum=100),
+        Setting("tile", Tile, "Seamless tiling: x, y or xy makes the result wrap around in that direction (circular padding in the UNet's and VAE's convolutions); none turns it off."),
+        Setting("window", int, "Window side in latents (64 = 512 px, what SD1.5 was trained on); the reference is resized to it.", minimum=8, maximum=512),
+        Setting("stride", int, "Latents between neighbouring windows (smaller: more overlap, slower); at most --window.", minimum=1, maximum=512),
+        Setting("window_batch", int, "Windows denoised and guided together in one UNet batch.", minimum=1, maximum=1024),
+        Setting("crop_size", int, "Side of the random square crops, in pixels, a multiple of 8.", minimum=8, maximum=4096),
+        Setting("batch_size", int, "Crops per step.", minimum=1, maximum=1024),
+        # how a command-line run shows its work
+        Setting("preview_every", int, "Keep OUTPUT.preview.png up to date every N iterations/steps while an image forms (a cheap latent preview, no VAE); 0 turns it off.", minimum=0, maximum=1_000_000, run_option=True),
+    )
+}
+
+_LOADING = ("model", "model_config", "vae", "loras", "dtype", "device", "compile", "low_vram")
+_IMAGE = (*_LOADING, "seed", "size", "layers", "lr", "preview_every")
+_OPTIMIZE = ("iterations", "content_weight")
+_SAMPLE = ("steps", "ad_iterations", "adain")
+
+TASK_KEYS: dict[str, tuple[str, ...]] = {
+    "style-transfer": (*_IMAGE, *_OPTIMIZE),
+    "appearance": (*_IMAGE, *_OPTIMIZE),
+    "texture": (*_IMAGE, *_OPTIMIZE, "mask_content_weight", "tile", "mode", *_SAMPLE),
+    "t2i": (*_IMAGE, "arch", "controlnet", "negative_prompt", *_SAMPLE, "guidance", "content_weight", "strength", "control_scale", "tile"),
+    "expand": (*_IMAGE, *_SAMPLE, "window", "stride", "window_batch", "tile"),
+    "finetune-vae": ("model", "model_config", "vae", "device", "seed", "steps", "lr", "crop_size", "batch_size"),
+}
+
+
+def task_settings(task: str) -> list[Setting]:
+    return [SETTINGS[name] for name in TASK_KEYS[task]]

@@ -1,0 +1,56 @@
+"""A loaded model as the task functions use it: the engine's backend, what it was loaded from
+(recorded in every image's metadata), and its image cache."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+from adcli.engine.compile import compile_unet
+from adcli.engine.device import resolve_device, resolve_dtype
+from adcli.engine.lowvram import enable_low_vram
+from adcli.engine.models import Backend, load_backend
+from adcli.tasks.common import ImageCache
+
+# The loading settings, in the order load_model takes them.
+LOADING_KEYS = ("model", "model_config", "vae", "loras", "arch", "controlnet", "dtype", "device", "compile", "low_vram")
+
+
+@dataclass
+class Model:
+    """``backend``: the engine's view of the model; ``loaded``: what it was loaded from;
+    ``session``: a context manager entered around every run (a borrowed pipeline uses it to be
+    given back exactly as it was)."""
+
+    backend: Backend
+    loaded: dict[str, Any]
+    cache: ImageCache = field(default_factory=ImageCache)
+    session: Callable[[], AbstractContextManager] = nullcontext
+
+    @property
+    def arch(self) -> str:
+        return self.backend.arch
+
+
+def open_model(loading: dict[str, Any], device_name: str | None = None) -> Model:
+    """Load a model from its loading settings (``model``, ``vae``, ``dtype``, … as in the presets)."""
+    device = resolve_device(device_name or loading.get("device") or "auto")
+    dtype = resolve_dtype(loading.get("dtype") or "bf16", device)
+    backend = load_backend(
+        loading["model"], device=device, dtype=dtype, vae=loading.get("vae"), model_config=loading.get("model_config"),
+        arch=loading.get("arch"), controlnet=loading.get("controlnet"),
+    )
+    # The model is ours alone, so these stay on for its lifetime (no restore needed).
+    if loading.get("low_vram"):
+        enable_low_vram(backend)
+    if loading.get("compile"):
+        compile_unet(backend.unet)
+    recorded = {key: loading.get(key) for key in ("model", "model_config", "vae", "controlnet")}
+    return Model(backend, {**recorded, "arch": backend.arch, "loras": []})
+
+
+def loading_settings(settings: Any) -> dict[str, Any]:
+    """The loading keys a task's settings object has."""
+    return {key: getattr(settings, key) for key in LOADING_KEYS if hasattr(settings, key)}
