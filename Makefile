@@ -41,6 +41,8 @@ demo: setup
 	$(RUN) style-transfer samples/content/ --style samples/style/ --model tiny --size 64x64 --iterations 20 --quiet --name '{style}/{content}' --batch-size 4 -o outputs/batch/
 	$(RUN) style-transfer samples/content/ --style samples/style/ --model tiny --size 64x64 --iterations 20 --quiet --name '{style}/{content}' --resume -o outputs/batch/
 	$(RUN) info outputs/batch/hubble/chelsea.png
+	# a contact sheet of that batch: contents down, styles across, the inputs as headers
+	$(RUN) sheet outputs/batch/ -o outputs/batch_sheet.png --overwrite
 	@echo "demo images are in outputs/ (tiny random models draw noise: real results need the SD weights)"
 
 test: setup

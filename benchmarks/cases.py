@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -16,6 +18,7 @@ from adcli.engine.compile import compiled_unet
 from adcli.engine.distill import FEATURE_CHUNK, Guide, distill_by_optimization
 from adcli.engine.lowvram import low_vram
 from adcli.engine.models import Backend
+from adcli.tasks.preview import PreviewWriter
 from benchmarks.baseline import literal_algorithm1
 from benchmarks.sampling import counting_reference_passes, sampling_workload, window_count
 
@@ -30,10 +33,10 @@ REPEAT_BUDGET_S = 1.0  # no further repeats of a row once its timed runs took th
 class Case:
     """One row: a task at the paper's settings, run by the engine or the literal baseline."""
 
-    task: str  # "style-transfer" | "texture" | "vae-decode" | "texture-sampling" | "expand" | "t2i"
+    task: str  # "style-transfer" | "texture" | "vae-decode" | "texture-sampling" | "expand" | "t2i" | "preview"
     arch: str  # "sd15" | "sdxl"
     size: int  # output width in pixels (the side of a square output)
-    iterations: int  # optimization iterations; DDIM steps when sampling; decodes for vae-decode
+    iterations: int  # optimization iterations; DDIM steps when sampling; decodes for vae-decode; preview calls
     impl: str = "engine"  # "engine" | "baseline"
     variant: str = ""  # "" | "low-vram" | "compile" | "chunk=N"
     height: int = 0  # output height in pixels when not square
@@ -83,6 +86,7 @@ def plan(
         Case("texture", "sd15", sd, n_sd, "engine"),
         Case("texture", "sd15", sd, n_sd, "baseline"),
         Case("vae-decode", "sd15", sd, 1 if not full else 3),
+        Case("preview", "sd15", sd, 50),
         Case("texture-sampling", "sd15", sd, n_steps, "engine", **texture_sampling),
         Case("texture-sampling", "sd15", sd, n_steps, "baseline", **texture_sampling),
         Case("expand", "sd15", strip[0], n_steps, "engine", height=strip[1], **expand),
@@ -122,6 +126,8 @@ def workload(backend: Backend, case: Case) -> Callable[[int], object]:
     weight = CONTENT_WEIGHT if content is not None else 0.0
     if case.task == "vae-decode":
         return lambda n: [backend.decode_latents(init) for _ in range(n)]
+    if case.task == "preview":
+        return preview_workload(backend, init)
     if case.impl == "baseline":
         return lambda n: literal_algorithm1(
             backend, init, reference, content, layers=LAYERS, iterations=n, lr=LR, content_weight=weight
@@ -130,6 +136,22 @@ def workload(backend: Backend, case: Case) -> Callable[[int], object]:
     return lambda n: distill_by_optimization(
         backend, init, guide, layers=LAYERS, iterations=n, lr=LR, feature_chunk=case.feature_chunk
     )
+
+
+def preview_workload(backend: Backend, latents: torch.Tensor) -> Callable[[int], object]:
+    """``n`` calls of the live preview writing at every step: what one call costs the run's thread
+    (the PNG is encoded and written on the writer's own thread; pending ones are dropped at close)."""
+    folder = Path(tempfile.mkdtemp(prefix="adcli-bench-preview-"))
+
+    def run(n: int) -> None:
+        writer = PreviewWriter(folder / "bench.png", backend.arch, every=1)
+        try:
+            for step in range(1, n + 1):
+                writer({"step": step, "total": n, "loss": None, "latents": latents})
+        finally:
+            writer.close()
+
+    return run
 
 
 def options(backend: Backend, case: Case) -> ExitStack:

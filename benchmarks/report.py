@@ -122,7 +122,20 @@ def markdown(rows: list[Row], meta: dict) -> str:
             f"{r.ms_per_iteration:.1f} | {_cell(r.peak_gpu_mib, '.0f')} | {r.tflop:.3g} | "
             f"{_cell(fraction, '.1f')} | {'—' if r.host_syncs is None else r.host_syncs} | {speedup} |"
         )
-    return "\n".join(lines + _sampling_table(rows)) + "\n"
+    return "\n".join(lines + _preview_note(rows) + _sampling_table(rows)) + "\n"
+
+
+def _preview_note(rows: list[Row]) -> list[str]:
+    """The live preview's cost per call as a share of a style-transfer iteration of the same size."""
+    lines = []
+    for preview in (r for r in rows if r.task == "preview"):
+        iteration = next((r for r in rows if r.task == "style-transfer" and r.impl == "engine" and not r.variant
+                          and r.arch == preview.arch and r.size == preview.size), None)
+        if iteration is not None:
+            share = 100 * preview.ms_per_iteration / iteration.ms_per_iteration
+            lines += ["", f"Live preview ({preview.arch}, {preview.shape}): {preview.ms_per_iteration:.2f} ms a call, "
+                          f"{share:.2f} % of a style-transfer iteration ({iteration.ms_per_iteration:.1f} ms)."]
+    return lines
 
 
 def _sampling_table(rows: list[Row]) -> list[str]:

@@ -13,6 +13,7 @@ from adcli.cli.expand import expand
 from adcli.cli.finetune_vae import finetune_vae
 from adcli.cli.info import info
 from adcli.cli.rerun import rerun
+from adcli.cli.sheet import sheet
 from adcli.cli.style_transfer import style_transfer
 from adcli.cli.t2i import t2i
 from adcli.cli.texture import texture
@@ -54,6 +55,7 @@ app.command("finetune-vae")(finetune_vae)
 app.command("tile-preview")(tile_preview)
 app.command("info")(info)
 app.command("rerun")(rerun)
+app.command("sheet")(sheet)
 
 
 def main() -> None:
