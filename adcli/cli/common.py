@@ -43,6 +43,9 @@ BATCH: tuple[tuple[str, Any, Any], ...] = (
     ("dry_run", o.DryRun, False),
     ("batch_size", o.BatchSize, 1),
     ("report", o.Report, None),
+    ("animation", o.Animation, None),
+    ("animation_every", o.AnimationEvery, None),
+    ("sheet", o.Sheet, None),
 )
 
 
@@ -160,6 +163,7 @@ def image_command(
                 manifest=values.get("manifest"), name=values.get("name"), resume=values.get("resume", False),
                 dry_run=values.get("dry_run", False), batch_size=values.get("batch_size", 1),
                 report=values.get("report"), overwrite=values["overwrite"],
+                animation=values.get("animation"), animation_every=values.get("animation_every"), sheet=values.get("sheet"),
             )
             common = CommonOptions(values["output"], values["preset"], values["overwrite"], values["quiet"], options, given)
             return command(*args, **kwargs, common=common)

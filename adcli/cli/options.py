@@ -37,5 +37,8 @@ DryRun = Annotated[bool, typer.Option("--dry-run", help="List the jobs, their se
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, max=1024, help="Optimize up to N images that share their reference(s) together in one UNet batch (same pictures as one at a time; faster on a GPU when memory allows).")]
 # t2i and expand always sample one image at a time: their --batch-size is hidden (accepted, no effect).
 SamplingBatchSize = Annotated[int, typer.Option("--batch-size", min=1, max=1024, hidden=True, help="No effect: sampling jobs run one at a time.")]
-Report = Annotated[Optional[Path], typer.Option("--report", help="Write one JSON line per job (index, name, status, output, seconds, error, seed, rank) to this file.", show_default=False)]
+Report = Annotated[Optional[Path], typer.Option("--report", help="A report of the run: .html (one page with a thumbnail, inputs, settings, time, status and loss curve per job, rewritten after each job) or .jsonl (one JSON line per job: index, name, status, output, seconds, error, seed, rank, losses).", show_default=False)]
+Animation = Annotated[Optional[Path], typer.Option("--animation", help="Save the run as an animated .webp or .gif (frames decoded with the VAE; the last frame is the result). With several images, each gets OUTPUT.animation.webp beside it.", show_default=False)]
+AnimationEvery = Annotated[Optional[int], typer.Option("--animation-every", min=1, help="A frame every N iterations/steps. Default: about 40 frames per run.", show_default=False)]
+Sheet = Annotated[Optional[Path], typer.Option("--sheet", help="After the run, a contact sheet of its images (.png/.jpg/.webp), laid out by their inputs (see `adcli sheet`).", show_default=False)]
 

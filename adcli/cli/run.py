@@ -23,7 +23,7 @@ from adcli.errors import InputError
 from adcli.presets import ResolvedSettings, load_settings
 from adcli.tasks.jobs import Job
 from adcli.tasks.outputs import ensure_writable
-from adcli.tasks.plan import BatchOptions, JobResult, plan_jobs, write_report
+from adcli.tasks.plan import BatchOptions, JobResult, plan_jobs
 from adcli.tasks.sharding import Shard, current_shard, gather
 
 INTERRUPTED = "interrupted"  # tasks.batch.INTERRUPTED, without importing the model libraries to compare
@@ -72,7 +72,9 @@ def run_batch(jobs: list[Job], output: Path, quiet: bool, batch: BatchOptions, s
         if shard.is_main:
             planned = print_plan(plan, batch, shard.world)
             if batch.report is not None:
-                write_report(batch.report, planned)
+                from adcli.tasks.report import write_run_report
+
+                write_run_report(batch.report, plan, {result.index: result for result in planned})
         return
     ensure_writable(output.parent if output.suffix.lower() == ".png" else output)
     report = batch.report
@@ -80,21 +82,47 @@ def run_batch(jobs: list[Job], output: Path, quiet: bool, batch: BatchOptions, s
         report = report.with_name(f"{report.stem}.rank{shard.rank}{report.suffix}")
     if report is not None and (shard.is_main or not shard.gathers):
         ensure_writable(report.parent)
+    from adcli.tasks.report import is_html, write_run_report
+    from adcli.tasks.watchers import WatchOptions, make_watch
+
+    done: dict[int, JobResult] = {}
+    live = report is not None and is_html(report) and shard.world == 1
+
+    def on_result(result: JobResult) -> None:
+        done[result.index] = result
+        if live:
+            write_run_report(report, plan, done, running=True)
+
+    watch = make_watch(WatchOptions(batch.animation, batch.animation_every, single=len(plan) == 1))
     began = time.perf_counter()
     label = f"[rank {shard.rank}] " if shard.world > 1 else ""
     with RichReporter(quiet or not shard.is_main, label=label) as reporter:
         with stop_after_current(quiet or not shard.is_main) as should_stop:
-            results = run_plan(plan, batch, reporter, shard, should_stop)
+            results = run_plan(plan, batch, reporter, shard, should_stop, watch, on_result)
     _debug_tracebacks(results)
     gathered = gather(results, shard)
     everyone = results if gathered is None else [r for part in gathered for r in part]
     if gathered is not None and report is not None:
-        write_report(report, everyone)
+        write_run_report(report, plan, {result.index: result for result in everyone})
+    if gathered is not None and batch.sheet is not None:
+        _sheet(batch.sheet, everyone, quiet)
     if len(plan) == 1 and results and results[0].exception is not None:
         raise results[0].exception  # a single image: its own error and exit code, as one line
     if gathered is not None:
         _finish(everyone, time.perf_counter() - began, quiet, len(plan))
     _exit(results if gathered is None else everyone)
+
+
+def _sheet(path: Path, results: list[JobResult], quiet: bool) -> None:
+    """The contact sheet of the run's images (made or found by --resume)."""
+    from adcli.tasks.sheet import make_sheet
+
+    outputs = [result.output for result in results if result.output and result.status in ("done", "skipped")]
+    if not outputs:
+        return
+    sheet = make_sheet(outputs, path, overwrite=True)
+    if not quiet:
+        stderr.print(f"contact sheet: {sheet.path} ({sheet.rows} × {sheet.cols})")
 
 
 def _debug_tracebacks(results: list[JobResult]) -> None:

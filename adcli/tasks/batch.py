@@ -132,6 +132,7 @@ class Runner:
     watch: Watch | None = None
     rank: int = 0
     single: bool = False  # a one-job run: its error is raised by the caller instead of reported here
+    on_result: Callable[[JobResult], None] | None = None  # e.g. rewrite the HTML report after each job
     results: dict[int, JobResult] = field(default_factory=dict)
     started: int = 0
     total: int = 0
@@ -139,6 +140,8 @@ class Runner:
     def record(self, planned: PlannedJob, status: str, **values: Any) -> JobResult:
         result = JobResult(planned.index, planned.job.name, status, seed=planned.seed, rank=self.rank, **values)
         self.results[planned.index] = result
+        if self.on_result is not None:
+            self.on_result(result)
         return result
 
     def fail(self, planned: PlannedJob, error: BaseException, batch: int = 1, announce: bool = True) -> None:
@@ -246,10 +249,11 @@ def run_plan(
     shard: Shard = Shard(),
     should_stop: Callable[[], bool] = lambda: False,
     watch: Watch | None = None,
+    on_result: Callable[[JobResult], None] | None = None,
 ) -> list[JobResult]:
     """Make this process's share of ``plan``; one result per job it owns, in plan order."""
     mine = [planned for planned in plan if shard.owns(planned.index)]
-    runner = Runner(options, reporter, Stop(should_stop), watch, rank=shard.rank, single=len(plan) == 1)
+    runner = Runner(options, reporter, Stop(should_stop), watch, rank=shard.rank, single=len(plan) == 1, on_result=on_result)
     todo = []
     for planned in mine:
         found = find_same(planned.path, planned.metadata) if options.resume else None

@@ -32,6 +32,9 @@ class BatchOptions:
     batch_size: int = 1
     report: Path | None = None
     overwrite: bool = False
+    animation: Path | None = None
+    animation_every: int | None = None
+    sheet: Path | None = None
 
 
 @dataclass

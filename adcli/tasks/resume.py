@@ -18,7 +18,7 @@ import adcli
 from adcli.presets import ResolvedSettings
 from adcli.tasks.outputs import numbered_variants, read_metadata
 
-NON_PIXEL_SETTINGS = frozenset({"device", "compile", "low_vram", "window_batch"})
+NON_PIXEL_SETTINGS = frozenset({"device", "compile", "low_vram", "window_batch", "preview_every"})
 _digests: dict[tuple[str, int, int], str] = {}
 
 
