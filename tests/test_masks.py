@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from adcli.engine.distill import FeatureExtractor, Guide
+from adcli.engine.features import FeatureExtractor, Guide
 from adcli.engine.masks import (
     LabelMaps,
     MaskedAttention,

@@ -7,13 +7,14 @@ from typing import Any
 
 import torch
 
-from adcli.engine.distill import Guide
+from adcli.engine.config import ExpansionConfig
+from adcli.engine.features import Guide
 from adcli.engine.models import Backend
 from adcli.engine.multidiffusion import expand_by_sampling
 from adcli.engine.tiling import seamless
 from adcli.presets import ResolvedSettings, parse_size
 from adcli.tasks.common import decode_to_image, require_files
-from adcli.tasks.jobs import Job, JobContext, Reporter
+from adcli.tasks.jobs import Job, JobContext, Reporter, progress_callback
 from adcli.tasks.sources import reference_sets
 
 
@@ -33,11 +34,13 @@ def expand_job(resolved: ResolvedSettings, inputs: dict[str, Any], context: JobC
     def make(backend: Backend, seed: int):
         side = settings.window * backend.vae_scale_factor
         guide = Guide(reference=context.latents.stack(backend, references, (side, side)))
+        config = ExpansionConfig(
+            settings.steps, settings.ad_iterations, settings.lr, settings.layers, settings.adain,
+            window=settings.window, stride=settings.stride, window_batch=settings.window_batch, wrap_x=wrap_x, wrap_y=wrap_y,
+        )
         latents = expand_by_sampling(
-            backend, guide, size=size, generator=torch.Generator("cpu").manual_seed(seed),
-            layers=settings.layers, steps=settings.steps, iterations=settings.ad_iterations, lr=settings.lr,
-            adain=settings.adain, window=settings.window, stride=settings.stride,
-            window_batch=settings.window_batch, wrap_x=wrap_x, wrap_y=wrap_y, on_step=context.reporter.step,
+            backend, guide, config, size=size, generator=torch.Generator("cpu").manual_seed(seed),
+            callback=progress_callback(context.reporter),
         )
         # the windows wrapped; the decoder must too, or the VAE would paint a seam at the edges
         with seamless([backend.vae.decoder, backend.vae.post_quant_conv], settings.tile):

@@ -23,7 +23,7 @@ from adcli.engine.vae_finetune import FinetuneResult, finetune_decoder
 from adcli.errors import OutputError
 from adcli.presets import ResolvedSettings
 from adcli.tasks.common import require_files
-from adcli.tasks.jobs import Reporter
+from adcli.tasks.jobs import Reporter, progress_callback
 
 RECORD_NAME = "adcli-finetune.json"
 
@@ -90,7 +90,7 @@ def finetune_vae(
     started = time.perf_counter()
     result = finetune_decoder(
         vae, images, steps=settings.steps, lr=settings.lr, crop_size=settings.crop_size,
-        batch_size=settings.batch_size, seed=settings.seed, on_step=reporter.step,
+        batch_size=settings.batch_size, seed=settings.seed, callback=progress_callback(reporter),
     )
     record = {
         "adcli_version": adcli.__version__,

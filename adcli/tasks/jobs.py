@@ -31,6 +31,20 @@ class Reporter(Protocol):
     def info(self, message: str) -> None: ...
 
 
+def progress_callback(reporter: Reporter) -> Callable[[dict[str, Any]], None]:
+    """The engine's progress reports (``adcli.engine.progress``) shown through ``reporter.step``."""
+
+    def show(info: dict[str, Any]) -> None:
+        parts = []
+        if info.get("ad_iterations"):
+            parts.append(f"step {info['step']}/{info['total']} · AD iteration {info['ad_iteration']}/{info['ad_iterations']}")
+        if info.get("windows"):
+            parts.append(f"windows {info['windows_done']}/{info['windows']}")
+        reporter.step(info["step"], info["total"], info["loss"], " · ".join(parts) or None)
+
+    return show
+
+
 class SilentReporter:
     def loading(self, what: str) -> None: ...
     def job_started(self, index: int, total: int, name: str, steps: int) -> None: ...

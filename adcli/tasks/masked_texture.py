@@ -14,14 +14,15 @@ from typing import Any
 import torch
 from PIL import Image
 
-from adcli.engine.distill import Guide, distill_by_optimization
+from adcli.engine.distill import distill_by_optimization
+from adcli.engine.features import Guide
 from adcli.engine.images import open_rgb, to_tensor
 from adcli.engine.masks import LabelMaps, MaskedAttention, fill_from_source, same_aspect
 from adcli.engine.models import Backend
 from adcli.errors import InputError
 from adcli.presets import ResolvedSettings, parse_size
 from adcli.tasks.common import decode_to_image, require_files, with_tiling
-from adcli.tasks.jobs import Job, JobContext, Reporter
+from adcli.tasks.jobs import Job, JobContext, Reporter, progress_callback
 
 
 def fit_longer_side(shape: tuple[int, int], longer: int) -> tuple[int, int]:
@@ -90,7 +91,7 @@ def masked_texture_job(
         )
         latents = distill_by_optimization(
             backend, init_latents, guide, layers=settings.layers,
-            iterations=settings.iterations, lr=settings.lr, on_step=context.reporter.step,
+            iterations=settings.iterations, lr=settings.lr, callback=progress_callback(context.reporter),
         )
         return decode_to_image(backend, latents)
 

@@ -12,15 +12,16 @@ from typing import Any
 
 import torch
 
+from adcli.engine.config import SamplingConfig
 from adcli.engine.controlnet import Control, load_control_image
-from adcli.engine.distill import Guide
+from adcli.engine.features import Guide
 from adcli.engine.models import DEFAULT_MODELS, Backend
 from adcli.engine.sampler import distill_by_sampling, negative_conditioning, sdedit_start, text_denoiser
 from adcli.errors import InputError
 from adcli.presets import ResolvedSettings, parse_size
 from adcli.presets.settings import AUTO_SIZE
 from adcli.tasks.common import decode_to_image, require_files, with_tiling
-from adcli.tasks.jobs import Job, JobContext, Reporter
+from adcli.tasks.jobs import Job, JobContext, Reporter, progress_callback
 from adcli.tasks.sources import pair_up, reference_sets
 
 
@@ -104,10 +105,12 @@ def t2i_job(resolved: ResolvedSettings, inputs: dict[str, Any], context: JobCont
             backend, backend.encode_prompts([prompt]),
             negative_conditioning(backend, settings.negative_prompt), settings.guidance, conditioning,
         )
+        config = SamplingConfig(
+            settings.steps, settings.ad_iterations, settings.lr, settings.layers, settings.adain, settings.strength
+        )
         latents = distill_by_sampling(
-            backend, denoise, guide, size=size, generator=torch.Generator("cpu").manual_seed(seed),
-            layers=settings.layers, steps=settings.steps, iterations=settings.ad_iterations, lr=settings.lr,
-            adain=settings.adain, init=guide.content, strength=settings.strength, on_step=context.reporter.step,
+            backend, denoise, guide, config, size=size, generator=torch.Generator("cpu").manual_seed(seed),
+            init=guide.content, callback=progress_callback(context.reporter),
         )
         return decode_to_image(backend, latents)
 

@@ -10,12 +10,14 @@ from typing import Any
 import torch
 from PIL import Image
 
-from adcli.engine.distill import Guide, distill_by_optimization
+from adcli.engine.config import SamplingConfig
+from adcli.engine.distill import distill_by_optimization
+from adcli.engine.features import Guide
 from adcli.engine.models import Backend
 from adcli.engine.sampler import distill_by_sampling, text_denoiser
 from adcli.presets import ResolvedSettings, parse_size
 from adcli.tasks.common import decode_to_image, with_tiling
-from adcli.tasks.jobs import Job, JobContext, Reporter
+from adcli.tasks.jobs import Job, JobContext, Reporter, progress_callback
 from adcli.tasks.masked_texture import masked_texture_job, masked_texture_jobs
 from adcli.tasks.sources import reference_sets
 
@@ -40,17 +42,16 @@ def texture_job(resolved: ResolvedSettings, inputs: dict[str, Any], context: Job
         guide = Guide(reference=context.latents.stack(backend, references, size))
         latents = distill_by_optimization(
             backend, noise, guide, layers=settings.layers,
-            iterations=settings.iterations, lr=settings.lr, on_step=context.reporter.step,
+            iterations=settings.iterations, lr=settings.lr, callback=progress_callback(context.reporter),
         )
         return [decode_to_image(backend, latents[i : i + 1]) for i in range(len(jobs))]
 
     def sample(backend: Backend, seed: int) -> Image.Image:
         guide = Guide(reference=context.latents.stack(backend, references, size))
+        config = SamplingConfig(settings.steps, settings.ad_iterations, settings.lr, settings.layers, settings.adain)
         latents = distill_by_sampling(
-            backend, text_denoiser(backend, backend.encode_prompts([""])), guide, size=size,
-            generator=torch.Generator("cpu").manual_seed(seed), layers=settings.layers,
-            steps=settings.steps, iterations=settings.ad_iterations, lr=settings.lr,
-            adain=settings.adain, on_step=context.reporter.step,
+            backend, text_denoiser(backend, backend.encode_prompts([""])), guide, config, size=size,
+            generator=torch.Generator("cpu").manual_seed(seed), callback=progress_callback(context.reporter),
         )
         return decode_to_image(backend, latents)
 

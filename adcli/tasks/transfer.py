@@ -9,11 +9,12 @@ from typing import Any
 import torch
 from PIL import Image
 
-from adcli.engine.distill import Guide, distill_by_optimization
+from adcli.engine.distill import distill_by_optimization
+from adcli.engine.features import Guide
 from adcli.engine.models import Backend
 from adcli.presets import ResolvedSettings, parse_size
 from adcli.tasks.common import decode_to_image
-from adcli.tasks.jobs import Job, JobContext, Reporter
+from adcli.tasks.jobs import Job, JobContext, Reporter, progress_callback
 from adcli.tasks.sources import expand_images, pair_up, reference_sets
 
 
@@ -40,7 +41,7 @@ def transfer_job(
         )
         latents = distill_by_optimization(
             backend, contents, guide, layers=settings.layers,
-            iterations=settings.iterations, lr=settings.lr, on_step=context.reporter.step,
+            iterations=settings.iterations, lr=settings.lr, callback=progress_callback(context.reporter),
         )
         return [decode_to_image(backend, latents[i : i + 1]) for i in range(len(jobs))]
 
