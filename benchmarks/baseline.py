@@ -17,6 +17,7 @@ import torch
 from diffusers import DDIMScheduler
 
 from adcli.engine.attention import FeatureStore, LayerFeatures, capture, select_layers
+from adcli.engine.config import ExpansionConfig, SamplingConfig
 from adcli.engine.models import Backend
 from adcli.engine.sampler import Denoiser, make_scheduler
 from adcli.losses import ad_loss, content_loss
@@ -74,7 +75,7 @@ def literal_algorithm1(
     return z.detach(), losses
 
 
-def _adain(z: torch.Tensor, reference: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+def _adain(z: torch.Tensor, reference: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Per-channel mean and std of ``z`` set to the (pooled) reference's, as the paper's AdaIN."""
     mean, std = z.mean(dim=(2, 3), keepdim=True), z.std(dim=(2, 3), keepdim=True)
     ref_mean, ref_std = reference.mean(dim=(0, 2, 3), keepdim=True), reference.std(dim=(0, 2, 3), keepdim=True)
@@ -115,40 +116,36 @@ def literal_algorithm2(
     backend: Backend,
     denoise: Denoiser,
     reference: torch.Tensor,
+    config: SamplingConfig,
     *,
     size: tuple[int, int],
     generator: torch.Generator,
-    layers: Sequence[int],
-    steps: int,
-    iterations: int,
-    lr: float,
-    adain: bool,
 ) -> tuple[torch.Tensor, list[list[float]]]:
     """AD-guided DDIM sampling of a ``size`` = (width, height) image; returns the latent and the
     losses of every AD iteration, per step. Each step: a DDIM step t → t−1, then at t−1 the
-    reference noised afresh, AdaIN when asked, and ``iterations`` AD iterations."""
-    scheduler = make_scheduler(backend, steps)
+    reference noised afresh, AdaIN when asked, and ``config.ad_iterations`` AD iterations."""
+    scheduler = make_scheduler(backend, config.steps)
     width, height = size
     factor = backend.vae_scale_factor
     shape = (1, backend.unet.config.in_channels, height // factor, width // factor)
     z = torch.randn(shape, generator=generator).to(backend.device) * scheduler.init_noise_sigma
     reference = reference.to(backend.device).float()
-    positions = select_layers(backend.unet, layers)
+    positions = select_layers(backend.unet, config.layers)
     store = FeatureStore()
-    stride = scheduler.config.num_train_timesteps // steps
+    stride = scheduler.config.num_train_timesteps // config.steps
     losses = []
     for t in scheduler.timesteps:
         with torch.no_grad():
             eps = denoise(scheduler.scale_model_input(z, t), t)
             z = scheduler.step(eps, t, z).prev_sample
-        if iterations == 0:
+        if config.ad_iterations == 0:
             continue
         t_prev = (t - stride).clamp(min=0)
         noised = _noised_reference(backend, scheduler, reference, t_prev, generator)
-        if adain:
+        if config.adain:
             z = _adain(z, noised)
         with capture(backend.unet, positions, store):
-            z, step_losses = _ad_iterations(backend, store, z, noised, t_prev, iterations, lr)
+            z, step_losses = _ad_iterations(backend, store, z, noised, t_prev, config.ad_iterations, config.lr)
         losses.append(step_losses)
     return z, losses
 
@@ -170,55 +167,48 @@ def literal_multidiffusion(
     backend: Backend,
     denoise: Denoiser,
     reference: torch.Tensor,
+    config: ExpansionConfig,
     *,
     size: tuple[int, int],
     generator: torch.Generator,
-    layers: Sequence[int],
-    steps: int,
-    iterations: int,
-    lr: float,
-    adain: bool,
-    window: int,
-    stride: int,
 ) -> tuple[torch.Tensor, list[list[float]]]:
-    """Texture expansion as the official code does it: every step, each window is denoised and
-    stepped on its own and the results averaged; then each window gets its own AD iterations —
-    with the reference features recomputed per window and per iteration — and the results are
-    averaged. Returns the latent and every AD loss, per step (windows in order)."""
-    scheduler = make_scheduler(backend, steps)
+    """Texture expansion as the official code does it: every step, each window in turn is cropped
+    from x_t, denoised and stepped on its own, AdaIN'd when asked and given its own AD iterations —
+    with the reference features recomputed per window and per iteration — and only then are all
+    windows averaged into x_{t−1}. Returns the latent and every AD loss, per step (windows in
+    order). No wrap-around windows (``config.wrap_x``/``wrap_y`` are not read)."""
+    scheduler = make_scheduler(backend, config.steps)
     factor = backend.vae_scale_factor
     height, width = size[1] // factor, size[0] // factor
     z = torch.randn((1, backend.unet.config.in_channels, height, width), generator=generator).to(backend.device)
     z = z * scheduler.init_noise_sigma
     reference = reference.to(backend.device).float()
-    tiles = views(height, width, window, stride)
-    positions = select_layers(backend.unet, layers)
+    tiles = views(height, width, config.window, config.stride)
+    positions = select_layers(backend.unet, config.layers)
     store = FeatureStore()
-    t_stride = scheduler.config.num_train_timesteps // steps
+    t_stride = scheduler.config.num_train_timesteps // config.steps
     losses = []
     for t in scheduler.timesteps:
-        value, count = torch.zeros_like(z), torch.zeros_like(z)
-        with torch.no_grad():
-            for top, left, h, w in tiles:
-                crop = z[..., top : top + h, left : left + w]
-                eps = denoise(scheduler.scale_model_input(crop, t), t)
-                value[..., top : top + h, left : left + w] += scheduler.step(eps, t, crop).prev_sample
-                count[..., top : top + h, left : left + w] += 1
-        z = value / count
-        if iterations == 0:
-            continue
         t_prev = (t - t_stride).clamp(min=0)
-        noised = _noised_reference(backend, scheduler, reference, t_prev, generator)
+        if config.ad_iterations > 0:
+            noised = _noised_reference(backend, scheduler, reference, t_prev, generator)
         value, count, step_losses = torch.zeros_like(z), torch.zeros_like(z), []
-        with capture(backend.unet, positions, store):
-            for top, left, h, w in tiles:
-                crop = z[..., top : top + h, left : left + w]
-                if adain:
-                    crop = _adain(crop, noised)
-                guided, window_losses = _ad_iterations(backend, store, crop, noised, t_prev, iterations, lr)
-                value[..., top : top + h, left : left + w] += guided
-                count[..., top : top + h, left : left + w] += 1
+        for top, left, h, w in tiles:
+            crop = z[..., top : top + h, left : left + w]
+            with torch.no_grad():
+                eps = denoise(scheduler.scale_model_input(crop, t), t)
+                stepped = scheduler.step(eps, t, crop).prev_sample
+            if config.ad_iterations > 0:
+                if config.adain:
+                    stepped = _adain(stepped, noised)
+                with capture(backend.unet, positions, store):
+                    stepped, window_losses = _ad_iterations(
+                        backend, store, stepped, noised, t_prev, config.ad_iterations, config.lr
+                    )
                 step_losses += window_losses
+            value[..., top : top + h, left : left + w] += stepped
+            count[..., top : top + h, left : left + w] += 1
         z = value / count
-        losses.append(step_losses)
+        if step_losses:
+            losses.append(step_losses)
     return z, losses

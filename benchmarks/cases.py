@@ -15,7 +15,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from adcli.engine.compile import compiled_unet
-from adcli.engine.distill import FEATURE_CHUNK, Guide, distill_by_optimization
+from adcli.engine.distill import FEATURE_CHUNK, distill_by_optimization
+from adcli.engine.features import Guide
 from adcli.engine.lowvram import low_vram
 from adcli.engine.models import Backend
 from adcli.tasks.preview import PreviewWriter

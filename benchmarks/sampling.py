@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import torch
 
 from adcli.engine.attention import CaptureProcessor
-from adcli.engine.distill import Guide
+from adcli.engine.config import ExpansionConfig, SamplingConfig
+from adcli.engine.features import Guide
 from adcli.engine.models import Backend
 from adcli.engine.multidiffusion import expand_by_sampling, windows
 from adcli.engine.sampler import distill_by_sampling, negative_conditioning, text_denoiser
@@ -35,26 +37,31 @@ def sampling_workload(
     fresh seed each run: texture sampling (no prompt), expansion (MultiDiffusion windows, the
     ``reference`` one window big) or SDXL text-to-image (prompt, CFG, AdaIN); latents only, no decode."""
     window = backend.unet.config.sample_size
-    common = dict(size=case.pixels, layers=layers, iterations=case.ad_iterations, adain=case.task == "t2i",
-                  lr=T2I_LR if case.task == "t2i" else lr)
-    if case.task == "t2i":
+    t2i = case.task == "t2i"
+    config = SamplingConfig(1, case.ad_iterations, T2I_LR if t2i else lr, layers, adain=t2i)
+    if t2i:
         negative = negative_conditioning(backend, "")
         denoise = text_denoiser(backend, backend.encode_prompts([T2I_PROMPT]), negative, T2I_GUIDANCE)
     else:
         denoise = text_denoiser(backend, backend.encode_prompts([""]))
     seed = lambda: torch.Generator("cpu").manual_seed(0)  # noqa: E731
+    if case.task == "expand":
+        expansion = ExpansionConfig(**vars(config), window=window, stride=case.stride, window_batch=WINDOW_BATCH)
     if case.task == "expand" and case.impl == "baseline":
         return lambda n: literal_multidiffusion(
-            backend, denoise, reference, generator=seed(), steps=n, window=window, stride=case.stride, **common
+            backend, denoise, reference, replace(expansion, steps=n), size=case.pixels, generator=seed()
         )
     if case.task == "expand":
         return lambda n: expand_by_sampling(
-            backend, Guide(reference), generator=seed(), steps=n, window=window, stride=case.stride,
-            window_batch=WINDOW_BATCH, **common,
+            backend, Guide(reference), replace(expansion, steps=n), size=case.pixels, generator=seed()
         )
     if case.impl == "baseline":
-        return lambda n: literal_algorithm2(backend, denoise, reference, generator=seed(), steps=n, **common)
-    return lambda n: distill_by_sampling(backend, denoise, Guide(reference), generator=seed(), steps=n, **common)
+        return lambda n: literal_algorithm2(
+            backend, denoise, reference, replace(config, steps=n), size=case.pixels, generator=seed()
+        )
+    return lambda n: distill_by_sampling(
+        backend, denoise, Guide(reference), replace(config, steps=n), size=case.pixels, generator=seed()
+    )
 
 
 def window_count(backend: Backend, case: Case) -> int | None:

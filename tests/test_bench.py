@@ -4,6 +4,7 @@ and the CPU benchmark writes its table."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,9 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from adcli.engine.distill import Guide, distill_by_optimization
+from adcli.engine.config import ExpansionConfig, SamplingConfig
+from adcli.engine.distill import distill_by_optimization
+from adcli.engine.features import Guide
 from adcli.engine.lowvram import low_vram
 from adcli.engine.models import load_backend
 from adcli.engine.multidiffusion import expand_by_sampling, windows
@@ -57,7 +60,7 @@ def engine_losses(backend, init, guide, iterations=4, **options) -> tuple[torch.
     losses = []
     z = distill_by_optimization(
         backend, init, guide, layers=LAYERS, iterations=iterations, lr=0.05, report_every=1,
-        on_step=lambda step, total, loss: losses.append(loss), **options,
+        callback=lambda info: losses.append(info["loss"]), **options,
     )
     return z, losses
 
@@ -99,14 +102,14 @@ def test_literal_algorithm2_gives_the_engines_losses_and_latents(sd15, arch, ada
         denoise = text_denoiser(backend, backend.encode_prompts([""]))
     else:
         denoise = text_denoiser(backend, backend.encode_prompts(["a cat"]), negative_conditioning(backend, ""), 7.0)
-    common = dict(size=(64, 64), layers=LAYERS, steps=3, iterations=2, lr=0.05, adain=adain)
+    config = SamplingConfig(steps=3, ad_iterations=2, lr=0.05, layers=LAYERS, adain=adain)
     expected, baseline = literal_algorithm2(
-        backend, denoise, latents(1), generator=torch.Generator().manual_seed(4), **common
+        backend, denoise, latents(1), config, size=(64, 64), generator=torch.Generator().manual_seed(4)
     )
     engine = []
     actual = distill_by_sampling(
-        backend, denoise, Guide(latents(1)), generator=torch.Generator().manual_seed(4),
-        on_step=lambda step, total, loss: engine.append(loss), **common,
+        backend, denoise, Guide(latents(1)), config, size=(64, 64), generator=torch.Generator().manual_seed(4),
+        callback=lambda info: engine.append(info["loss"]) if info["ad_iteration"] == 2 else None,
     )
     assert [len(step) for step in baseline] == [2, 2, 2] and all(x > 0 for step in baseline for x in step)
     assert_same_losses([step[-1] for step in baseline], engine)  # the engine reports each step's last
@@ -117,27 +120,26 @@ def test_literal_multidiffusion_gives_the_engines_losses_and_latents(sd15):
     """Six overlapping windows (128×96 px, window 8, stride 4): one window per engine batch gives
     the same per-window losses and latent; batched windows the same latent as one at a time."""
     reference = latents(1)
-    common = dict(size=(128, 96), layers=LAYERS, steps=2, iterations=2, lr=0.05, adain=True)
+    config = ExpansionConfig(steps=2, ad_iterations=2, lr=0.05, layers=LAYERS, adain=True, window=8, stride=4)
     assert [(w.top, w.left, w.height, w.width) for w in windows(12, 16, 8, 4)] == views(12, 16, 8, 4)
     expected, baseline = literal_multidiffusion(
-        sd15, text_denoiser(sd15, sd15.encode_prompts([""])), reference,
-        generator=torch.Generator().manual_seed(6), window=8, stride=4, **common,
+        sd15, text_denoiser(sd15, sd15.encode_prompts([""])), reference, config,
+        size=(128, 96), generator=torch.Generator().manual_seed(6),
     )
-    ticks = []
+    engine = []
     actual = expand_by_sampling(
-        sd15, Guide(reference), generator=torch.Generator().manual_seed(6), window=8, stride=4, window_batch=1,
-        on_step=lambda step, total, loss, detail: ticks.append(loss), **common,
+        sd15, Guide(reference), replace(config, window_batch=1), size=(128, 96), generator=torch.Generator().manual_seed(6),
+        callback=lambda info: engine.append(info["loss"]) if info["ad_iteration"] == 2 else None,
     )
     tiles = len(views(12, 16, 8, 4))
     assert tiles == 6 and [len(step) for step in baseline] == [tiles * 2] * 2
-    # per step: one tick per denoised window, then one per guided window (its last iteration's loss)
-    engine = [loss for step in range(2) for loss in ticks[(2 * step + 1) * tiles : (2 * step + 2) * tiles]]
+    # one report per guided window at its last iteration, carrying that window's loss
     assert_same_losses([loss for step in baseline for loss in step[1::2]], engine)
     # Adam's first steps move an element by ~lr whatever its gradient's size, so the last-bit
     # rounding of a near-zero gradient can show at 1e-4 in a few elements
     torch.testing.assert_close(actual, expected, rtol=1e-3, atol=5e-4)
     batched = expand_by_sampling(
-        sd15, Guide(reference), generator=torch.Generator().manual_seed(6), window=8, stride=4, window_batch=4, **common
+        sd15, Guide(reference), replace(config, window_batch=4), size=(128, 96), generator=torch.Generator().manual_seed(6)
     )
     # a batch sums its windows' losses, so each window gets the gradient it gets alone
     torch.testing.assert_close(batched, actual, rtol=1e-3, atol=5e-4)

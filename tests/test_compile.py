@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from adcli.engine.compile import compiled_unet, is_compiled
-from adcli.engine.distill import Guide, distill_by_optimization
+from adcli.engine.distill import distill_by_optimization
+from adcli.engine.features import Guide
 from adcli.engine.models import load_backend
 
 
@@ -27,7 +28,7 @@ def test_compiled_unet_gives_the_eager_losses():
             seen = []
             distill_by_optimization(
                 backend, init, guide, layers=(-6, -5, -4, -3, -2, -1), iterations=2, lr=0.05,
-                feature_chunk=2, report_every=1, on_step=lambda step, total, loss: seen.append(loss),
+                feature_chunk=2, report_every=1, callback=lambda info: seen.append(info["loss"]),
             )
             return seen
 

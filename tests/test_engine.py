@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from adcli.engine.attention import FeatureStore, capture, select_layers, self_attention_names
-from adcli.engine.distill import FeatureExtractor, Guide, distill_by_optimization, distillation_loss, split_features
+from adcli.engine.distill import distill_by_optimization
+from adcli.engine.features import FeatureExtractor, Guide, distillation_loss, split_features
 from adcli.errors import AdcliError
 
 
@@ -121,7 +122,7 @@ def test_optimization_lowers_the_ad_loss(tiny_sd15):
     losses = []
     result = distill_by_optimization(
         tiny_sd15, start, Guide(reference), layers=range(-6, 0), iterations=15, lr=0.05,
-        on_step=lambda step, total, loss: losses.append(loss) if loss is not None else None,
+        report_every=1, callback=lambda info: losses.append(info["loss"]),
     )
     assert losses[-1] < losses[0]
     assert loss_at(result) < loss_at(start)

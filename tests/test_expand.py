@@ -7,10 +7,19 @@ import pytest
 import torch
 from PIL import Image
 
-from adcli.engine.distill import Guide
+from adcli.engine.config import ExpansionConfig, SamplingConfig
+from adcli.engine.features import Guide
 from adcli.engine.guidance import ADGuidance
-from adcli.engine.multidiffusion import WindowAverager, coverage, crop, expand_by_sampling, windows
-from adcli.engine.sampler import distill_by_sampling, text_denoiser
+from adcli.engine.multidiffusion import (
+    WindowAverage,
+    coverage,
+    crop,
+    crops,
+    expand_by_sampling,
+    window_batches,
+    windows,
+)
+from adcli.engine.sampler import distill_by_sampling, make_scheduler, previous_timestep, text_denoiser
 from adcli.engine.tiling import seam_ratio
 from adcli.tasks.outputs import read_metadata
 
@@ -42,40 +51,107 @@ def test_wrapping_windows_cross_the_edge_and_cover_evenly():
     assert wrapped[0, 0, 0].tolist() == [20, 21, 22, 23, 0, 1, 2, 3]
 
 
-def test_averager_averages_overlaps():
-    latents = torch.randn(1, 4, 12, 20)
-    averager = WindowAverager(windows(12, 20, 8, 3), batch=3)
-    assert torch.allclose(averager(latents, lambda crops: crops), latents)
-    doubled = averager(latents, lambda crops: 2 * crops)
-    assert torch.allclose(doubled, 2 * latents)
+def test_window_average_averages_overlaps():
+    latents = torch.randn(2, 4, 12, 20)
+    groups = window_batches(windows(12, 20, 8, 3), batch=3)
+    assert [len(g) for g in groups] == [3] * 5 and sum(groups, []) == windows(12, 20, 8, 3)
+    same, doubled = WindowAverage(latents), WindowAverage(latents)
+    for group in groups:
+        same.add(group, crops(latents, group))
+        doubled.add(group, 2 * crops(latents, group))
+    assert torch.allclose(same.result(), latents)
+    assert torch.allclose(doubled.result(), 2 * latents)
 
 
 def test_one_window_equals_plain_ad_guided_sampling(tiny_sd15):
     reference = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3))
-    common = dict(size=(64, 64), layers=[-2, -1], steps=3, iterations=2, lr=0.05, adain=False)
+    config = SamplingConfig(steps=3, ad_iterations=2, lr=0.05, layers=[-2, -1], adain=True)
     plain = distill_by_sampling(
-        tiny_sd15, text_denoiser(tiny_sd15, tiny_sd15.encode_prompts([""])), Guide(reference),
-        generator=torch.Generator().manual_seed(5), **common,
+        tiny_sd15, text_denoiser(tiny_sd15, tiny_sd15.encode_prompts([""])), Guide(reference), config,
+        size=(64, 64), generator=torch.Generator().manual_seed(5),
     )
     expanded = expand_by_sampling(
-        tiny_sd15, Guide(reference), generator=torch.Generator().manual_seed(5),
-        window=8, stride=4, window_batch=2, **common,
+        tiny_sd15, Guide(reference), ExpansionConfig(**vars(config), window=8, stride=4, window_batch=2),
+        size=(64, 64), generator=torch.Generator().manual_seed(5),
     )
     assert torch.allclose(plain, expanded, atol=1e-5)
 
 
-def test_progress_names_steps_and_window_batches(tiny_sd15):
+def _expansion(steps=2, iterations=1, window_batch=5, **extra) -> ExpansionConfig:
+    return ExpansionConfig(steps, iterations, 0.05, [-1], window=8, stride=4, window_batch=window_batch, **extra)
+
+
+def test_expansion_guides_each_windows_own_step_then_averages(tiny_sd15):
+    """Two windows overlapping on 4 of 12 latent columns, two steps, one AD iteration, by hand in
+    the paper's order: each window cropped from x_t, its own noise prediction and DDIM step, AD on
+    that stepped window, then one average. Averaging the noise (stepping the merged latent) before
+    AD — adcli's earlier order — gives another latent where the windows overlap."""
+    reference = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    config = ExpansionConfig(2, 1, 0.05, [-2, -1], adain=True, window=8, stride=4, window_batch=1)
+    out = expand_by_sampling(tiny_sd15, Guide(reference), config, size=(96, 64), generator=torch.Generator().manual_seed(2))
+    denoise = text_denoiser(tiny_sd15, tiny_sd15.encode_prompts([""]))
+    halves = (slice(0, 8), slice(4, 12))
+
+    def average(parts: list[torch.Tensor]) -> torch.Tensor:
+        total = torch.zeros(1, 4, 8, 12)
+        for columns, part in zip(halves, parts):
+            total[..., columns] += part
+        total[..., 4:8] /= 2
+        return total
+
+    def by_hand(paper_order: bool) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(2)
+        scheduler = make_scheduler(tiny_sd15, 2)
+        x = torch.randn(1, 4, 8, 12, generator=generator) * scheduler.init_noise_sigma
+        guidance = ADGuidance(tiny_sd15, Guide(reference), scheduler, generator, config)
+        for t in scheduler.timesteps:
+            with guidance.installed():
+                step = guidance.prepare(previous_timestep(scheduler, t))
+            with torch.no_grad():
+                eps = [denoise(x[..., columns], t) for columns in halves]
+            assert (eps[0][..., 4:] - eps[1][..., :4]).abs().max() > 1e-2  # the overlap's predictions differ
+            if paper_order:
+                stepped = [scheduler.step(e, t, x[..., columns]).prev_sample for e, columns in zip(eps, halves)]
+            else:
+                merged = scheduler.step(average(eps), t, x).prev_sample
+                stepped = [merged[..., columns] for columns in halves]
+            with guidance.installed():
+                x = average([guidance.apply(s, step) for s in stepped])
+        return x
+
+    torch.testing.assert_close(out, by_hand(paper_order=True), rtol=1e-4, atol=1e-5)
+    assert (by_hand(paper_order=False) - out)[..., 4:8].abs().max() > 1e-2
+
+
+def test_progress_reports_ad_iterations_of_each_window_batch(tiny_sd15):
     reports = []
-    expand_by_sampling(
-        tiny_sd15, Guide(torch.randn(1, 4, 8, 8)), size=(160, 96), generator=torch.Generator().manual_seed(0),
-        layers=[-1], steps=2, iterations=1, lr=0.05, adain=False, window=8, stride=4, window_batch=5,
-        on_step=lambda done, total, loss, detail: reports.append((done, total, detail)),
+    result = expand_by_sampling(
+        tiny_sd15, Guide(torch.randn(1, 4, 8, 8)), _expansion(iterations=2), size=(160, 96),
+        generator=torch.Generator().manual_seed(0), callback=lambda info: reports.append(info),
     )
-    # 2 × 4 = 8 windows in batches of 5 and 3: per step 2 denoising batches, then 2 AD batches
-    assert [r[0] for r in reports] == list(range(1, 9)) and {r[1] for r in reports} == {8}
-    assert reports[0][2] == "step 1/2 · denoise windows 1/2"
-    assert reports[3][2] == "step 1/2 · AD windows 2/2"
-    assert reports[-1][2] == "step 2/2 · AD windows 2/2"
+    # 2 × 4 = 8 windows in batches of 5 and 3; 2 AD iterations each; 2 steps
+    seen = [(r["step"], r["ad_iteration"], r["windows_done"]) for r in reports]
+    assert seen == [(step, j, done) for step in (1, 2) for done in (5, 8) for j in (1, 2)]
+    assert {(r["total"], r["ad_iterations"], r["windows"]) for r in reports} == {(2, 2, 8)}
+    assert reports[0]["loss"] is None and reports[1]["loss"] > 0  # read once per window batch, at its last iteration
+    assert reports[1]["latents"].shape == (1, 4, 12, 20)
+    torch.testing.assert_close(reports[-1]["latents"], result)  # a step's last report carries x_{t−1}
+
+
+def test_a_callback_returning_false_stops_expansion(tiny_sd15):
+    reports = []
+
+    def stop_in_step_2(info):
+        reports.append(info)
+        return info["step"] < 2
+
+    result = expand_by_sampling(
+        tiny_sd15, Guide(torch.randn(1, 4, 8, 8)), _expansion(steps=3), size=(160, 96),
+        generator=torch.Generator().manual_seed(0), callback=stop_in_step_2,
+    )
+    assert [r["step"] for r in reports] == [1, 1, 2]
+    torch.testing.assert_close(result, reports[-1]["latents"])
+    torch.testing.assert_close(result, reports[1]["latents"])  # step 2 had not finished: x after step 1
 
 
 def test_reference_features_once_per_step(tiny_sd15, monkeypatch):
@@ -89,15 +165,15 @@ def test_reference_features_once_per_step(tiny_sd15, monkeypatch):
     batches = -(-len(tiles) // 5)
     try:
         latents = expand_by_sampling(
-            tiny_sd15, Guide(torch.randn(1, 4, 8, 8)), size=(160, 96), generator=torch.Generator().manual_seed(0),
-            layers=[-1], steps=steps, iterations=iterations, lr=0.05, adain=False, window=8, stride=4, window_batch=5,
+            tiny_sd15, Guide(torch.randn(1, 4, 8, 8)), _expansion(steps, iterations), size=(160, 96),
+            generator=torch.Generator().manual_seed(0),
         )
     finally:
         hook.remove()
     assert latents.shape == (1, 4, 12, 20)
     assert len(prepared) == steps and len(set(prepared)) == steps
-    # per step: denoise every window batch, one reference pass, then the AD iterations on each batch
-    assert len(passes) == steps * (batches + 1 + batches * iterations)
+    # per step: one reference pass, then each window batch denoised and AD-guided
+    assert len(passes) == steps * (1 + batches * (1 + iterations))
     assert passes.count(1) == steps  # the only batch-1 passes are the reference's (batches hold 5 and 3)
 
 

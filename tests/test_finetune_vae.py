@@ -44,7 +44,7 @@ def test_decoder_fine_tuning_lowers_l1_and_leaves_the_encoder_alone():
     steps_seen = []
     result = finetune_decoder(
         vae, images, steps=15, lr=1e-3, crop_size=48, batch_size=2, seed=0,
-        on_step=lambda step, total, loss: steps_seen.append((step, total, loss)),
+        callback=lambda info: steps_seen.append((info["step"], info["total"], info["loss"])),
     )
     assert result.l1_after < result.l1_before
     assert result.l1_after == pytest.approx(reconstruction_l1(vae, images))

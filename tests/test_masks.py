@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from adcli.engine.distill import FeatureExtractor, Guide
+from adcli.engine.features import FeatureExtractor, Guide
 from adcli.engine.masks import (
     LabelMaps,
     MaskedAttention,
@@ -71,6 +71,16 @@ def test_downsampling_picks_the_label_at_each_cell_centre(grid):
     rows = ((torch.arange(grid[0]) + 0.5) * height / grid[0]).long()
     cols = ((torch.arange(grid[1]) + 0.5) * width / grid[1]).long()
     assert torch.equal(small, labels[rows][:, cols])
+
+
+def test_label_edges_stay_within_half_a_token_unlike_plain_nearest():
+    """A deliberate deviation (README, masked synthesis): an edge drawn 1 px into a 8-px token stays
+    at that token's start here; the paper's code ("nearest", top-left samples) moves it a token on."""
+    labels = torch.zeros(1, 32, dtype=torch.long)
+    labels[:, 1:] = 1
+    assert downsample_labels(labels, (1, 4)).tolist() == [[1, 1, 1, 1]]
+    paper = torch.nn.functional.interpolate(labels[None, None].float(), size=(1, 4), mode="nearest")
+    assert paper[0, 0].long().tolist() == [[0, 1, 1, 1]]
 
 
 def test_masks_follow_each_layers_own_non_square_grid(backend):

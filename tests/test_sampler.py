@@ -6,8 +6,9 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
+from adcli.engine.config import SamplingConfig
 from adcli.engine.controlnet import Control
-from adcli.engine.distill import Guide, distillation_loss
+from adcli.engine.features import Guide, distillation_loss
 from adcli.engine.guidance import ADGuidance, adain
 from adcli.engine.models import load_backend
 from adcli.engine.sampler import (
@@ -35,12 +36,15 @@ def _reference(seed: int = 1, count: int = 1) -> torch.Tensor:
     return torch.randn((count, 4, 8, 8), generator=torch.Generator().manual_seed(seed))
 
 
+def _config(steps=3, iterations=0, lr=0.05, adain=True, strength=1.0) -> SamplingConfig:
+    return SamplingConfig(steps, iterations, lr, LAYERS, adain, strength)
+
+
 def _sample(backend, seed=3, iterations=0, steps=3, guide=None, **kwargs) -> torch.Tensor:
     denoise = text_denoiser(backend, backend.encode_prompts(["a cat"]), negative_conditioning(backend, ""), 7.0)
     return distill_by_sampling(
-        backend, denoise, guide or Guide(reference=_reference()), size=SIZE,
-        generator=torch.Generator().manual_seed(seed), layers=LAYERS, steps=steps,
-        iterations=iterations, lr=0.05, adain=True, **kwargs,
+        backend, denoise, guide or Guide(reference=_reference()), _config(steps, iterations), size=SIZE,
+        generator=torch.Generator().manual_seed(seed), **kwargs,
     )
 
 
@@ -58,6 +62,33 @@ def test_adain_matches_per_channel_mean_and_std():
     assert corr > 0.999
 
 
+def test_adain_divides_by_std_plus_1e6_as_the_reference_code():
+    """A channel whose std (1e-6) is as small as eps: the result depends on eps itself.
+    By hand: x = [0, 1e-6, 2e-6] → mean 1e-6, unbiased std 1e-6; reference [1, 3] → mean 2,
+    std √2; out = (x − 1e-6) / (1e-6 + 1e-6) · √2 + 2 = [2 − √2/2, 2, 2 + √2/2]."""
+    latents = torch.tensor([0.0, 1e-6, 2e-6], dtype=torch.float64).view(1, 1, 1, 3)
+    reference = torch.tensor([1.0, 3.0], dtype=torch.float64).view(1, 1, 1, 2)
+    half = 2**0.5 / 2
+    expected = torch.tensor([2 - half, 2.0, 2 + half], dtype=torch.float64).view(1, 1, 1, 3)
+    torch.testing.assert_close(adain(latents, reference), expected)
+
+
+def test_sdxl_empty_negative_prompt_is_the_encoded_empty_string(tiny_sdxl):
+    """By hand, as the paper's code: "" through both text encoders, penultimate hidden states
+    joined on the feature axis, the pooled embedding from the second (projection) encoder."""
+    hidden, pooled = [], None
+    for tokenizer, encoder in zip(tiny_sdxl.tokenizers, tiny_sdxl.text_encoders, strict=True):
+        ids = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
+        with torch.no_grad():
+            output = encoder(ids, output_hidden_states=True)
+        hidden.append(output.hidden_states[-2])
+        pooled = output.text_embeds if hasattr(output, "text_embeds") else pooled
+    negative = negative_conditioning(tiny_sdxl, "")
+    torch.testing.assert_close(negative.embeds, torch.cat(hidden, dim=-1))
+    torch.testing.assert_close(negative.pooled, pooled)
+    assert negative.embeds.abs().sum() > 0 and negative.pooled.abs().sum() > 0  # not zero embeddings
+
+
 def test_zero_ad_iterations_is_plain_ddim_with_the_same_seed(backend):
     """The sampler with the hook off equals a hand-written diffusers DDIM loop with CFG 7."""
     steps, seed = 3, 3
@@ -68,9 +99,8 @@ def test_zero_ad_iterations_is_plain_ddim_with_the_same_seed(backend):
     z = torch.randn((1, 4, 8, 8), generator=torch.Generator().manual_seed(seed))
     cond = torch.cat([backend.encode_prompts([""]).embeds, backend.encode_prompts(["a cat"]).embeds])
     extra = {}
-    if backend.arch == "sdxl":  # an empty negative prompt is zeros for SDXL, as in diffusers' pipeline
-        cond[0] = 0
-        pooled = torch.cat([torch.zeros_like(backend.encode_prompts([""]).pooled), backend.encode_prompts(["a cat"]).pooled])
+    if backend.arch == "sdxl":  # the empty negative prompt encoded, as the paper's code does (not zeros)
+        pooled = torch.cat([backend.encode_prompts([""]).pooled, backend.encode_prompts(["a cat"]).pooled])
         time_ids = torch.tensor([[64, 64, 0, 0, 64, 64]] * 2, dtype=torch.float32)
         extra = {"added_cond_kwargs": {"text_embeds": pooled, "time_ids": time_ids}}
     with torch.no_grad():
@@ -94,8 +124,7 @@ def test_ad_iterations_lower_the_ad_loss_at_a_step(backend):
 
     def ad_loss_after(iterations: int) -> float:
         hook = ADGuidance(
-            backend, guide, scheduler, torch.Generator().manual_seed(0),
-            layers=LAYERS, iterations=max(iterations, 1), lr=0.05, adain=False,
+            backend, guide, scheduler, torch.Generator().manual_seed(0), _config(10, max(iterations, 1), adain=False)
         )
         with hook.installed():
             step = hook.prepare(t_prev)
@@ -125,8 +154,8 @@ def test_layout_strength_sets_the_start_timestep(backend):
     denoise = lambda z, t: seen.append(int(t)) or torch.zeros_like(z)  # noqa: E731
     layout = _reference(seed=5)
     distill_by_sampling(
-        backend, denoise, Guide(reference=_reference()), size=SIZE, generator=torch.Generator().manual_seed(0),
-        layers=LAYERS, steps=10, iterations=0, lr=0.05, adain=False, init=layout, strength=0.6,
+        backend, denoise, Guide(reference=_reference()), _config(10, 0, adain=False, strength=0.6), size=SIZE,
+        generator=torch.Generator().manual_seed(0), init=layout,
     )
     timesteps = [int(t) for t in make_scheduler(backend, 10).timesteps]
     assert seen == timesteps[4:]
@@ -137,9 +166,8 @@ def test_layout_start_is_the_noised_layout_latent(backend):
     prediction and no AD, DDIM then returns the layout exactly."""
     layout = _reference(seed=5)
     out = distill_by_sampling(
-        backend, lambda z, t: torch.zeros_like(z), Guide(reference=_reference()), size=SIZE,
-        generator=torch.Generator().manual_seed(0), layers=LAYERS, steps=10, iterations=0, lr=0.05,
-        adain=False, init=layout, strength=0.5,
+        backend, lambda z, t: torch.zeros_like(z), Guide(reference=_reference()), _config(10, 0, adain=False, strength=0.5),
+        size=SIZE, generator=torch.Generator().manual_seed(0), init=layout,
     )
     scheduler = make_scheduler(backend, 10)
     start = scheduler.timesteps[sdedit_start(10, 0.5)]
@@ -188,9 +216,8 @@ def test_mixed_precision_unet_passes_with_fp32_latents(monkeypatch):
     denoise = text_denoiser(backend, backend.encode_prompts(["a cat"]), negative_conditioning(backend, ""), 7.0, control)
     reference = _reference()
     out = distill_by_sampling(
-        backend, denoise, Guide(reference=reference, content=reference, content_weight=0.15), size=SIZE,
-        generator=torch.Generator().manual_seed(0), layers=LAYERS, steps=2, iterations=2, lr=0.015, adain=True,
-        init=reference, strength=1.0,
+        backend, denoise, Guide(reference=reference, content=reference, content_weight=0.15), _config(2, 2, lr=0.015),
+        size=SIZE, generator=torch.Generator().manual_seed(0), init=reference,
     )
     assert set(dtypes) == {torch.bfloat16} and len(dtypes) == 2 * (1 + 1 + 2)
     assert out.dtype == torch.float32 and bool(torch.isfinite(out).all())
@@ -201,8 +228,7 @@ def test_denoiser_and_hook_take_latents_of_any_size(backend):
     another shape than the reference."""
     scheduler = make_scheduler(backend, 10)
     t = scheduler.timesteps[4]
-    hook = ADGuidance(backend, Guide(reference=_reference()), scheduler, torch.Generator().manual_seed(0),
-                      layers=LAYERS, iterations=1, lr=0.05, adain=True)
+    hook = ADGuidance(backend, Guide(reference=_reference()), scheduler, torch.Generator().manual_seed(0), _config(10, 1))
     denoise = text_denoiser(backend, backend.encode_prompts(["a cat"]), negative_conditioning(backend, ""), 7.0)
     window = torch.randn((1, 4, 8, 16), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():

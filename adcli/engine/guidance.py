@@ -4,30 +4,36 @@ After each DDIM step z_t → z_{t−1}: noise the reference latent(s) to t−1, 
 z_{t−1} to them, then a few Adam iterations on z_{t−1} against the AD (+ content) loss, features
 taken with the empty prompt at t−1. The reference features of a step are computed once in
 :meth:`ADGuidance.prepare` and reused by every iteration — and by every window, for a caller
-that applies the step to several crops of a larger latent (MultiDiffusion): it calls
-``prepare`` once and ``apply`` per window, each inside ``with guidance.installed():``.
+that applies the step to several latents (MultiDiffusion): it calls ``prepare`` once and
+``apply`` per window batch, each inside ``with guidance.installed():``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import torch
 from diffusers import DDIMScheduler
 
-from adcli.engine.distill import Features, FeatureExtractor, Guide, distillation_loss
+from adcli.engine.config import SamplingConfig
+from adcli.engine.features import Features, FeatureExtractor, Guide, distillation_loss
 from adcli.engine.models import Backend
 from adcli.engine.optimize import optimize_latents
 from adcli.errors import NumericalError
 
+# report(latents, ad_iteration, ad_iterations, loss or None, **extra) → False to stop: the sampler's
+# progress, called by the hook after each AD iteration.
+IterationReport = Callable[..., bool]
 
-def adain(latents: torch.Tensor, reference: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+
+def adain(latents: torch.Tensor, reference: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Give each latent (B, C, h, w) the per-channel mean and std of ``reference`` (R, C, h', w').
 
     Each latent's statistics are over its own pixels; the reference's are pooled over all R
-    references and their pixels, so several references give one target distribution.
+    references and their pixels, so several references give one target distribution. ``eps``
+    1e-6 (added to the std) is the paper's reference implementation's.
     """
     mean = latents.mean(dim=(2, 3), keepdim=True)
     std = latents.std(dim=(2, 3), keepdim=True)
@@ -48,33 +54,22 @@ class StepReference:
 
 
 class ADGuidance:
-    """``latents = guidance(latents, t_prev, index)``: the sampler's after-step hook.
+    """``latents = guidance(latents, t_prev, report)``: the sampler's after-step hook.
 
     ``generator`` is the run's seeded CPU generator: the reference noise of every step is drawn
-    from it, so a run is reproducible on any device.
+    from it, so a run is reproducible on any device. ``config`` gives the layers, the number of
+    AD iterations, their learning rate and whether to AdaIN first.
     """
 
     def __init__(
-        self,
-        backend: Backend,
-        guide: Guide,
-        scheduler: DDIMScheduler,
-        generator: torch.Generator,
-        *,
-        layers: Sequence[int],
-        iterations: int,
-        lr: float,
-        adain: bool,
+        self, backend: Backend, guide: Guide, scheduler: DDIMScheduler, generator: torch.Generator, config: SamplingConfig
     ):
         self.backend = backend
         self.guide = guide
         self.scheduler = scheduler
         self.generator = generator
-        self.extract = FeatureExtractor(backend, layers)
-        self.iterations = iterations
-        self.lr = lr
-        self.use_adain = adain
-        self.last_loss: float | None = None
+        self.config = config
+        self.extract = FeatureExtractor(backend, config.layers)
 
     def prepare(self, timestep: torch.Tensor) -> StepReference:
         """Noise the reference (and content) latents to ``timestep`` and extract their features once."""
@@ -88,9 +83,16 @@ class ADGuidance:
         reference, content = at_step.clean_features(self.extract, timestep)
         return StepReference(timestep, noised[:count], reference, content)
 
-    def apply(self, latents: torch.Tensor, step: StepReference) -> torch.Tensor:
-        """AdaIN (optional), then ``iterations`` Adam steps of a fresh optimizer on fp32 ``latents``."""
-        if self.use_adain:
+    def apply(
+        self, latents: torch.Tensor, step: StepReference, on_iteration: Callable[[int, float | None, torch.Tensor], bool | None] | None = None
+    ) -> torch.Tensor:
+        """AdaIN (optional), then the AD iterations: Adam steps of a fresh optimizer on fp32 ``latents``.
+
+        ``on_iteration(ad_iteration, loss, z)`` after each; the loss (per latent of the batch) is
+        read from the device once, at the last iteration. Returning False stops the iterations.
+        """
+        config = self.config
+        if config.adain:
             latents = adain(latents.float(), step.noised.float())
         guide = self.guide
         # Several latents (MultiDiffusion windows): sum their losses, so each gets the gradient it
@@ -101,18 +103,19 @@ class ADGuidance:
             target = self.extract(z, step.timestep)
             return distillation_loss(target, step.reference, step.content, guide.content_weight, guide.mask_fn) * batch
 
-        def record(_: int, __: int, value: float | None) -> None:
-            if value is not None:
-                self.last_loss = value / batch
+        def per_latent(iteration: int, value: float | None, z: torch.Tensor) -> bool | None:
+            return on_iteration(iteration, None if value is None else value / batch, z)
 
+        hook = None if on_iteration is None else per_latent
         try:
-            return optimize_latents(latents, loss, self.iterations, self.lr, record, report_every=self.iterations)
+            return optimize_latents(latents, loss, config.ad_iterations, config.lr, hook, report_every=config.ad_iterations)
         except NumericalError as error:
             raise NumericalError(f"AD step at timestep {int(step.timestep)} failed: {error}") from None
 
-    def __call__(self, latents: torch.Tensor, timestep: torch.Tensor, index: int) -> torch.Tensor:
+    def __call__(self, latents: torch.Tensor, timestep: torch.Tensor, report: IterationReport) -> torch.Tensor:
+        iterations = self.config.ad_iterations
         with self.installed():
-            return self.apply(latents, self.prepare(timestep))
+            return self.apply(latents, self.prepare(timestep), lambda i, loss, z: report(z, i, iterations, loss))
 
     def installed(self) -> AbstractContextManager:
         """Feature capture on the UNet; :meth:`prepare` and :meth:`apply` run inside it, denoising outside."""

@@ -1,23 +1,29 @@
 """MultiDiffusion (Bar-Tal et al. 2023) around the AD-guided sampler: any output size.
 
 The latent is covered by overlapping windows the size the UNet was trained on (64×64 latents for
-SD1.5). Each step, every window is denoised and AD-guided on its own, and overlapping results are
-averaged. Since a DDIM step is linear in the predicted noise, averaging the noise per pixel and
-stepping the whole latent once is the same as stepping each window and averaging the results.
-With wrap-around windows the result tiles seamlessly.
+SD1.5). Each step follows the paper's reference implementation: every window is cropped from
+x_t, gets its own noise prediction and DDIM step, then its AD iterations on that stepped window;
+only then are all windows averaged into x_{t−1} (MultiDiffusion's fusion, after the guidance).
+Averaging earlier — the noise, or the stepped latent before AD — is not the same: where windows
+overlap, a window's own step differs from the crop of the average, and AD then acts on another
+latent. What keeps it fast: the reference features of a step are computed once and shared by
+every window and AD iteration, and windows run in batches. With wrap-around windows the result
+tiles seamlessly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
-from adcli.engine.distill import Guide
+from adcli.engine.config import ExpansionConfig
+from adcli.engine.features import Guide
 from adcli.engine.guidance import ADGuidance
 from adcli.engine.models import Backend
-from adcli.engine.sampler import make_scheduler, sample, text_denoiser
+from adcli.engine.progress import Progress, ProgressCallback
+from adcli.engine.sampler import make_scheduler, previous_timestep, require_finite, text_denoiser
 
 
 @dataclass(frozen=True)
@@ -74,118 +80,106 @@ def coverage(height: int, width: int, tiles: Sequence[Window]) -> torch.Tensor:
     return counts
 
 
-class WindowAverager:
-    """Runs a function over batches of windows of a latent and averages the overlapping results."""
-
-    def __init__(self, tiles: Sequence[Window], batch: int):
-        self.tiles = list(tiles)
-        self.batch = max(1, batch)
-
-    @property
-    def batches(self) -> int:
-        return -(-len(self.tiles) // self.batch)
-
-    def _groups(self) -> Iterator[list[Window]]:
-        for start in range(0, len(self.tiles), self.batch):
-            yield self.tiles[start : start + self.batch]
-
-    def __call__(
-        self, latents: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor], on_batch: Callable[[int], None] | None = None
-    ) -> torch.Tensor:
-        """``fn`` maps a batch of crops (N·B, C, h, w) to results of the same shape."""
-        batch, channels, height, width = latents.shape
-        total = torch.zeros_like(latents, dtype=torch.float32)
-        counts = torch.zeros(height, width, device=latents.device)
-        for number, group in enumerate(self._groups()):
-            # windows of one group share a shape unless they sit at a flush edge; run those apart
-            for shape_group in _same_shape(group):
-                crops = torch.cat([crop(latents, w) for w in shape_group])  # (N·B, C, h, w)
-                results = fn(crops).float().split(batch)
-                for window, result in zip(shape_group, results, strict=True):
-                    rows, cols = _indices(window, height, width, latents.device)
-                    # a window never covers a pixel twice, so indexed += accumulates correctly
-                    total[..., rows.unsqueeze(1), cols.unsqueeze(0)] += result
-                    counts[rows.unsqueeze(1), cols.unsqueeze(0)] += 1
-            if on_batch is not None:
-                on_batch(number)
-        return total / counts
+def window_batches(tiles: Sequence[Window], batch: int) -> list[list[Window]]:
+    """The windows in groups of at most ``batch`` that share a shape (one UNet batch each)."""
+    tiles, batch = list(tiles), max(1, batch)
+    groups = []
+    for start in range(0, len(tiles), batch):
+        shapes: dict[tuple[int, int], list[Window]] = {}
+        for window in tiles[start : start + batch]:
+            shapes.setdefault((window.height, window.width), []).append(window)
+        groups += shapes.values()
+    return groups
 
 
-def _same_shape(group: list[Window]) -> list[list[Window]]:
-    shapes: dict[tuple[int, int], list[Window]] = {}
-    for window in group:
-        shapes.setdefault((window.height, window.width), []).append(window)
-    return list(shapes.values())
+def crops(latents: torch.Tensor, group: Sequence[Window]) -> torch.Tensor:
+    """(B, C, H, W) → the windows' crops (N·B, C, h, w), window-major."""
+    return torch.cat([crop(latents, window) for window in group])
 
 
-class WindowedGuidance:
-    """The AD hook for MultiDiffusion: the reference features of a step are computed once
-    (:meth:`ADGuidance.prepare`) and shared by every window and every AD iteration."""
+class WindowAverage:
+    """Sums windows' results into a latent of ``like``'s shape; :meth:`result` is their per-pixel mean."""
 
-    def __init__(self, guidance: ADGuidance, averager: WindowAverager, on_batch: Callable[[int, int], None] | None = None):
-        self.guidance = guidance
-        self.averager = averager
-        self.on_batch = on_batch
+    def __init__(self, like: torch.Tensor):
+        self.batch, _, self.height, self.width = like.shape
+        self.total = torch.zeros_like(like, dtype=torch.float32)
+        self.counts = torch.zeros(self.height, self.width, device=like.device)
 
-    def __call__(self, latents: torch.Tensor, timestep: torch.Tensor, index: int) -> torch.Tensor:
-        report = None
-        if self.on_batch is not None:
-            report = lambda number: self.on_batch(index, number)  # noqa: E731
-        with self.guidance.installed():
-            step = self.guidance.prepare(timestep)
-            return self.averager(latents, lambda crops: self.guidance.apply(crops, step), report)
+    def add(self, group: Sequence[Window], results: torch.Tensor) -> None:
+        """``results`` (N·B, C, h, w): one item per window of ``group`` and latent, as :func:`crops` gives."""
+        for window, result in zip(group, results.float().split(self.batch), strict=True):
+            rows, cols = _indices(window, self.height, self.width, self.total.device)
+            # a window never covers a pixel twice, so indexed += accumulates correctly
+            self.total[..., rows.unsqueeze(1), cols.unsqueeze(0)] += result
+            self.counts[rows.unsqueeze(1), cols.unsqueeze(0)] += 1
+
+    def result(self) -> torch.Tensor:
+        return self.total / self.counts
 
 
 def expand_by_sampling(
     backend: Backend,
     guide: Guide,
+    config: ExpansionConfig,
     *,
     size: tuple[int, int],
     generator: torch.Generator,
-    layers: Sequence[int],
-    steps: int,
-    iterations: int,
-    lr: float,
-    adain: bool,
-    window: int,
-    stride: int,
-    window_batch: int,
-    wrap_x: bool = False,
-    wrap_y: bool = False,
-    on_step: Callable[..., None] | None = None,
+    callback: ProgressCallback | None = None,
 ) -> torch.Tensor:
     """Texture expansion: AD-guided DDIM sampling (no prompt, no CFG) of a ``size`` = (width, height)
-    latent through MultiDiffusion windows of ``window`` latents every ``stride``.
+    latent through MultiDiffusion windows (``config.window`` latents every ``config.stride``).
 
-    Progress counts window batches: each step denoises every batch, then AD-guides every batch;
-    ``on_step(done, total, loss, detail)`` gets a fourth argument naming the step and window batch.
+    ``callback`` gets ``{step, total, loss, latents, ad_iteration, ad_iterations, windows_done,
+    windows}`` after each AD iteration of each window batch (once per batch without AD), where
+    ``windows_done`` counts the step's windows up to the current batch's last. Until a step's last
+    report ``latents`` is the step's start x_t; its last (``windows_done == windows`` and
+    ``ad_iteration == ad_iterations``) carries x_{t−1}. Returning False stops the run and returns
+    the latents of that report.
     """
-    scheduler = make_scheduler(backend, steps)
-    latents = backend.latent_noise(size, generator) * scheduler.init_noise_sigma
-    height, width = latents.shape[-2:]
-    averager = WindowAverager(windows(height, width, window, stride, wrap_x, wrap_y), window_batch)
-
+    scheduler = make_scheduler(backend, config.steps)
+    z = (backend.latent_noise(size, generator) * scheduler.init_noise_sigma).float()
+    height, width = z.shape[-2:]
+    tiles = windows(height, width, config.window, config.stride, config.wrap_x, config.wrap_y)
+    groups = window_batches(tiles, config.window_batch)
     guidance = None
-    if iterations > 0:
-        guidance = ADGuidance(
-            backend, guide.to(backend.device), scheduler, generator, layers=layers, iterations=iterations, lr=lr, adain=adain
-        )
-    per_step = averager.batches * (2 if guidance is not None else 1)
-    done = 0
+    if config.ad_iterations > 0:
+        guidance = ADGuidance(backend, guide.to(backend.device), scheduler, generator, config)
+    denoise = text_denoiser(backend, backend.encode_prompts([""]))
+    progress = Progress(callback, config.steps)
+    iterations = config.ad_iterations
 
-    def tick(*_: int) -> None:
-        nonlocal done
-        done += 1
-        if on_step is not None:
-            step, batch = divmod(done - 1, per_step)
-            phase = "denoise" if batch < averager.batches else "AD"
-            detail = f"step {step + 1}/{steps} · {phase} windows {batch % averager.batches + 1}/{averager.batches}"
-            on_step(done, steps * per_step, None if guidance is None else guidance.last_loss, detail)
+    for index, t in enumerate(scheduler.timesteps):
+        reference = None
+        if guidance is not None:
+            with guidance.installed():
+                reference = guidance.prepare(previous_timestep(scheduler, t))  # once per step, for every window
+        fused, done = WindowAverage(z), 0
+        for number, group in enumerate(groups):
+            done += len(group)
+            last_batch = number == len(groups) - 1
 
-    text_eps = text_denoiser(backend, backend.encode_prompts([""]))
+            def report(ad_iteration: int, loss: float | None, _: torch.Tensor) -> bool:
+                if last_batch and ad_iteration == iterations:
+                    progress.loss = loss if loss is not None else progress.loss
+                    return True  # reported below, with the fused x_{t−1}
+                return progress.report(index + 1, z, loss, ad_iteration=ad_iteration, ad_iterations=iterations,
+                                       windows_done=done, windows=len(tiles))
 
-    def denoise(latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return averager(latents, lambda crops: text_eps(crops, t), tick)
-
-    hook = None if guidance is None else WindowedGuidance(guidance, averager, tick)
-    return sample(denoise, latents, scheduler, scheduler.timesteps, hook)
+            x = crops(z, group)  # (N·B, 4, h, w) at t
+            with torch.no_grad():
+                eps = denoise(scheduler.scale_model_input(x, t), t)
+                x = scheduler.step(eps, t, x).prev_sample  # each window's own step
+            if guidance is not None:
+                with guidance.installed():
+                    x = guidance.apply(x, reference, report)  # AD on that window's own stepped latent
+            elif not last_batch:
+                report(0, None, x)
+            if progress.stopped:
+                return z
+            fused.add(group, x)
+        z = fused.result()
+        require_finite(z, index + 1, config.steps, t)
+        if not progress.report(index + 1, z, ad_iteration=iterations, ad_iterations=iterations,
+                               windows_done=len(tiles), windows=len(tiles)):
+            return z
+    return z

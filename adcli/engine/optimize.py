@@ -8,10 +8,11 @@ import torch
 
 from adcli.errors import NumericalError
 
-# (step, total, loss or None). The loss is read from the device only every REPORT_EVERY steps,
-# so that the loop does not wait on the GPU at every iteration.
-StepCallback = Callable[[int, int, float | None], None]
+# The loss is read from the device only every REPORT_EVERY iterations (and at the last), so that
+# the loop does not wait on the GPU at every iteration.
 REPORT_EVERY = 10
+# (iteration 1…N, the loss if it was read at this iteration else None, the latent now) → False to stop
+IterationHook = Callable[[int, "float | None", torch.Tensor], "bool | None"]
 
 
 def optimize_latents(
@@ -19,12 +20,13 @@ def optimize_latents(
     loss_fn: Callable[[torch.Tensor, int], torch.Tensor],
     iterations: int,
     lr: float,
-    on_step: StepCallback | None = None,
+    on_step: IterationHook | None = None,
     report_every: int = REPORT_EVERY,
 ) -> torch.Tensor:
     """Minimize ``loss_fn(z, i)`` over a fp32 copy ``z`` of ``latents`` with a fresh Adam.
 
-    Raises :class:`NumericalError` when the loss stops being finite (checked at each report).
+    ``on_step`` runs after each iteration; when it returns False the loop stops and returns ``z``
+    as it is. Raises :class:`NumericalError` when the loss stops being finite (checked at each read).
     """
     z = latents.detach().float().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([z], lr=lr)
@@ -40,6 +42,6 @@ def optimize_latents(
                 raise NumericalError(
                     f"the loss became {value} at iteration {i + 1}: try a smaller --lr or --dtype fp32"
                 )
-        if on_step is not None:
-            on_step(i + 1, iterations, value)
+        if on_step is not None and on_step(i + 1, value, z.detach()) is False:
+            break
     return z.detach()

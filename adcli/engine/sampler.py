@@ -1,7 +1,7 @@
 """AD-guided DDIM sampling (paper Sec. 3.4, Alg. 2): one loop for SD1.5 and SDXL.
 
 The loop (:func:`sample`) knows nothing of prompts, ControlNet or AD. It calls a *denoiser*
-``eps = denoise(z, t)`` and, after each DDIM step, a *hook* ``z = after_step(z, t_prev, index)``.
+``eps = denoise(z, t)`` and, after each DDIM step, a *hook* ``z = after_step(z, t_prev, report)``.
 Guidance is added by wrapping the denoiser (:func:`text_denoiser`: prompt, classifier-free
 guidance, ControlNet), AD by the hook (:class:`~adcli.engine.guidance.ADGuidance`); both take
 latents of any spatial size, so MultiDiffusion can call them per window.
@@ -19,16 +19,19 @@ import torch
 from diffusers import DDIMScheduler
 
 from adcli.engine.controlnet import Control
-from adcli.engine.distill import Guide
-from adcli.engine.guidance import ADGuidance
+from adcli.engine.features import Guide
+from adcli.engine.config import SamplingConfig
+from adcli.engine.guidance import ADGuidance, IterationReport
 from adcli.engine.models import Backend, Conditioning
-from adcli.engine.optimize import StepCallback
+from adcli.engine.progress import Progress, ProgressCallback
 from adcli.errors import NumericalError
 
 # (latents (B, 4, h, w) fp32, timestep) → predicted noise (B, 4, h, w) fp32
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-# (latents after the DDIM step, the timestep they are now at, step index) → latents
-StepHook = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
+# (latents after the DDIM step, the timestep they are now at, report) → latents. The hook calls
+# ``report(latents, ad_iteration, loss)`` after each of its iterations and returns at once when
+# that returns False.
+StepHook = Callable[[torch.Tensor, torch.Tensor, IterationReport], torch.Tensor]
 
 
 def make_scheduler(backend: Backend, steps: int) -> DDIMScheduler:
@@ -54,43 +57,58 @@ def sdedit_start(steps: int, strength: float) -> int:
     return steps - run
 
 
+def require_finite(latents: torch.Tensor, step: int, total: int, t: torch.Tensor) -> None:
+    """Stop with :class:`NumericalError` once the latent holds a NaN or Inf (one host sync)."""
+    if not bool(torch.isfinite(latents).all()):
+        raise NumericalError(
+            f"sampling diverged at step {step} of {total} (timestep {int(t)}): the latent became "
+            f"NaN or Inf; try a smaller --lr, fewer --ad-iterations, or --dtype fp32"
+        )
+
+
 def sample(
     denoise: Denoiser,
     latents: torch.Tensor,
     scheduler: DDIMScheduler,
     timesteps: Sequence[torch.Tensor] | torch.Tensor,
     after_step: StepHook | None = None,
-    on_step: Callable[[int, int], None] | None = None,
+    callback: ProgressCallback | None = None,
 ) -> torch.Tensor:
     """DDIM from ``latents`` at ``timesteps[0]`` down to the clean latent; ``after_step`` after each step.
 
-    Stops with :class:`NumericalError` when the latent stops being finite (checked once per step),
-    so that a diverged image is reported instead of being decoded to a black picture.
+    ``callback`` gets ``{step, total, loss, latents, ad_iteration, ad_iterations}`` after each
+    of the hook's iterations, or once per step (``ad_iteration`` 0) without a hook; when it returns
+    False the loop returns the latents it was given. Stops with :class:`NumericalError` when the
+    latent stops being finite (checked once per step), so that a diverged image is reported
+    instead of being decoded to a black picture.
     """
     z = latents.float()
     total = len(timesteps)
+    progress = Progress(callback, total)
     for index, t in enumerate(timesteps):
         with torch.no_grad():
             eps = denoise(scheduler.scale_model_input(z, t), t)
             z = scheduler.step(eps, t, z).prev_sample
         if after_step is not None:
-            z = after_step(z, previous_timestep(scheduler, t), index)
-        if not bool(torch.isfinite(z).all()):
-            raise NumericalError(
-                f"sampling diverged at step {index + 1} of {total} (timestep {int(t)}): the latent became "
-                f"NaN or Inf; try a smaller --lr, fewer --ad-iterations, or --dtype fp32"
-            )
-        if on_step is not None:
-            on_step(index + 1, total)
+            def report(latents: torch.Tensor, ad_iteration: int, ad_iterations: int, loss: float | None, **extra) -> bool:
+                return progress.report(index + 1, latents, loss, ad_iteration=ad_iteration, ad_iterations=ad_iterations, **extra)
+
+            z = after_step(z, previous_timestep(scheduler, t), report)
+            if progress.stopped:
+                return z
+        require_finite(z, index + 1, total, t)
+        if after_step is None and not progress.report(index + 1, z, ad_iteration=0, ad_iterations=0):
+            return z
     return z
 
 
 def negative_conditioning(backend: Backend, negative_prompt: str) -> Conditioning:
-    """SDXL's pipeline uses zero embeddings for an empty negative prompt; SD1.5 encodes ``""``."""
-    encoded = backend.encode_prompts([negative_prompt])
-    if backend.arch == "sdxl" and not negative_prompt:
-        return Conditioning(torch.zeros_like(encoded.embeds), torch.zeros_like(encoded.pooled))
-    return encoded
+    """The negative prompt encoded as it is, ``""`` included, through every text encoder.
+
+    diffusers' SDXL pipeline swaps an empty negative prompt for zero embeddings; the paper's
+    reference implementation encodes the empty string, and so do we (SD1.5 and SDXL alike).
+    """
+    return backend.encode_prompts([negative_prompt])
 
 
 def text_denoiser(
@@ -128,37 +146,28 @@ def distill_by_sampling(
     backend: Backend,
     denoise: Denoiser,
     guide: Guide,
+    config: SamplingConfig,
     *,
     size: tuple[int, int],
     generator: torch.Generator,
-    layers: Sequence[int],
-    steps: int,
-    iterations: int,
-    lr: float,
-    adain: bool,
     init: torch.Tensor | None = None,
-    strength: float = 1.0,
-    on_step: StepCallback | None = None,
+    callback: ProgressCallback | None = None,
 ) -> torch.Tensor:
-    """Algorithm 2: DDIM sampling with ``iterations`` AD steps after each denoising step.
+    """Algorithm 2: DDIM sampling with ``config.ad_iterations`` AD iterations after each denoising step.
 
     The start is Gaussian noise for an image of ``size`` = (width, height), drawn on the CPU
     from ``generator``; with ``init`` (a layout latent) it is ``init`` noised to the SDEdit start
-    timestep for ``strength``. ``iterations`` 0 is plain DDIM sampling with the same seed.
+    timestep for ``config.strength``. 0 AD iterations is plain DDIM sampling with the same seed.
+    ``callback``: see :func:`sample`.
     """
-    scheduler = make_scheduler(backend, steps)
+    scheduler = make_scheduler(backend, config.steps)
     timesteps = scheduler.timesteps
     noise = backend.latent_noise(size, generator)
     latents = noise * scheduler.init_noise_sigma
     if init is not None:
-        timesteps = timesteps[sdedit_start(steps, strength):]
+        timesteps = timesteps[sdedit_start(config.steps, config.strength):]
         latents = scheduler.add_noise(init.to(backend.device).float(), noise, timesteps[:1])
     hook = None
-    if iterations > 0:
-        hook = ADGuidance(
-            backend, guide.to(backend.device), scheduler, generator, layers=layers, iterations=iterations, lr=lr, adain=adain
-        )
-    report = None
-    if on_step is not None:
-        report = lambda step, total: on_step(step, total, None if hook is None else hook.last_loss)  # noqa: E731
-    return sample(denoise, latents, scheduler, timesteps, hook, report)
+    if config.ad_iterations > 0:
+        hook = ADGuidance(backend, guide.to(backend.device), scheduler, generator, config)
+    return sample(denoise, latents, scheduler, timesteps, hook, callback)

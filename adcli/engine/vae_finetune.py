@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import torch
 from diffusers import AutoencoderKL
 
-from adcli.engine.optimize import REPORT_EVERY, StepCallback
+from adcli.engine.optimize import REPORT_EVERY
+from adcli.engine.progress import Progress, ProgressCallback
 from adcli.errors import InputError, NumericalError
 
 # Reconstruction is measured on each image's centre, at most this many pixels a side (memory).
@@ -103,17 +104,21 @@ def finetune_decoder(
     crop_size: int,
     batch_size: int,
     seed: int,
-    on_step: StepCallback | None = None,
+    callback: ProgressCallback | None = None,
 ) -> FinetuneResult:
     """Adam on the decoder's weights (in place) minimizing L1 reconstruction of random crops.
 
     images: each (1, 3, H, W) in [-1, 1], any size. Crops and flips are drawn from ``seed``.
-    The encoder runs once per crop, without gradients.
+    The encoder runs once per crop, without gradients. ``callback`` gets ``{step, total, loss,
+    latents}`` after every step (``latents`` None: there are none; the loss read every
+    REPORT_EVERY steps); returning False stops after that step (``steps`` in the result says how many ran).
     """
     device = next(vae.parameters()).device
     side = crop_side(images, crop_size)
     generator = torch.Generator("cpu").manual_seed(seed)
     before = reconstruction_l1(vae, images)
+    progress = Progress(callback, steps)
+    step = -1
     with _training_decoder(vae) as parameters:
         optimizer = torch.optim.Adam(parameters, lr=lr)
         for step in range(steps):
@@ -129,6 +134,6 @@ def finetune_decoder(
                 value = float(loss.detach()) / 2
                 if not torch.isfinite(torch.tensor(value)):
                     raise NumericalError(f"the reconstruction loss became {value} at step {step + 1}: try a smaller --lr")
-            if on_step is not None:
-                on_step(step + 1, steps, value)
-    return FinetuneResult(before, reconstruction_l1(vae, images), steps, side)
+            if not progress.report(step + 1, None, value):
+                break
+    return FinetuneResult(before, reconstruction_l1(vae, images), step + 1, side)

@@ -8,7 +8,8 @@ from typing import Any
 import torch
 from PIL import Image
 
-from adcli.engine.distill import Guide
+from adcli.engine.config import ExpansionConfig
+from adcli.engine.features import Guide
 from adcli.engine.multidiffusion import expand_by_sampling
 from adcli.engine.progress import ProgressCallback
 from adcli.presets import ResolvedSettings
@@ -16,7 +17,6 @@ from adcli.tasks.common import decode_all, require_files, source_files, source_l
 from adcli.tasks.jobs import Job
 from adcli.tasks.model import Model
 from adcli.tasks.sizes import reference_size
-from adcli.tasks.texture import sampling_config
 
 
 def run_expand(
@@ -32,10 +32,13 @@ def run_expand(
     for item, seed in zip(items, seeds):
         references = list(item["reference"])
         guide = Guide(reference=cache.stack(backend, references, reference_size(cache.image(references[0]).size, (side, side))))
-        latents = expand_by_sampling(
-            backend, guide, sampling_config(settings), size=size, generator=torch.Generator("cpu").manual_seed(seed),
+        config = ExpansionConfig(
+            settings.steps, settings.ad_iterations, settings.lr, settings.layers, settings.adain,
             window=settings.window, stride=settings.stride, window_batch=settings.window_batch,
-            wrap_x="x" in settings.tile, wrap_y="y" in settings.tile, callback=callback,
+            wrap_x="x" in settings.tile, wrap_y="y" in settings.tile,
+        )
+        latents = expand_by_sampling(
+            backend, guide, config, size=size, generator=torch.Generator("cpu").manual_seed(seed), callback=callback
         )
         # the windows wrapped; the decoder must too, or the VAE would paint a seam at the edges
         with tiled(backend, settings.tile, unet=False):

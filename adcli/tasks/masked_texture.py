@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from PIL import Image
 
-from adcli.engine.distill import Guide, distill_by_optimization
+from adcli.engine.distill import distill_by_optimization
+from adcli.engine.features import Guide
 from adcli.engine.images import open_rgb, to_tensor
 from adcli.engine.masks import LabelMaps, MaskedAttention, fill_from_source, same_aspect
 from adcli.engine.progress import ProgressCallback

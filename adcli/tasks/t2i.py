@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from adcli.engine.controlnet import Control
-from adcli.engine.distill import Guide
+from adcli.engine.features import Guide
 from adcli.engine.images import to_tensor
 from adcli.engine.progress import ProgressCallback
 from adcli.engine.sampler import distill_by_sampling, negative_conditioning, sdedit_start, text_denoiser

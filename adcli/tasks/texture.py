@@ -10,9 +10,11 @@ from typing import Any
 import torch
 from PIL import Image
 
-from adcli.engine.distill import Guide, distill_by_optimization
+from adcli.engine.distill import distill_by_optimization
+from adcli.engine.features import Guide
 from adcli.engine.progress import ProgressCallback
-from adcli.engine.sampler import SamplingConfig, distill_by_sampling, text_denoiser
+from adcli.engine.config import SamplingConfig
+from adcli.engine.sampler import distill_by_sampling, text_denoiser
 from adcli.presets import ResolvedSettings
 from adcli.tasks.common import decode_all, native_size, resolve_size, source_files, source_label, source_record, tiled
 from adcli.tasks.jobs import Job

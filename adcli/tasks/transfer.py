@@ -9,7 +9,8 @@ from typing import Any
 import torch
 from PIL import Image
 
-from adcli.engine.distill import Guide, distill_by_optimization
+from adcli.engine.distill import distill_by_optimization
+from adcli.engine.features import Guide
 from adcli.engine.progress import ProgressCallback
 from adcli.presets import ResolvedSettings
 from adcli.tasks.common import decode_all, native_size, resolve_size, source_files, source_label, source_record
