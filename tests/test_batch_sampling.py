@@ -56,7 +56,7 @@ def test_t2i_dry_run_lists_jobs_without_loading_a_model(inputs, monkeypatch):
     root, prompts = inputs
     import adcli.tasks.batch as batch
 
-    monkeypatch.setattr(batch, "open_backend", lambda *a, **k: pytest.fail("a dry run loaded the model"))
+    monkeypatch.setattr(batch, "open_model", lambda *a, **k: pytest.fail("a dry run loaded the model"))
     result = run("t2i", "--prompts", prompts, "--style", root / "styles", "--num-images", "2", "-o", root / "out", "--dry-run", *T2I)
     assert result.exit_code == 0, result.output
     lines = [line.split() for line in result.stdout.splitlines()]

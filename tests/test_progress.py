@@ -11,7 +11,6 @@ from adcli.engine.optimize import REPORT_EVERY
 from adcli.engine.sampler import distill_by_sampling, text_denoiser
 from adcli.engine.vae_finetune import finetune_decoder
 from adcli.engine.tiny import tiny_vae
-from adcli.tasks.jobs import progress_callback
 
 LAYERS = [-2, -1]
 
@@ -96,20 +95,13 @@ def test_vae_fine_tuning_stops_when_asked():
     assert all(r["latents"] is None and r["total"] == 10 for r in reports)
 
 
-def test_the_task_adapter_shows_step_ad_iteration_and_windows():
-    seen = []
 
-    class Reporter:
-        def step(self, step, total, loss, detail=None):
-            seen.append((step, total, loss, detail))
+def test_the_terminal_shows_step_and_ad_iteration():
+    """What the progress bar's detail column shows for sampling, expansion and optimization."""
+    from adcli.cli.console import step_detail
 
-    show = progress_callback(Reporter())
-    show({"step": 3, "total": 50, "loss": 0.5, "latents": None, "ad_iteration": 2, "ad_iterations": 3})
-    show({"step": 4, "total": 50, "loss": None, "latents": None, "ad_iteration": 1, "ad_iterations": 3,
-          "windows_done": 4, "windows": 8})
-    show({"step": 7, "total": 200, "loss": None, "latents": None})
-    assert seen == [
-        (3, 50, 0.5, "step 3/50 · AD iteration 2/3"),
-        (4, 50, None, "step 4/50 · AD iteration 1/3 · windows 4/8"),
-        (7, 200, None, None),
-    ]
+    assert step_detail({"step": 3, "total": 50, "loss": 0.5, "ad_iteration": 2, "ad_iterations": 3}) == "step 3/50 · AD iteration 2/3"
+    assert step_detail({"step": 4, "total": 50, "ad_iteration": 1, "ad_iterations": 3, "windows_done": 4, "windows": 8}) == (
+        "step 4/50 · AD iteration 1/3 · windows 4/8"
+    )
+    assert step_detail({"step": 7, "total": 200, "loss": None}) == ""
