@@ -48,6 +48,8 @@ BATCH: tuple[tuple[str, Any, Any], ...] = (
     ("dry_run", o.DryRun, False),
     ("batch_size", o.BatchSize, 1),
     ("report", o.Report, None),
+    ("format", o.Format, None),
+    ("quality", o.Quality, 95),
 )
 _SETTINGS = ("model", "model_config", "vae", "dtype", "device", "seed", "size", "lr", "low_vram")
 # Options that only override the preset setting of the same name, which a command may ask for by
@@ -91,6 +93,7 @@ class CommonOptions:
             pair=o.PairMode(values.get("pair", o.PairMode.product)).value,
             manifest=values["manifest"], name=values["name"], resume=values["resume"], dry_run=values["dry_run"],
             batch_size=values["batch_size"], report=values["report"], overwrite=values["overwrite"],
+            format=values["format"] and o.ImageFormat(values["format"]).value, quality=values["quality"],
         )
         return cls(**{name: values[name] for name, _, _ in SHARED}, batch=batch, settings={name: values[name] for name in settings})
 

@@ -27,7 +27,7 @@ Layers = Annotated[Optional[str], typer.Option("--layers", help="Self-attention 
 Iterations = Annotated[Optional[int], typer.Option("--iterations", "-n", help="Optimization iterations (the UNet timestep falls from T to 0 over them).", show_default=False)]
 Lr = Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate on the latent.", show_default=False)]
 ContentWeight = Annotated[Optional[float], typer.Option("--content-weight", help="λ, the weight of the content loss (L = L_AD + λ·L_content).", show_default=False)]
-Output = Annotated[Path, typer.Option("--output", "-o", help="A .png path for a single result, or a folder (created if needed).")]
+Output = Annotated[Path, typer.Option("--output", "-o", help="A .png, .jpg/.jpeg or .webp path for a single result (its suffix picks the format), or a folder (created if needed).")]
 Compile = Annotated[Optional[bool], typer.Option("--compile", help="torch.compile the UNet: the first iterations are slow (compiling), long runs and batches get faster. Off by default.", show_default=False)]
 LowVram = Annotated[Optional[bool], typer.Option("--low-vram", help="For 4–8 GB GPUs: gradient checkpointing, text encoders and VAE off the GPU while the UNet works, tiled VAE. Slower.", show_default=False)]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs of the same name (otherwise adcli refuses a named .png, and picks NAME-1.png… in a folder).")]
@@ -62,5 +62,13 @@ Name = Annotated[Optional[str], typer.Option("--name", help="Output name templat
 Resume = Annotated[bool, typer.Option("--resume", help="Skip jobs whose output exists with the same settings, inputs and seed in its metadata; a changed setting reruns the job.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="List the jobs, their seeds and output paths, and stop (no model is loaded).")]
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Optimize up to N images that share their reference(s) together in one UNet batch (same pictures as one at a time; faster on a GPU when memory allows). Sampling jobs (t2i, expand, texture --mode sample) run one at a time whatever N.")]
+class ImageFormat(str, Enum):
+    png = "png"
+    jpg = "jpg"
+    webp = "webp"
+
+
+Format = Annotated[Optional[ImageFormat], typer.Option("--format", help="File format of the images written into an -o folder: png (default), jpg or webp. A file -o takes its suffix's format. The settings are stored in every format (adcli info, rerun, --resume).", show_default=False)]
+Quality = Annotated[int, typer.Option("--quality", min=1, max=100, help="JPEG/WebP quality, 1–100 (PNG is lossless and ignores it).")]
 Report = Annotated[Optional[Path], typer.Option("--report", help="Write one JSON line per job (index, name, status, output, seconds, error, seed, rank) to this file.", show_default=False)]
 

@@ -25,7 +25,7 @@ from adcli.tasks.batch import INTERRUPTED, run_plan
 from adcli.tasks.jobs import Job, Reporter
 from adcli.tasks.manifest import manifest_jobs
 from adcli.tasks.outputs import ensure_writable
-from adcli.tasks.plan import BatchOptions, JobResult, plan_jobs, write_report
+from adcli.tasks.plan import BatchOptions, JobResult, output_suffix, plan_jobs, write_report
 from adcli.tasks.sharding import Shard, current_shard, gather
 
 
@@ -55,14 +55,14 @@ def run_batch(
 ) -> None:
     """Plan ``jobs``, make this process's share, and (main process) print the summary and write the report."""
     shard = shard or current_shard()
-    plan = plan_jobs(jobs, resolved, output, batch.name)
+    plan = plan_jobs(jobs, resolved, output, batch.name, batch.format)
     if batch.dry_run:
         if shard.is_main:
             planned = print_plan(plan, batch, shard.world)
             if batch.report is not None:
                 write_report(batch.report, planned)
         return
-    ensure_writable(output.parent if output.suffix.lower() == ".png" else output)
+    ensure_writable(output.parent if output_suffix(output, batch.format)[0] else output)
     report = batch.report
     if report is not None and shard.world > 1 and not shard.gathers:  # each process reports its own share
         report = report.with_name(f"{report.stem}.rank{shard.rank}{report.suffix}")

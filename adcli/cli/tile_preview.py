@@ -10,13 +10,14 @@ import typer
 from adcli.cli import options as o
 from adcli.cli.console import handle_errors, stderr, stdout
 from adcli.errors import InputError
+from adcli.tasks.tile_preview import seam_verdict
 from adcli.tasks.tile_preview import tile_preview as make_preview
 
 
 @handle_errors
 def tile_preview(
     image: Annotated[Path, typer.Argument(help="A picture made with --tile (or any picture).", show_default=False)],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="A .png path or a folder (default: IMAGE_2x2.png beside IMAGE).", show_default=False)] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="A .png, .jpg or .webp path, or a folder (default: IMAGE_2x2.png beside IMAGE).", show_default=False)] = None,
     overwrite: o.Overwrite = False,
     quiet: o.Quiet = False,
 ) -> None:
@@ -34,5 +35,5 @@ def tile_preview(
         raise InputError(f"image {image} does not exist: check the path")
     path, seams = make_preview(image, output, overwrite)
     if not quiet:
-        stderr.print(f"seam ratio x {seams['x']:.2f}, y {seams['y']:.2f} (about 1 or less: no visible seam)")
+        stderr.print(seam_verdict(seams))
     stdout.print(str(path))

@@ -18,7 +18,7 @@ from PIL import Image
 from adcli.engine.models import Backend
 from adcli.errors import AdcliError, OutOfMemory, OutputError, StorageFull
 from adcli.tasks.jobs import Reporter, open_backend
-from adcli.tasks.outputs import write_png, write_png_free
+from adcli.tasks.outputs import write_image, write_image_free
 from adcli.tasks.plan import BatchOptions, JobResult, PlannedJob
 from adcli.tasks.resume import find_same
 from adcli.tasks.sharding import Shard
@@ -114,9 +114,9 @@ class _Run:
         metadata = {**planned.metadata, "model_arch": backend.arch}
         try:
             if planned.explicit or self.options.overwrite:
-                path = write_png(image, planned.path, metadata, overwrite=self.options.overwrite)
+                path = write_image(image, planned.path, metadata, self.options.overwrite, self.options.quality)
             else:
-                path = write_png_free(image, planned.path, metadata)
+                path = write_image_free(image, planned.path, metadata, self.options.quality)
         except StorageFull as error:
             self.fail(planned, error)
             self.stop = str(error)

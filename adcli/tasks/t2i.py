@@ -6,7 +6,6 @@ run, however many prompts and images there are.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from adcli.presets import ResolvedSettings, parse_size
 from adcli.presets.settings import AUTO_SIZE
 from adcli.tasks.common import decode_to_image, require_files, with_tiling
 from adcli.tasks.jobs import Job, JobContext, Reporter
+from adcli.tasks.naming import slug
 from adcli.tasks.sources import pair_up, reference_sets
 
 
@@ -53,11 +53,6 @@ def output_size(size: str, backend: Backend) -> tuple[int, int]:
     sample = backend.unet.config.sample_size
     height, width = (sample, sample) if isinstance(sample, int) else sample
     return width * backend.vae_scale_factor, height * backend.vae_scale_factor
-
-
-def _slug(prompt: str, limit: int = 48) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:limit].strip("-")
-    return slug or "no-prompt"
 
 
 def _check_inputs(settings, styles: list[Path], layout: Path | None, control: Path | None) -> None:
@@ -113,7 +108,7 @@ def t2i_job(resolved: ResolvedSettings, inputs: dict[str, Any], context: JobCont
 
     style_stems = "_".join(s.stem for s in styles)
     return Job(
-        name=f"{_slug(prompt)}_{style_stems}" + (f"_{index}" if index > 0 else ""),
+        name=f"{slug(prompt)}_{style_stems}" + (f"_{index}" if index > 0 else ""),
         inputs={
             "prompt": prompt, "style": [str(s) for s in styles], "image_index": index,
             "layout": None if layout is None else str(layout), "control": None if control is None else str(control),
@@ -122,7 +117,7 @@ def t2i_job(resolved: ResolvedSettings, inputs: dict[str, Any], context: JobCont
         key=f"{prompt}#{index}",
         steps=steps_run,
         fields={
-            "prompt": _slug(prompt), "style": style_stems, "image_index": index,
+            "prompt": slug(prompt), "style": style_stems, "image_index": index,
             "layout": "" if layout is None else layout.stem, "control": "" if control is None else control.stem,
         },
         resolved=resolved,
