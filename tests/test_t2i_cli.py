@@ -195,3 +195,9 @@ def test_a_diverging_ad_step_writes_no_picture(tmp_path, style, monkeypatch):
     out = tmp_path / "nan.png"
     line = one_line_error(run("t2i", "a cat", "--style", style, "--model", "tiny", "-o", out, *FAST), code=1)
     assert "AD step" in line and "nan" in line and not out.exists()
+
+
+def test_non_latin_prompts_keep_their_words_in_file_names(tmp_path, style):
+    result = run("t2i", "чай у моря", "--style", style, "--model", "tiny", "--dry-run", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert str(tmp_path / "out" / "чай-у-моря_style.png") in result.stdout
