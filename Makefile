@@ -19,17 +19,18 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# Rerunnable: each command replaces its own outputs (--overwrite), so a second run leaves no NAME-1.png copies.
 demo: setup
 	mkdir -p outputs
 	# style and appearance transfer, texture by optimization (Algorithm 1)
-	$(RUN) style-transfer samples/content/astronaut.jpg --style samples/style/hubble.jpg $(TINY) --iterations 100 -o outputs/
-	$(RUN) appearance samples/content/coffee.jpg --appearance samples/style/gravel.jpg $(TINY) --iterations 100 -o outputs/
-	$(RUN) texture --reference samples/style/brick.jpg $(TINY) --iterations 100 -o outputs/
+	$(RUN) style-transfer samples/content/astronaut.jpg --style samples/style/hubble.jpg $(TINY) --iterations 100 -o outputs/ --overwrite
+	$(RUN) appearance samples/content/coffee.jpg --appearance samples/style/gravel.jpg $(TINY) --iterations 100 -o outputs/ --overwrite
+	$(RUN) texture --reference samples/style/brick.jpg $(TINY) --iterations 100 -o outputs/ --overwrite
 	# AD-guided sampling (Algorithm 2): texture, and text-to-image on the tiny SDXL model
 	$(RUN) texture --reference samples/style/brick.jpg --mode sample $(TINY) --steps 20 -o outputs/brick_sampled.png --overwrite
-	$(RUN) t2i "a lighthouse at dusk" --style samples/style/hubble.jpg --model tiny-sdxl --steps 20 --quiet -o outputs/
+	$(RUN) t2i "a lighthouse at dusk" --style samples/style/hubble.jpg --model tiny-sdxl --steps 20 --quiet -o outputs/ --overwrite
 	# masked synthesis from label maps; a seamless texture and its 2x2 preview
-	$(RUN) texture --reference samples/masks/source_texture.png --source-mask samples/masks/source_labels.png --target-mask samples/masks/target_labels.png --model tiny --size 128x128 --iterations 100 --quiet -o outputs/
+	$(RUN) texture --reference samples/masks/source_texture.png --source-mask samples/masks/source_labels.png --target-mask samples/masks/target_labels.png --model tiny --size 128x128 --iterations 100 --quiet -o outputs/ --overwrite
 	$(RUN) texture --reference samples/style/grass.jpg --tile xy $(TINY) --iterations 100 -o outputs/grass_tiled.png --overwrite
 	$(RUN) tile-preview outputs/grass_tiled.png -o outputs/grass_tiled_2x2.png --overwrite
 	# texture expansion to a wide panorama (MultiDiffusion windows)
@@ -38,7 +39,7 @@ demo: setup
 	$(RUN) finetune-vae samples/style/brick.jpg --model tiny --steps 30 --crop-size 128 -o outputs/brick-vae --overwrite
 	$(RUN) texture --reference samples/style/brick.jpg --vae outputs/brick-vae $(TINY) --iterations 50 -o outputs/brick_finetuned_vae.png --overwrite
 	# a batch: every content x every style, named by a template, then resumed (all skipped)
-	$(RUN) style-transfer samples/content/ --style samples/style/ --model tiny --size 64x64 --iterations 20 --quiet --name '{style}/{content}' --batch-size 4 -o outputs/batch/
+	$(RUN) style-transfer samples/content/ --style samples/style/ --model tiny --size 64x64 --iterations 20 --quiet --name '{style}/{content}' --batch-size 4 -o outputs/batch/ --overwrite
 	$(RUN) style-transfer samples/content/ --style samples/style/ --model tiny --size 64x64 --iterations 20 --quiet --name '{style}/{content}' --resume -o outputs/batch/
 	$(RUN) info outputs/batch/hubble/chelsea.png
 	# a contact sheet of that batch: contents down, styles across, the inputs as headers

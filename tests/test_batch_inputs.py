@@ -193,3 +193,13 @@ def test_texture_takes_a_folder_of_references_and_a_manifest(inputs):
     manifest = write_csv(root / "t.csv", "reference,image_index,name\nstyles/ink.jpg,3,{reference}-{image_index}\n")
     [line] = planned(run("texture", "--manifest", manifest, "-o", root / "out", "--dry-run", *TINY))
     assert line[1].endswith("ink-3.png")
+
+
+def test_prompt_slugs_keep_the_letters_of_every_script():
+    from adcli.tasks.naming import slug
+
+    assert slug("A cat, on a bench!") == "a-cat-on-a-bench"
+    assert slug("чай у моря") == "чай-у-моря"
+    assert slug("富士山の夜明け") == "富士山の夜明け"
+    assert slug("नमस्ते दुनिया") == "नमस्ते-दुनिया"  # vowel signs are kept with their letters
+    assert slug('a/b\\c:*?"<>|..') == "a-b-c" and slug("!!!") == "no-prompt"

@@ -193,3 +193,15 @@ def test_debug_variable_shows_the_traceback(cli, images, tmp_path, monkeypatch):
     monkeypatch.setenv("ADCLI_DEBUG", "1")
     result = cli("texture", "-r", tmp_path / "nope.png", *FAST)
     assert result.exit_code == 2 and "Traceback" in result.stderr
+
+
+def test_make_demo_is_rerunnable():
+    """Every demo command that writes an image replaces its own output (or resumes), so a second
+    `make demo` leaves no NAME-1.png copies beside the first run's."""
+    from pathlib import Path
+
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text(encoding="utf-8")
+    recipe = makefile.split("\ndemo:", 1)[1].split("\n\n", 1)[0]
+    writing = [line for line in recipe.splitlines() if "$(RUN)" in line and " -o " in line]
+    assert len(writing) >= 10
+    assert all("--overwrite" in line or "--resume" in line for line in writing), writing

@@ -163,14 +163,24 @@ def test_controlnet_without_control_image_is_a_clear_error(tmp_path, style):
     assert "--controlnet" in line
 
 
-def test_control_image_of_another_size_is_a_clear_error(tmp_path, style):
+def test_control_image_of_another_size_is_resized_to_the_output(tmp_path, style):
     control = image(tmp_path / "edges.png", size=(96, 64))
     args = ["t2i", "a cat", "--style", style, "--model", "tiny", "--controlnet", "tiny", "--control", control, "--quiet"]
-    out = tmp_path / "o.png"
-    line = one_line_error(run(*args, "--size", "64x64", "-o", out))
-    assert "96x64" in line and "64x64" in line and not out.exists()
-    line = one_line_error(run(*args, "-o", out))  # size auto: found once the model is loaded
-    assert "96x64" in line and not out.exists()
+    for size in (["--size", "64x64"], []):  # exact, and auto (the model's native size)
+        out = tmp_path / f"o{len(size)}.png"
+        result = run(*args, *size, "-o", out, *FAST)
+        assert result.exit_code == 0, result.output
+        assert out.is_file() and (not size or Image.open(out).size == (64, 64))
+
+
+def test_control_image_follows_the_output_size():
+    from adcli.engine.controlnet import load_control_image
+
+    stripes = np.zeros((30, 60, 3), dtype=np.uint8)
+    stripes[:, 30:] = 255  # right half white
+    pixels = load_control_image(stripes, (64, 32))
+    assert pixels.shape == (1, 3, 32, 64) and 0 <= pixels.min() and pixels.max() <= 1
+    assert pixels[..., :28].max() < 0.05 and pixels[..., 36:].min() > 0.95  # the edge stays in the middle
 
 
 def test_arch_mismatch_is_a_clear_error(style):
@@ -185,3 +195,9 @@ def test_a_diverging_ad_step_writes_no_picture(tmp_path, style, monkeypatch):
     out = tmp_path / "nan.png"
     line = one_line_error(run("t2i", "a cat", "--style", style, "--model", "tiny", "-o", out, *FAST), code=1)
     assert "AD step" in line and "nan" in line and not out.exists()
+
+
+def test_non_latin_prompts_keep_their_words_in_file_names(tmp_path, style):
+    result = run("t2i", "чай у моря", "--style", style, "--model", "tiny", "--dry-run", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert str(tmp_path / "out" / "чай-у-моря_style.png") in result.stdout

@@ -163,3 +163,16 @@ def test_tile_preview_repeats_the_picture_and_reports_seams(tmp_path):
     assert read_metadata(written)["tile_preview_of"] == str(source)
     again = run("tile-preview", source, "-o", written)
     assert again.exit_code == 2 and "already exists" in again.stderr
+
+
+def test_tile_preview_verdict_follows_the_seam_ratio(tmp_path):
+    ramp = np.tile(np.linspace(0, 255, 64).astype(np.uint8)[None, :, None], (64, 1, 3))  # dark left, bright right
+    Image.fromarray(ramp, "RGB").save(tmp_path / "ramp.png")
+    seam = run("tile-preview", tmp_path / "ramp.png", "-o", tmp_path / "ramp_2x2.jpg")
+    assert seam.exit_code == 0, seam.output
+    assert "visible seam in x" in seam.stderr and "no visible seam" not in seam.stderr
+    assert Image.open(tmp_path / "ramp_2x2.jpg").format == "JPEG"
+    triangle = np.concatenate([ramp[:, ::2], ramp[:, ::-2]], axis=1)  # wraps around: no seam either way
+    Image.fromarray(np.ascontiguousarray(triangle), "RGB").save(tmp_path / "triangle.png")
+    seamless_run = run("tile-preview", tmp_path / "triangle.png")
+    assert "no visible seam" in seamless_run.stderr and "visible seam in" not in seamless_run.stderr

@@ -46,6 +46,8 @@ BATCH: tuple[tuple[str, Any, Any], ...] = (
     ("animation", o.Animation, None),
     ("animation_every", o.AnimationEvery, None),
     ("sheet", o.Sheet, None),
+    ("format", o.Format, None),
+    ("quality", o.Quality, 95),
 )
 
 
@@ -164,6 +166,7 @@ def image_command(
                 dry_run=values.get("dry_run", False), batch_size=values.get("batch_size", 1),
                 report=values.get("report"), overwrite=values["overwrite"],
                 animation=values.get("animation"), animation_every=values.get("animation_every"), sheet=values.get("sheet"),
+                format=values.get("format") and o.ImageFormat(values["format"]).value, quality=values.get("quality", 95),
             )
             common = CommonOptions(values["output"], values["preset"], values["overwrite"], values["quiet"], options, given)
             return command(*args, **kwargs, common=common)

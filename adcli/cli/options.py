@@ -14,7 +14,7 @@ from adcli.presets import SETTINGS
 Model = Annotated[Optional[str], typer.Option("--model", "-m", help=SETTINGS["model"].help, show_default=False)]
 Device = Annotated[Optional[str], typer.Option("--device", help=SETTINGS["device"].help, show_default=False)]
 Preset = Annotated[Optional[Path], typer.Option("--preset", help="A YAML preset layered over the built-in one (configs/<task>.yaml); command-line options still win.", show_default=False)]
-Output = Annotated[Path, typer.Option("--output", "-o", help="A file path (.png, .jpg or .webp) for a single result, or a folder (created if needed).")]
+Output = Annotated[Path, typer.Option("--output", "-o", help="A .png, .jpg/.jpeg or .webp path for a single result (its suffix picks the format), or a folder (created if needed).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs of the same name (otherwise adcli refuses a named file, and picks NAME-1.png… in a folder).", metavar="")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display; only written paths (stdout) and errors (stderr).", metavar="")]
 
@@ -37,6 +37,14 @@ DryRun = Annotated[bool, typer.Option("--dry-run", help="List the jobs, their se
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, max=1024, help="Optimize up to N images that share their reference(s) together in one UNet batch (same pictures as one at a time; faster on a GPU when memory allows).")]
 # t2i and expand always sample one image at a time: their --batch-size is hidden (accepted, no effect).
 SamplingBatchSize = Annotated[int, typer.Option("--batch-size", min=1, max=1024, hidden=True, help="No effect: sampling jobs run one at a time.")]
+class ImageFormat(str, Enum):
+    png = "png"
+    jpg = "jpg"
+    webp = "webp"
+
+
+Format = Annotated[Optional[ImageFormat], typer.Option("--format", help="File format of the images written into an -o folder: png (default), jpg or webp. A file -o takes its suffix's format. The settings are stored in every format (adcli info, rerun, --resume).", show_default=False)]
+Quality = Annotated[int, typer.Option("--quality", min=1, max=100, help="JPEG/WebP quality, 1–100 (PNG is lossless and ignores it).")]
 Report = Annotated[Optional[Path], typer.Option("--report", help="A report of the run: .html (one page with a thumbnail, inputs, settings, time, status and loss curve per job, rewritten after each job) or .jsonl (one JSON line per job: index, name, status, output, seconds, error, seed, rank, losses).", show_default=False)]
 Animation = Annotated[Optional[Path], typer.Option("--animation", help="Save the run as an animated .webp or .gif (frames decoded with the VAE; the last frame is the result). With several images, each gets OUTPUT.animation.webp beside it.", show_default=False)]
 AnimationEvery = Annotated[Optional[int], typer.Option("--animation-every", min=1, help="A frame every N iterations/steps. Default: about 40 frames per run.", show_default=False)]

@@ -23,7 +23,7 @@ from adcli.errors import InputError
 from adcli.presets import ResolvedSettings, load_settings
 from adcli.tasks.jobs import Job
 from adcli.tasks.outputs import ensure_writable
-from adcli.tasks.plan import BatchOptions, JobResult, plan_jobs
+from adcli.tasks.plan import BatchOptions, JobResult, output_suffix, plan_jobs
 from adcli.tasks.sharding import Shard, current_shard, gather
 
 INTERRUPTED = "interrupted"  # tasks.batch.INTERRUPTED, without importing the model libraries to compare
@@ -67,7 +67,7 @@ def run_batch(jobs: list[Job], output: Path, quiet: bool, batch: BatchOptions, s
     from adcli.tasks.batch import run_plan  # the model libraries load only when a run really starts
 
     shard = shard or current_shard()
-    plan = plan_jobs(jobs, output, batch.name)
+    plan = plan_jobs(jobs, output, batch.name, batch.format)
     if batch.dry_run:
         if shard.is_main:
             planned = print_plan(plan, batch, shard.world)
@@ -76,7 +76,7 @@ def run_batch(jobs: list[Job], output: Path, quiet: bool, batch: BatchOptions, s
 
                 write_run_report(batch.report, plan, {result.index: result for result in planned})
         return
-    ensure_writable(output.parent if output.suffix.lower() == ".png" else output)
+    ensure_writable(output.parent if output_suffix(output, batch.format)[0] else output)
     report = batch.report
     if report is not None and shard.world > 1 and not shard.gathers:  # each process reports its own share
         report = report.with_name(f"{report.stem}.rank{shard.rank}{report.suffix}")

@@ -57,7 +57,7 @@ def planned_status(planned: PlannedJob, options: BatchOptions) -> tuple[str, Pat
         return "replace", planned.path
     if planned.explicit:
         return "exists (needs --overwrite)", planned.path
-    return "new name", free_path(planned.path.parent, planned.path.stem)
+    return "new name", free_path(planned.path.parent, planned.path.stem, planned.path.suffix)
 
 
 def print_plan(plan: list[PlannedJob], options: BatchOptions, world: int) -> list[JobResult]:

@@ -15,7 +15,7 @@ from adcli.errors import InputError
 @handle_errors
 def tile_preview(
     image: Annotated[Path, typer.Argument(help="A picture made with --tile (or any picture).", show_default=False)],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="A .png path or a folder (default: IMAGE_2x2.png beside IMAGE).", show_default=False)] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="A .png, .jpg or .webp path, or a folder (default: IMAGE_2x2.png beside IMAGE).", show_default=False)] = None,
     overwrite: o.Overwrite = False,
     quiet: o.Quiet = False,
 ) -> None:
@@ -31,9 +31,9 @@ def tile_preview(
     """
     if not image.is_file():
         raise InputError(f"image {image} does not exist: check the path")
-    from adcli.tasks.tile_preview import tile_preview as make_preview
+    from adcli.tasks.tile_preview import seam_verdict, tile_preview as make_preview
 
     path, seams = make_preview(image, output, overwrite)
     if not quiet:
-        stderr.print(f"seam ratio x {seams['x']:.2f}, y {seams['y']:.2f} (about 1 or less: no visible seam)")
+        stderr.print(seam_verdict(seams))
     stdout.print(str(path))

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from diffusers import ControlNetModel, UNet2DConditionModel
 
-from adcli.engine.images import open_rgb
+from adcli.engine.images import ImageSource, open_rgb
 from adcli.engine.tiny import build_tiny_controlnet
-from adcli.errors import InputError, ModelLoadError
+from adcli.errors import ModelLoadError
 
 TINY = "tiny"
 
@@ -73,17 +74,14 @@ def _load_pretrained(source: str, dtype: torch.dtype, local_only: bool) -> Contr
         ) from None
 
 
-def load_control_image(path: Path, size: tuple[int, int]) -> torch.Tensor:
-    """The control image as (1, 3, H, W) in [0, 1]; it must already be ``size`` = (width, height).
+def load_control_image(source: ImageSource, size: tuple[int, int]) -> torch.Tensor:
+    """The control image as (1, 3, H, W) in [0, 1], resized to the output's ``size`` = (width, height).
 
-    It is not resized: a depth map or edge image of another size would no longer line up with
-    the output, so a mismatch is the user's to fix.
+    As diffusers' ControlNet pipelines do: the map is stretched to the output, so a depth map or
+    edge image of the same aspect ratio lines up exactly, at any resolution.
     """
-    image = open_rgb(path)
+    image = open_rgb(source)
     if image.size != tuple(size):
-        raise InputError(
-            f"control image {path} is {image.size[0]}x{image.size[1]} but the output is {size[0]}x{size[1]}: "
-            f"resize it, or pass --size {image.size[0]}x{image.size[1]}"
-        )
+        image = image.resize(tuple(size), Image.Resampling.LANCZOS)
     array = np.asarray(image, dtype=np.float32) / 255.0
     return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous()

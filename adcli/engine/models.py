@@ -6,8 +6,15 @@ Sources: ``tiny`` / ``tiny-sdxl`` (built in code), a local diffusers folder, a s
 
 from __future__ import annotations
 
+import functools
+import http.client
 import os
+import re
 import tempfile
+import threading
+import urllib.error
+import urllib.request
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -148,15 +155,67 @@ class Backend:
             self.vae.to("cpu")
 
 
+HUB_TIMEOUT_S = 3.0
+_HUB_ID = re.compile(r"[\w][\w.-]*/[\w][\w.-]*")
+
+
 def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _hub_hint(name: str) -> str:
+def is_hub_id(text: str) -> bool:
+    """``owner/name`` as the hub spells ids; anything else (``nope/``, ``./x``, ``a/b/c``) is meant as a local path."""
+    return bool(_HUB_ID.fullmatch(text)) and not text.endswith(_SINGLE_FILE_SUFFIXES)
+
+
+@functools.lru_cache(maxsize=None)
+def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
+    """One HTTP request to the hub (``HF_ENDPOINT``; proxies from the environment), ``timeout`` in all,
+    DNS included. Asked once per process, before a hub download is tried: with no network, loading
+    goes to the cache at once instead of through the hub client's retries (~28 s)."""
+    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    answer: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout):
+                answer.append(True)
+        except urllib.error.HTTPError:  # the hub answered, if not with 200
+            answer.append(True)
+        except (OSError, ValueError, http.client.HTTPException):
+            answer.append(False)
+
+    thread = threading.Thread(target=probe, name="adcli-hub-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)  # a hanging DNS lookup is left behind: the answer is "unreachable"
+    return bool(answer and answer[0])
+
+
+def hub_unavailable() -> bool:
+    """Loading must use the local Hugging Face cache only: offline mode, or no way to the hub."""
+    return _offline() or not hub_reachable()
+
+
+@contextmanager
+def _quiet_library_warnings() -> Iterator[None]:
+    """diffusers and huggingface_hub warn about their own deprecated arguments on every load: a user
+    can do nothing about them, and a failed load must stay one line."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
+
+
+def _hub_hint(name: str, option: str = "--model") -> str:
+    if _offline():
+        why = "HF_HUB_OFFLINE is set and it is not in the Hugging Face cache"
+    elif not hub_reachable():
+        why = "the Hugging Face hub cannot be reached (no network) and it is not in the cache"
+    else:
+        why = "it is not on the Hugging Face hub under that name (or is gated) and not in the cache"
     return (
-        f"model {name!r} could not be loaded from the Hugging Face hub or its cache "
-        f"(no network, or not downloaded yet): download it once with `hf download {name}` on a machine "
-        f"with network, or pass --model /path/to/a/local/diffusers/folder or a .safetensors file"
+        f"model {name!r} could not be loaded: {why}; download it once with `hf download {name}` on a machine "
+        f"with network, or pass {option} /path/to/a/local/diffusers/folder or a .safetensors file"
     )
 
 
@@ -165,20 +224,21 @@ def _load_pretrained(source: str, dtype: torch.dtype, local_only: bool) -> dict:
     from diffusers import DiffusionPipeline
 
     kwargs = {"local_files_only": local_only}
-    index = DiffusionPipeline.load_config(source, **kwargs)
-    arch = "sdxl" if index.get("text_encoder_2") else "sd15"
-    components = {
-        "unet": UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=dtype, **kwargs),
-        "vae": AutoencoderKL.from_pretrained(source, subfolder="vae", **kwargs),
-        "scheduler": DDIMScheduler.from_pretrained(source, subfolder="scheduler", **kwargs),
-        "tokenizer": CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **kwargs),
-        "text_encoder": CLIPTextModel.from_pretrained(source, subfolder="text_encoder", torch_dtype=dtype, **kwargs),
-    }
-    if arch == "sdxl":
-        components["tokenizer_2"] = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer_2", **kwargs)
-        components["text_encoder_2"] = CLIPTextModelWithProjection.from_pretrained(
-            source, subfolder="text_encoder_2", torch_dtype=dtype, **kwargs
-        )
+    with _quiet_library_warnings():
+        index = DiffusionPipeline.load_config(source, **kwargs)
+        arch = "sdxl" if index.get("text_encoder_2") else "sd15"
+        components = {
+            "unet": UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=dtype, **kwargs),
+            "vae": AutoencoderKL.from_pretrained(source, subfolder="vae", **kwargs),
+            "scheduler": DDIMScheduler.from_pretrained(source, subfolder="scheduler", **kwargs),
+            "tokenizer": CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **kwargs),
+            "text_encoder": CLIPTextModel.from_pretrained(source, subfolder="text_encoder", torch_dtype=dtype, **kwargs),
+        }
+        if arch == "sdxl":
+            components["tokenizer_2"] = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer_2", **kwargs)
+            components["text_encoder_2"] = CLIPTextModelWithProjection.from_pretrained(
+                source, subfolder="text_encoder_2", torch_dtype=dtype, **kwargs
+            )
     return components
 
 
@@ -205,19 +265,25 @@ def _load_components(model: str, model_config: str | None, dtype: torch.dtype) -
 
         arch = detect_arch(path)
         components = load_single_file_components(
-            path, arch=arch, config=model_config, dtype=dtype, local_files_only=_offline()
+            path, arch=arch, config=model_config, dtype=dtype, local_files_only=_configs_local(model_config)
         )
         return arch, components
-    if model.startswith((".", "/", "~")) or model.count("/") != 1:
+    if not is_hub_id(model):
+        what = "folder" if model.endswith(("/", os.sep)) else "file or folder"
         raise ModelLoadError(
-            f"model {model!r} is neither an existing folder or file nor a hub id like owner/name: "
+            f"model {what} {model} does not exist (and it is not a hub id like owner/name): "
             f"check the path given to --model"
         )
     try:
-        components = _load_pretrained(model, dtype, local_only=_offline())
+        components = _load_pretrained(model, dtype, local_only=hub_unavailable())
     except (OSError, ValueError) as error:
-        raise ModelLoadError(_hub_hint(model)) from error
+        raise ModelLoadError(_hub_hint(model)) from None
     return ("sdxl" if "text_encoder_2" in components else "sd15"), components
+
+
+def _configs_local(config: str | None) -> bool:
+    """A single-file load reads its configs from ``config`` (a folder: local) or the hub."""
+    return (config is not None and Path(config).expanduser().is_dir()) or hub_unavailable()
 
 
 def _first_line(error: BaseException) -> str:
@@ -230,7 +296,7 @@ def _single_file_vae(path: Path, model_config: str | None, base: AutoencoderKL |
     from adcli.engine.single_file import load_single_file_vae
 
     if model_config is not None or base is None:
-        return load_single_file_vae(path, config=model_config, dtype=torch.float32, local_files_only=_offline())
+        return load_single_file_vae(path, config=model_config, dtype=torch.float32, local_files_only=_configs_local(model_config))
     with tempfile.TemporaryDirectory(prefix="adcli-vae-config-") as folder:
         base.save_config(folder)
         return load_single_file_vae(path, config=folder, dtype=torch.float32, local_files_only=True)
@@ -247,15 +313,17 @@ def load_vae(vae: str, model_config: str | None = None, base: AutoencoderKL | No
             return AutoencoderKL.from_pretrained(str(path), subfolder=sub, local_files_only=True)
         if path.is_file():
             return _single_file_vae(path, model_config, base)
-        if vae.endswith(_SINGLE_FILE_SUFFIXES) or vae.startswith((".", "/", "~")) or vae.count("/") != 1:
-            raise ModelLoadError(f"VAE {vae} does not exist: check the path given to --vae")
-        return AutoencoderKL.from_pretrained(vae, local_files_only=_offline())
+        if not is_hub_id(vae):
+            what = "folder" if vae.endswith(("/", os.sep)) else "file or folder"
+            raise ModelLoadError(f"VAE {what} {vae} does not exist: check the path given to --vae")
+        with _quiet_library_warnings():
+            return AutoencoderKL.from_pretrained(vae, local_files_only=hub_unavailable())
     except ModelLoadError:
         raise
     except (OSError, ValueError) as error:
         if path.exists():
             raise ModelLoadError(f"VAE {path} could not be read ({_first_line(error)})") from None
-        raise ModelLoadError(_hub_hint(vae)) from None
+        raise ModelLoadError(_hub_hint(vae, "--vae")) from None
 
 
 def load_model_vae(model: str, vae: str | None = None, model_config: str | None = None) -> AutoencoderKL:
@@ -265,12 +333,13 @@ def load_model_vae(model: str, vae: str | None = None, model_config: str | None 
     path = Path(model).expanduser()
     if path.is_dir() and (path / "vae" / "config.json").is_file():
         return load_vae(str(path), model_config).float()
-    if model in TINY_MODELS or path.exists() or model.endswith(_SINGLE_FILE_SUFFIXES) or model.count("/") != 1:
+    if model in TINY_MODELS or path.exists() or not is_hub_id(model):
         return _load_components(model, model_config, torch.float32)[1]["vae"].float()
     try:
-        return AutoencoderKL.from_pretrained(model, subfolder="vae", local_files_only=_offline()).float()
-    except (OSError, ValueError) as error:
-        raise ModelLoadError(_hub_hint(model)) from error
+        with _quiet_library_warnings():
+            return AutoencoderKL.from_pretrained(model, subfolder="vae", local_files_only=hub_unavailable()).float()
+    except (OSError, ValueError):
+        raise ModelLoadError(_hub_hint(model)) from None
 
 
 def _place(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> None:
@@ -318,6 +387,7 @@ def load_backend(
     )
     if controlnet:
         backend.controlnet = load_controlnet(
-            controlnet, unet, device=device, dtype=dtype, tiny_model=model in TINY_MODELS, local_only=_offline()
+            controlnet, unet, device=device, dtype=dtype, tiny_model=model in TINY_MODELS,
+            local_only=controlnet != "tiny" and not Path(controlnet).expanduser().is_dir() and hub_unavailable(),
         )
     return backend

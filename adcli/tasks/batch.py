@@ -19,7 +19,7 @@ from PIL import Image
 from adcli.errors import AdcliError, OutOfMemory, OutputError, StorageFull
 from adcli.tasks.jobs import Reporter
 from adcli.tasks.model import Model, loading_settings, open_model
-from adcli.tasks.outputs import write_png, write_png_free
+from adcli.tasks.outputs import write_image, write_image_free
 from adcli.tasks.plan import BatchOptions, JobResult, PlannedJob
 from adcli.tasks.registry import task
 from adcli.tasks.resume import find_same
@@ -158,9 +158,9 @@ class Runner:
             metadata["loras"] = model.loaded["loras"]
         try:
             if planned.explicit or self.options.overwrite:
-                path = write_png(image, planned.path, metadata, overwrite=self.options.overwrite)
+                path = write_image(image, planned.path, metadata, self.options.overwrite, self.options.quality)
             else:
-                path = write_png_free(image, planned.path, metadata)
+                path = write_image_free(image, planned.path, metadata, self.options.quality)
         except StorageFull as error:
             self.fail(planned, error)
             self.stop.force(str(error))

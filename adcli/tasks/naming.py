@@ -7,6 +7,7 @@ template itself makes subfolders of the output folder.
 from __future__ import annotations
 
 import re
+import unicodedata
 from pathlib import PurePosixPath
 from string import Formatter
 from typing import Any
@@ -17,6 +18,7 @@ from adcli.errors import InputError
 COMMON_FIELDS = ("name", "task", "index", "seed", "item_seed")
 _UNSAFE = re.compile(r"[\x00-\x1f/\\:*?\"<>|]+")
 MAX_FIELD = 80
+IMAGE_NAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")  # the caller adds the run's own
 
 
 def clean_value(value: Any) -> Any:
@@ -24,6 +26,16 @@ def clean_value(value: Any) -> Any:
     if not isinstance(value, str):
         return value
     return _UNSAFE.sub("_", value).strip(" .")[:MAX_FIELD] or "_"
+
+
+def slug(text: str, limit: int = 48, empty: str = "no-prompt") -> str:
+    """A prompt as a short file-name word list: letters and digits of any script kept (``"чай у моря"``
+    → ``"чай-у-моря"``), everything else a single ``-``; always a safe, non-empty name."""
+    text = unicodedata.normalize("NFC", text).lower()
+    # letters, marks (the vowel signs of Indic scripts) and numbers of every script
+    kept = "".join(ch if unicodedata.category(ch)[0] in "LMN" else "-" for ch in text)
+    words = re.sub(r"-+", "-", kept).strip("-")
+    return words[:limit].strip("-") or empty
 
 
 class NameTemplate:
@@ -53,7 +65,7 @@ class NameTemplate:
             )
 
     def render(self, values: dict[str, Any]) -> str:
-        """The relative output name (``.png`` added by the caller) for one job's field values."""
+        """The relative output name (the image suffix is added by the caller) for one job's field values."""
         self.check(set(values))
         try:
             text = self.text.format(**{key: clean_value(value) for key, value in values.items()})
@@ -63,10 +75,11 @@ class NameTemplate:
 
 
 def relative_name(text: str, option: str = "--name") -> str:
-    """Check that a rendered name stays inside the output folder; strip a ``.png`` suffix."""
+    """Check that a rendered name stays inside the output folder; strip an image suffix (.png, .jpg…)."""
     name = text.strip()
-    if name.lower().endswith(".png"):
-        name = name[:-4]
+    stem, dot, suffix = name.rpartition(".")
+    if dot and stem and f".{suffix.lower()}" in IMAGE_NAME_SUFFIXES:
+        name = stem
     parts = PurePosixPath(name.replace("\\", "/")).parts
     if not name or name.startswith("/") or any(part in ("..", ".") for part in parts) or not parts:
         raise InputError(f"{option} gave {text!r}: a name must be a relative path inside the output folder")

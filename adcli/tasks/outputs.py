@@ -1,4 +1,10 @@
-"""Writing results: PNGs with their settings as metadata, atomically, never clobbering by accident."""
+"""Writing results: PNG, JPEG or WebP with their settings as metadata, atomically, never clobbering by accident.
+
+The settings are one JSON object: a PNG ``tEXt`` chunk named ``adcli``; in JPEG and WebP the EXIF
+UserComment (ASCII JSON: non-ASCII text is escaped), which Pillow writes and reads back for both
+and which image tools keep. :func:`read_metadata` reads either, so ``info``, ``rerun`` and
+``--resume`` work for every format.
+"""
 
 from __future__ import annotations
 
@@ -15,16 +21,63 @@ from PIL import Image, PngImagePlugin
 from adcli.errors import OutputError, StorageFull
 
 METADATA_KEY = "adcli"
+# The suffixes -o may end with, and the Pillow format each writes.
+OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+FORMAT_SUFFIXES = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp"}  # --format → folder outputs' suffix
+DEFAULT_QUALITY = 95
+_EXIF_IFD, _USER_COMMENT = 0x8769, 0x9286
+_ASCII_PREFIX = b"ASCII\0\0\0"  # EXIF UserComment: 8 bytes naming the character code, then the text
 _FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
+def is_image_file_path(path: Path) -> bool:
+    """Whether ``-o path`` names one image file (by its suffix) rather than a folder.
+
+    An existing folder is a folder whatever its name; any other suffix is a one-line error.
+    """
+    suffix = path.suffix.lower()
+    if not suffix or path.is_dir():
+        return False
+    if suffix not in OUTPUT_FORMATS:
+        raise OutputError(
+            f"-o {path}: adcli writes .png, .jpg/.jpeg or .webp files; give one of those, or a folder "
+            f"(a name without a suffix, or an existing folder)"
+        )
+    return True
+
+
+def format_suffix(name: str | None) -> str:
+    """``--format`` (png, jpg, jpeg, webp; None: png) → the suffix of the files it makes."""
+    key = (name or "png").lower().lstrip(".")
+    if key not in FORMAT_SUFFIXES:
+        raise OutputError(f"--format {name}: choose png, jpg or webp")
+    return FORMAT_SUFFIXES[key]
+
+
+def _exif_comment(text: str) -> bytes:
+    exif = Image.Exif()
+    exif.get_ifd(_EXIF_IFD)[_USER_COMMENT] = _ASCII_PREFIX + text.encode("ascii")
+    return exif.tobytes()
+
+
+def _stored_text(image: Image.Image) -> str | None:
+    if image.format == "PNG":
+        return getattr(image, "text", {}).get(METADATA_KEY)
+    comment = image.getexif().get_ifd(_EXIF_IFD).get(_USER_COMMENT)
+    if isinstance(comment, str):
+        comment = comment.encode("latin-1", "replace")
+    if not isinstance(comment, bytes) or not comment.startswith(_ASCII_PREFIX):
+        return None
+    return comment[len(_ASCII_PREFIX) :].rstrip(b"\0").decode("ascii", "replace")
+
+
 def read_metadata(path: str | Path) -> dict[str, Any] | None:
-    """The settings an adcli PNG was made with, or None for other (or unreadable) files."""
+    """The settings an adcli image (PNG, JPEG or WebP) was made with, or None for other (or unreadable) files."""
     try:
         with Image.open(path) as image:
-            text = image.text.get(METADATA_KEY) if hasattr(image, "text") else None
+            text = _stored_text(image)
         data = json.loads(text) if text else None
-    except (OSError, ValueError, SyntaxError):
+    except (OSError, ValueError, SyntaxError, KeyError):
         return None
     return data if isinstance(data, dict) else None
 
@@ -74,14 +127,32 @@ def ensure_writable(folder: Path) -> None:
         raise OutputError(f"cannot write to output folder {folder}: {error.strerror or error}") from None
 
 
-def _write_temporary(image: Image.Image, folder: Path, stem: str, metadata: dict[str, Any]) -> str:
-    """The complete PNG in a hidden temporary file in ``folder`` (same filesystem: linking is atomic)."""
+def _save_options(path: Path, metadata: dict[str, Any], quality: int) -> dict[str, Any]:
+    """Pillow ``save`` keywords writing ``path``'s format with ``metadata`` inside."""
+    text = json.dumps(metadata, sort_keys=True)  # ASCII: json escapes anything else
+    kind = OUTPUT_FORMATS.get(path.suffix.lower(), "PNG")
+    if kind == "PNG":
+        info = PngImagePlugin.PngInfo()
+        info.add_text(METADATA_KEY, text)
+        return {"format": "PNG", "pnginfo": info}
+    if not 1 <= quality <= 100:
+        raise OutputError(f"--quality {quality} must be from 1 to 100")
+    exif = _exif_comment(text)
+    if len(exif) > 65000:  # one JPEG marker segment holds at most 64 KiB
+        raise OutputError(f"the settings of {path.name} are too long for {kind} metadata ({len(exif)} bytes): write .png")
+    if kind == "JPEG":
+        return {"format": "JPEG", "quality": quality, "exif": exif, "subsampling": 0 if quality >= 90 else 2}
+    return {"format": "WEBP", "quality": quality, "exif": exif}
+
+
+def _write_temporary(image: Image.Image, path: Path, metadata: dict[str, Any], quality: int) -> str:
+    """The complete file in a hidden temporary file beside ``path`` (same filesystem: linking is atomic)."""
+    folder, stem = path.parent, path.stem
+    options = _save_options(path, metadata, quality)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise OutputError(f"cannot create output folder {folder}: {error.strerror or error}") from None
-    info = PngImagePlugin.PngInfo()
-    info.add_text(METADATA_KEY, json.dumps(metadata, sort_keys=True))
     try:
         handle, temporary = tempfile.mkstemp(prefix=f".{stem}.", suffix=".partial", dir=folder)
     except OSError as error:
@@ -89,13 +160,13 @@ def _write_temporary(image: Image.Image, folder: Path, stem: str, metadata: dict
     try:
         os.fchmod(handle, 0o666 & ~_umask())
         with os.fdopen(handle, "wb") as stream:
-            image.save(stream, format="PNG", pnginfo=info)
+            image.save(stream, **options)
             stream.flush()
             os.fsync(stream.fileno())
     except BaseException as error:
         os.unlink(temporary)
         if isinstance(error, OSError):
-            raise _error(folder / f"{stem}.png", error) from None
+            raise _error(path, error) from None
         raise
     return temporary
 
@@ -113,15 +184,18 @@ def _publish(temporary: str, path: Path) -> bool:
     return True
 
 
-def write_png(image: Image.Image, path: Path, metadata: dict[str, Any], overwrite: bool = False) -> Path:
-    """Write ``image`` to ``path`` with ``metadata`` as JSON text, atomically.
+def write_image(
+    image: Image.Image, path: Path, metadata: dict[str, Any], overwrite: bool = False, quality: int = DEFAULT_QUALITY
+) -> Path:
+    """Write ``image`` to ``path`` in the format its suffix names, with ``metadata`` as JSON, atomically.
 
     The file appears complete or not at all; an existing file is replaced only with ``overwrite``.
+    ``quality`` (1–100) applies to JPEG and WebP.
     """
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputError(f"{path} already exists: choose another -o, or pass --overwrite to replace it")
-    temporary = _write_temporary(image, path.parent, path.stem, metadata)
+    temporary = _write_temporary(image, path, metadata, quality)
     try:
         if overwrite:
             os.replace(temporary, path)
@@ -135,10 +209,10 @@ def write_png(image: Image.Image, path: Path, metadata: dict[str, Any], overwrit
     return path
 
 
-def write_png_free(image: Image.Image, path: Path, metadata: dict[str, Any]) -> Path:
+def write_image_free(image: Image.Image, path: Path, metadata: dict[str, Any], quality: int = DEFAULT_QUALITY) -> Path:
     """Write to ``path``, or to ``stem-1.png``, ``stem-2.png``… when taken, even by a concurrent writer."""
     path = Path(path)
-    temporary = _write_temporary(image, path.parent, path.stem, metadata)
+    temporary = _write_temporary(image, path, metadata, quality)
     try:
         while True:
             candidate = free_path(path.parent, path.stem, path.suffix)
@@ -149,3 +223,8 @@ def write_png_free(image: Image.Image, path: Path, metadata: dict[str, Any]) -> 
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+
+
+# The names from when every output was a PNG (a .png path still writes a PNG).
+write_png = write_image
+write_png_free = write_image_free

@@ -17,6 +17,7 @@ from adcli.errors import InputError, OutputError
 from adcli.presets import ResolvedSettings
 from adcli.tasks.jobs import Job, derive_seed
 from adcli.tasks.naming import COMMON_FIELDS, NameTemplate, clean_value, relative_name
+from adcli.tasks.outputs import DEFAULT_QUALITY, OUTPUT_FORMATS, format_suffix, is_image_file_path
 from adcli.tasks.resume import job_metadata
 
 
@@ -35,6 +36,8 @@ class BatchOptions:
     animation: Path | None = None
     animation_every: int | None = None
     sheet: Path | None = None
+    format: str | None = None  # png | jpg | webp for outputs in a folder (None: png; a file -o names its own)
+    quality: int = DEFAULT_QUALITY  # JPEG/WebP quality, 1–100
 
 
 @dataclass
@@ -89,17 +92,32 @@ def _stem(job: Job, fields: dict[str, Any], template: NameTemplate | None) -> st
     return relative_name(clean_value(job.name))
 
 
-def plan_jobs(jobs: list[Job], output: Path, name: str | None = None) -> list[PlannedJob]:
-    """Seeds, unique output paths and metadata for ``jobs``."""
+def output_suffix(output: Path, image_format: str | None = None) -> tuple[bool, str]:
+    """Whether ``-o output`` is one file, and the suffix of the files the run writes.
+
+    A file's suffix names its format (``--format``, if given too, must agree); a folder's files
+    take ``--format`` (default png). Any other suffix is a one-line error.
+    """
+    if is_image_file_path(output):
+        suffix = output.suffix.lower()
+        if image_format is not None and OUTPUT_FORMATS[format_suffix(image_format)] != OUTPUT_FORMATS[suffix]:
+            raise OutputError(f"-o {output} is a {suffix} file but --format {image_format} was given: drop one of them")
+        return True, output.suffix
+    return False, format_suffix(image_format)
+
+
+def plan_jobs(jobs: list[Job], output: Path, name: str | None = None, image_format: str | None = None) -> list[PlannedJob]:
+    """Seeds, unique output paths and metadata for ``jobs`` (``image_format``: ``--format``, the
+    format of the images written into a folder)."""
     if not jobs:
         raise InputError("nothing to do: the inputs give no jobs")
-    single_file = output.suffix.lower() == ".png"
+    single_file, suffix = output_suffix(output, image_format)
     if single_file and len(jobs) > 1:
         raise OutputError(f"-o {output} names one file, but this run makes {len(jobs)} images: give a folder")
     if single_file and name:
-        raise InputError("--name needs -o to be a folder, not a .png file")
+        raise InputError(f"--name needs -o to be a folder, not a {suffix} file")
     if not single_file and output.exists() and not output.is_dir():
-        raise OutputError(f"-o {output} is a file, not a folder: give a folder or a .png path")
+        raise OutputError(f"-o {output} is a file, not a folder: give a folder or a .png, .jpg or .webp path")
     template = NameTemplate(name) if name else None
     if template is not None:
         template.check(set(COMMON_FIELDS) | set(jobs[0].fields))
@@ -117,7 +135,7 @@ def plan_jobs(jobs: list[Job], output: Path, name: str | None = None) -> list[Pl
                 number += 1
                 stem = f"{base}_{number}"
             used.add(stem.lower())
-            path = output / f"{stem}.png"
+            path = output / f"{stem}{suffix}"
         metadata = job_metadata(settings, job.inputs, list(job.files), seed)
         planned.append(PlannedJob(index, job, settings, seed, path, single_file, metadata))
     return planned

@@ -6,8 +6,6 @@ run (the model's image cache), however many prompts and images there are.
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,15 +23,9 @@ from adcli.presets import ResolvedSettings
 from adcli.tasks.common import decode_all, native_size, require_files, resolve_size, source_files, source_label, source_record, tiled
 from adcli.tasks.jobs import Job
 from adcli.tasks.model import Model
+from adcli.tasks.naming import slug
 from adcli.tasks.sizes import reference_size
 from adcli.tasks.texture import sampling_config
-
-
-def prompt_slug(prompt: str, limit: int = 48) -> str:
-    """A file-name-safe slug that keeps letters and digits of any script (``猫-on-a-bench``)."""
-    text = unicodedata.normalize("NFKC", prompt).lower()
-    slug = re.sub(r"[^\w]+|_+", "-", text).strip("-")[:limit].strip("-")
-    return slug or "no-prompt"
 
 
 def check_t2i_inputs(settings: Any, inputs: dict[str, Any]) -> None:
@@ -105,11 +97,11 @@ def t2i_job(resolved: ResolvedSettings, inputs: dict[str, Any]) -> Job:
             "control": None if control is None else source_record(control),
         },
         settings=resolved,
-        name=f"{prompt_slug(prompt)}_{style_stems}" + (f"_{index}" if index > 0 else ""),
+        name=f"{slug(prompt)}_{style_stems}" + (f"_{index}" if index > 0 else ""),
         key=f"{prompt}#{index}",
         steps=steps,
         fields={
-            "prompt": prompt_slug(prompt), "style": style_stems, "image_index": index,
+            "prompt": slug(prompt), "style": style_stems, "image_index": index,
             "layout": "" if layout is None else source_label(layout), "control": "" if control is None else source_label(control),
         },
         files=source_files([*styles, *[p for p in (layout, control) if p is not None]]),

@@ -9,7 +9,22 @@ import torch
 
 from adcli.engine.images import open_rgb, to_pil
 from adcli.engine.tiling import repeat_2x2, seam_ratio
-from adcli.tasks.outputs import free_path, write_png
+from adcli.tasks.outputs import free_path, is_image_file_path, write_image
+
+
+VISIBLE_SEAM = 1.5  # a seam ratio above this shows as a line in the 2×2 preview
+
+
+def seam_verdict(seams: dict[str, float]) -> str:
+    """What the seam ratios say, in words that follow the numbers (``{"x": 7.8, "y": 0.9}`` → a seam across x)."""
+    numbers = ", ".join(f"{axis} {ratio:.2f}" for axis, ratio in seams.items())
+    visible = [axis for axis, ratio in seams.items() if ratio > VISIBLE_SEAM]
+    if not visible:
+        return f"seam ratio {numbers}: no visible seam (about 1 or less is seamless)"
+    return (
+        f"seam ratio {numbers}: a visible seam in {' and '.join(visible)} (above {VISIBLE_SEAM}; "
+        f"about 1 or less is seamless: make the texture with --tile {''.join(visible)})"
+    )
 
 
 def tile_preview(source: Path, output: Path | None, overwrite: bool) -> tuple[Path, dict[str, float]]:
@@ -23,9 +38,9 @@ def tile_preview(source: Path, output: Path | None, overwrite: bool) -> tuple[Pa
     explicit = output is not None
     if output is None:
         output = free_path(source.parent, f"{source.stem}_2x2")
-    elif output.is_dir() or output.suffix.lower() != ".png":
+    elif not is_image_file_path(output):
         output = free_path(output, f"{source.stem}_2x2")
         explicit = False
     metadata = {"tile_preview_of": str(source), "seam_ratio": seams}
-    write_png(to_pil(repeat_2x2(pixels)), output, metadata, overwrite=overwrite and explicit)
+    write_image(to_pil(repeat_2x2(pixels)), output, metadata, overwrite=overwrite and explicit)
     return output, seams
