@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adcli.engine.images import check_image, fit_to_pixels, load_fitted_tensor, load_image_tensor, open_rgb, parse_size_spec
+from adcli.engine.images import check_image, fit_to_pixels, load_image_tensor, open_rgb
+from adcli.errors import PresetError
+from adcli.presets import parse_size_spec
+from adcli.tasks.common import resolve_size
 from adcli.errors import InputError
 from tests.conftest import make_image
 
@@ -167,21 +170,27 @@ def test_fit_to_pixels_of_a_photo():
 
 
 def test_size_specs():
-    assert parse_size_spec("512x768").resolve((4000, 3000), 512 * 512) == (512, 768)  # exact wins
-    assert parse_size_spec("768").resolve((4000, 3000), 512 * 512) == (768, 576)  # longer side
-    assert parse_size_spec("768").resolve(None, 512 * 512) == (768, 768)
-    assert parse_size_spec("auto").resolve((1000, 500), 1024 * 1024) == (1448, 728)
-    assert parse_size_spec(None).resolve(None, 512 * 512) == (512, 512)
-    assert str(parse_size_spec("512X768")) == "512x768" and str(parse_size_spec(None)) == "auto"
+    assert resolve_size(parse_size_spec("512x768"), _native(512 * 512), (4000, 3000)) == (512, 768)  # exact wins
+    assert resolve_size(parse_size_spec("768"), _native(512 * 512), (4000, 3000)) == (768, 576)  # longer side
+    assert resolve_size(parse_size_spec("768"), _native(512 * 512), None) == (768, 768)
+    assert resolve_size(parse_size_spec("auto"), _native(1024 * 1024), (1000, 500)) == (1448, 728)
+    assert resolve_size(parse_size_spec("auto"), _native(512 * 512), None) == (512, 512)
+    assert parse_size_spec("512X768").exact == (512, 768)
+
+
+def _native(pixels: int) -> tuple[int, int]:
+    side = int(pixels ** 0.5)
+    return side, side
 
 
 @pytest.mark.parametrize("text, expected", [("500", "multiple of 8"), ("64x60", "multiple of 8"), ("wide", "WIDTHxHEIGHT"),
                                             ("8192", "larger than"), ("0", "multiple of 8"), ("-8", "WIDTHxHEIGHT")])
 def test_bad_size_specs_are_one_line_errors(text, expected):
-    with pytest.raises(InputError, match=expected):
+    with pytest.raises(PresetError, match=expected):
         parse_size_spec(text)
 
 
-def test_references_keep_their_aspect_ratio(tmp_path):
-    path = make_image(tmp_path / "wide.png", size=(300, 100))
-    assert load_fitted_tensor(path, 64 * 64).shape == (1, 3, 40, 112)  # 3:1 at about 64² pixels
+def test_references_keep_their_aspect_ratio():
+    from adcli.tasks.sizes import reference_size
+
+    assert reference_size((300, 100), (64, 64)) == (112, 40)  # 3:1 at about 64² pixels

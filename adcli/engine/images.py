@@ -185,57 +185,6 @@ def fit_longer_side(width: int, height: int, longer: int, multiple: int = SIDE_M
     return _round_side(width * scale, multiple), _round_side(height * scale, multiple)
 
 
-@dataclass(frozen=True)
-class SizeSpec:
-    """What ``--size`` asked for: an exact (width, height), the longer side, or neither (``auto``)."""
-
-    exact: tuple[int, int] | None = None
-    longer_side: int | None = None
-
-    @property
-    def is_auto(self) -> bool:
-        return self.exact is None and self.longer_side is None
-
-    def resolve(self, picture: tuple[int, int] | None, native_pixels: int) -> tuple[int, int]:
-        """The (width, height) to work at for a ``picture`` of (width, height), or a square without one.
-
-        ``native_pixels``: the model's pixel budget (512² SD1.5, 1024² SDXL) that ``auto`` keeps.
-        """
-        if self.exact is not None:
-            return self.exact
-        width, height = picture if picture is not None else (1, 1)
-        if self.longer_side is not None:
-            return fit_longer_side(width, height, self.longer_side)
-        return fit_to_pixels(width, height, native_pixels)
-
-    def __str__(self) -> str:
-        if self.exact is not None:
-            return f"{self.exact[0]}x{self.exact[1]}"
-        return str(self.longer_side) if self.longer_side is not None else "auto"
-
-
-def parse_size_spec(text: str | int | None, max_side: int = MAX_SIDE) -> SizeSpec:
-    """``"WxH"`` (exact), ``"N"`` (longer side, aspect ratio kept) or ``"auto"``/None (the model's native pixel count)."""
-    if text is None or str(text).strip().lower() in ("", "auto"):
-        return SizeSpec()
-    spec = str(text).strip()
-    exact = re.fullmatch(r"(\d+)\s*[xX×]\s*(\d+)", spec)
-    if exact:
-        sides = {"width": int(exact.group(1)), "height": int(exact.group(2))}
-    elif spec.isdigit():
-        sides = {"longer side": int(spec)}
-    else:
-        raise InputError(f"size {spec!r} must be WIDTHxHEIGHT (e.g. 512x768), one number for the longer side (e.g. 768), or auto")
-    for name, value in sides.items():
-        if value < SIDE_MULTIPLE or value % SIDE_MULTIPLE:
-            raise InputError(f"size {spec}: {name} {value} must be a positive multiple of 8 (e.g. 512)")
-        if value > max_side:
-            raise InputError(f"size {spec}: {name} {value} is larger than {max_side} pixels")
-    if exact:
-        return SizeSpec(exact=(sides["width"], sides["height"]))
-    return SizeSpec(longer_side=sides["longer side"])
-
-
 # -- tensors -------------------------------------------------------------------------------------
 
 def to_tensor(image: Image.Image, size: tuple[int, int]) -> torch.Tensor:
@@ -249,12 +198,6 @@ def to_tensor(image: Image.Image, size: tuple[int, int]) -> torch.Tensor:
 def load_image_tensor(source: ImageSource, size: tuple[int, int]) -> torch.Tensor:
     """Any picture as (1, 3, H, W) in [-1, 1] at exactly ``size`` = (width, height)."""
     return to_tensor(open_rgb(source), size)
-
-
-def load_fitted_tensor(source: ImageSource, pixels: int) -> torch.Tensor:
-    """Any picture as (1, 3, H, W) in [-1, 1], its aspect ratio kept at about ``pixels`` (references)."""
-    image = open_rgb(source)
-    return to_tensor(image, fit_to_pixels(*image.size, pixels))
 
 
 def to_pil(pixels: torch.Tensor) -> Image.Image:

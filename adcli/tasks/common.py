@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -14,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from adcli.engine.images import open_rgb, to_pil, to_tensor
+from adcli.engine.images import fit_longer_side, fit_to_pixels, open_rgb, to_pil, to_tensor
 from adcli.engine.models import Backend
 from adcli.engine.tiling import seamless
 from adcli.errors import InputError
@@ -59,10 +58,6 @@ def native_size(backend: Backend) -> tuple[int, int]:
     return width * backend.vae_scale_factor, height * backend.vae_scale_factor
 
 
-def _multiple_of_8(value: float) -> int:
-    return max(8, int(round(value / 8)) * 8)
-
-
 def resolve_size(spec: SizeSpec, native: tuple[int, int], aspect_of: tuple[int, int] | None = None) -> tuple[int, int]:
     """(width, height) for ``spec``: exact as given; ``longer`` side N or ``auto`` (the native pixel
     count) keeping the aspect ratio of ``aspect_of`` (an input image's size; square without one)."""
@@ -70,13 +65,8 @@ def resolve_size(spec: SizeSpec, native: tuple[int, int], aspect_of: tuple[int, 
         return spec.exact
     width, height = aspect_of or (1, 1)
     if spec.kind == "longer":
-        scale = spec.width / max(width, height)
-        return _multiple_of_8(width * scale), _multiple_of_8(height * scale)
-    if aspect_of is None:
-        return native
-    pixels = native[0] * native[1]
-    ratio = width / height
-    return _multiple_of_8(math.sqrt(pixels * ratio)), _multiple_of_8(math.sqrt(pixels / ratio))
+        return fit_longer_side(width, height, spec.width)
+    return native if aspect_of is None else fit_to_pixels(width, height, native[0] * native[1])
 
 
 class ImageCache:
