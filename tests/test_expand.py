@@ -201,7 +201,7 @@ def test_expand_preset_defaults():
 def test_bad_window_settings_are_one_line_errors(cli, images):
     _, reference = images
     result = cli("expand", "-r", reference, "--model", "tiny", "--window", "8", "--stride", "9", "-q")
-    assert result.exit_code == 2 and "stride must be between 1 and the window" in result.stderr
+    assert result.exit_code == 2 and "stride (9) must not be larger than the window (8)" in result.stderr
 
 
 def test_tiled_expansion_wraps(cli, images, tmp_path):

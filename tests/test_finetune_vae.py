@@ -107,8 +107,8 @@ def test_finetune_vae_refuses_to_replace_a_folder_unless_told(tmp_path):
 @pytest.mark.parametrize(
     "args, expected",
     [
-        (["--steps", "0"], "steps must be at least 1"),
-        (["--crop-size", "30"], "crop_size must be a positive multiple of 8"),
+        (["--steps", "0"], "--steps must be between 1 and 1000"),
+        (["--crop-size", "30"], "crop_size must be a multiple of 8"),
         (["--vae", "/nowhere/vae"], "does not exist"),
     ],
 )

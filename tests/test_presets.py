@@ -14,7 +14,7 @@ def test_builtin_presets_hold_the_papers_defaults(task, weight):
     assert settings.iterations == 200
     assert settings.lr == 0.05
     assert settings.content_weight == weight
-    assert settings.size == "512x512"
+    assert settings.size == "auto"  # the input's aspect ratio at the model's native pixel count (512² on SD1.5)
     assert settings.layers == (-6, -5, -4, -3, -2, -1)
     assert settings.model == "stable-diffusion-v1-5/stable-diffusion-v1-5"
     assert settings.dtype == "bf16"
@@ -52,10 +52,10 @@ def test_unknown_key_is_named(tmp_path):
     ("lr: fast\n", "lr must be a number"),
     ("dtype: fp8\n", "dtype must be one of bf16, fp16, fp32"),
     ("layers: [a, b]\n", "layers must be a whole number"),
-    ("lr: -1\n", "lr must be positive"),
-    ("iterations: 0\n", "iterations must be at least 1"),
+    ("lr: -1\n", "lr must be greater than 0, got"),
+    ("iterations: 0\n", "iterations must be between 1 and 100000"),
     ("size: 500x500\n", "multiple of 8"),
-    ("size: big\n", "not WIDTHxHEIGHT"),
+    ("size: big\n", "not WIDTHxHEIGHT, N"),
     ("- a\n- b\n", "must be a mapping"),
     ("iterations: [\n", "not valid YAML"),
 ])

@@ -110,7 +110,8 @@ def test_prompts_file_gives_one_image_per_line_and_encodes_the_style_once(tmp_pa
     result = run("t2i", "--prompts", prompts, "--style", style, "--model", "tiny", "-o", out, *FAST)
     assert result.exit_code == 0, result.output
     written = sorted(out.glob("*.png"))
-    assert [p.name for p in written] == ["001_a-cat_style.png", "002_a-dog-on-a-hill_style.png", "003_a-red-house_style.png"]
+    # numbered by the line each prompt stands on (line 2 is blank)
+    assert [p.name for p in written] == ["001_a-cat_style.png", "003_a-dog-on-a-hill_style.png", "004_a-red-house_style.png"]
     assert [read_metadata(p)["inputs"]["prompt"] for p in written] == ["a cat", "a dog on a hill", "a red house"]
     assert len(encoded) == 1
 

@@ -93,7 +93,7 @@ SETTINGS: dict[str, Setting] = {
                     "t2i": "Output size: WIDTHxHEIGHT, N (longer side), or auto: the model's native size (1024x1024 SDXL, 512x512 SD1.5); with --layout, its aspect ratio.",
                 }),
         Setting("layers", tuple[int, ...], "Self-attention layers for the losses, comma-separated, in forward order; negative counts from the end (write --layers=-6,-5,…).", metavar="LIST"),
-        Setting("lr", float, "Adam learning rate on the latent.", above=0, maximum=1000,
+        Setting("lr", float, "Adam learning rate on the latent.", above=0,
                 help_for={"finetune-vae": "Adam learning rate on the decoder weights."}),
         Setting("iterations", int, "Optimization iterations (the UNet timestep falls from T to 0 over them).", minimum=1, maximum=100_000, short="-n"),
         Setting("content_weight", float, "λ, the weight of the content loss (L = L_AD + λ·L_content).", minimum=0, maximum=1000,

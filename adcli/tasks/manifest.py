@@ -104,14 +104,14 @@ def setting_value(annotation: Any, value: Any) -> Any:
     return _scalar(annotation, value)
 
 
-def manifest_jobs(name: str, path: Path, preset: Path | None, overrides: dict[str, Any]) -> list[Job]:
+def manifest_jobs(task_name: str, path: Path, preset: Path | None, overrides: dict[str, Any]) -> list[Job]:
     """One job per row; each row's settings are the command line's with the row's columns on top.
 
     Rows with the same settings share one resolved settings object: a 10,000-row manifest
     resolves its settings once per distinct combination, not once per row.
     """
-    spec = task(name)
-    hints = {key: SETTINGS[key].annotation for key in TASK_KEYS[name] if not SETTINGS[key].run_option}
+    spec = task(task_name)
+    hints = {key: SETTINGS[key].annotation for key in TASK_KEYS[task_name] if not SETTINGS[key].run_option}
     roles = {role.name: role for role in spec.roles}
     required = [role.name for role in spec.roles if role.required]
     resolved_for: dict[str, ResolvedSettings] = {}
@@ -138,7 +138,7 @@ def manifest_jobs(name: str, path: Path, preset: Path | None, overrides: dict[st
         key = json.dumps(given, sort_keys=True, default=str)
         if key not in resolved_for:
             try:
-                resolved_for[key] = load_settings(name, preset, {**overrides, **given})
+                resolved_for[key] = load_settings(task_name, preset, {**overrides, **given})
             except AdcliError as error:
                 raise PresetError(f"{where}: {error}") from None
         inputs = {name: convert_input(roles[name], value, path.parent, where) for name, value in row.items() if name in roles}
