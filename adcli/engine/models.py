@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +18,7 @@ from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, UNet2DCondi
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from adcli.engine.controlnet import load_controlnet
+from adcli.engine.loras import apply_loras
 from adcli.engine.tiny import build_tiny_components
 from adcli.errors import ModelLoadError
 
@@ -66,6 +67,11 @@ class Backend:
     vae_offloaded: bool = False
     _prompt_cache: dict = field(default_factory=dict, repr=False)
     controlnet: ControlNetModel | None = None
+    # LoRAs fused into the weights at load time (see :mod:`adcli.engine.loras`), for the metadata.
+    loras: tuple = ()
+    # The modules belong to a user's diffusers pipeline (:func:`adcli.engine.pipes.backend_from_pipe`):
+    # never change them for good; run inside :func:`adcli.engine.pipes.borrowed`.
+    shared: bool = False
 
     @property
     def vae_scale_factor(self) -> int:
@@ -152,7 +158,7 @@ class Backend:
             self.vae.to("cpu")
 
 
-def _offline() -> bool:
+def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
@@ -209,7 +215,7 @@ def _load_components(model: str, model_config: str | None, dtype: torch.dtype) -
 
         arch = detect_arch(path)
         components = load_single_file_components(
-            path, arch=arch, config=model_config, dtype=dtype, local_files_only=_offline()
+            path, arch=arch, config=model_config, dtype=dtype, local_files_only=hub_offline()
         )
         return arch, components
     if model.startswith((".", "/", "~")) or model.count("/") != 1:
@@ -218,7 +224,7 @@ def _load_components(model: str, model_config: str | None, dtype: torch.dtype) -
             f"check the path given to --model"
         )
     try:
-        components = _load_pretrained(model, dtype, local_only=_offline())
+        components = _load_pretrained(model, dtype, local_only=hub_offline())
     except (OSError, ValueError) as error:
         raise ModelLoadError(_hub_hint(model)) from error
     return ("sdxl" if "text_encoder_2" in components else "sd15"), components
@@ -234,7 +240,7 @@ def _single_file_vae(path: Path, model_config: str | None, base: AutoencoderKL |
     from adcli.engine.single_file import load_single_file_vae
 
     if model_config is not None or base is None:
-        return load_single_file_vae(path, config=model_config, dtype=torch.float32, local_files_only=_offline())
+        return load_single_file_vae(path, config=model_config, dtype=torch.float32, local_files_only=hub_offline())
     with tempfile.TemporaryDirectory(prefix="adcli-vae-config-") as folder:
         base.save_config(folder)
         return load_single_file_vae(path, config=folder, dtype=torch.float32, local_files_only=True)
@@ -253,7 +259,7 @@ def load_vae(vae: str, model_config: str | None = None, base: AutoencoderKL | No
             return _single_file_vae(path, model_config, base)
         if vae.endswith(_SINGLE_FILE_SUFFIXES) or vae.startswith((".", "/", "~")) or vae.count("/") != 1:
             raise ModelLoadError(f"VAE {vae} does not exist: check the path given to --vae")
-        return AutoencoderKL.from_pretrained(vae, local_files_only=_offline())
+        return AutoencoderKL.from_pretrained(vae, local_files_only=hub_offline())
     except ModelLoadError:
         raise
     except (OSError, ValueError) as error:
@@ -272,7 +278,7 @@ def load_model_vae(model: str, vae: str | None = None, model_config: str | None 
     if model in TINY_MODELS or path.exists() or model.endswith(_SINGLE_FILE_SUFFIXES) or model.count("/") != 1:
         return _load_components(model, model_config, torch.float32)[1]["vae"].float()
     try:
-        return AutoencoderKL.from_pretrained(model, subfolder="vae", local_files_only=_offline()).float()
+        return AutoencoderKL.from_pretrained(model, subfolder="vae", local_files_only=hub_offline()).float()
     except (OSError, ValueError) as error:
         raise ModelLoadError(_hub_hint(model)) from error
 
@@ -292,12 +298,15 @@ def load_backend(
     model_config: str | None = None,
     controlnet: str | None = None,
     arch: str | None = None,
+    loras: Sequence[tuple[str, float]] = (),
 ) -> Backend:
     """Load a model for AD: weights frozen, in eval mode, UNet and text encoders in ``dtype``.
 
     The VAE stays in fp32 (SD VAEs overflow in fp16 and it is a small share of the work).
     ``arch`` (sd15/sdxl), when given, must be the loaded model's architecture; ``controlnet``
-    is loaded alongside (see :mod:`adcli.engine.controlnet`).
+    is loaded alongside (see :mod:`adcli.engine.controlnet`). ``loras`` — ``(path_or_hub_id, scale)``
+    pairs — are fused into the weights in order (see :func:`adcli.engine.loras.apply_loras`); the
+    backend's ``loras`` records their names, scales and SHA-256.
     """
     loaded_arch, components = _load_components(model, model_config, dtype)
     if arch not in (None, "auto") and arch != loaded_arch:
@@ -320,8 +329,10 @@ def load_backend(
         arch=arch, unet=unet, vae=vae_model, scheduler=scheduler, tokenizers=tokenizers,
         text_encoders=encoders, device=device, dtype=dtype, source=model,
     )
+    if loras:
+        backend.loras = apply_loras(backend, loras)
     if controlnet:
         backend.controlnet = load_controlnet(
-            controlnet, unet, device=device, dtype=dtype, tiny_model=model in TINY_MODELS, local_only=_offline()
+            controlnet, unet, device=device, dtype=dtype, tiny_model=model in TINY_MODELS, local_only=hub_offline()
         )
     return backend

@@ -67,7 +67,7 @@ def detect_arch(path) -> str:
 
 
 @contextmanager
-def _quiet():
+def quiet_loading():
     """diffusers/transformers warn and draw progress bars while loading; this library prints nothing."""
     import diffusers.utils.logging as dlog
     import transformers.utils.logging as tlog
@@ -114,7 +114,7 @@ def _check_loaded(path, name: str, module) -> None:
 
 def load_single_file_components(path, *, arch: str, config: str | None, dtype, local_files_only: bool) -> dict:
     """unet, vae, text encoder(s), tokenizer(s) and a DDIM scheduler from one checkpoint file."""
-    with _quiet():  # the first import of the pipelines warns about torchvision
+    with quiet_loading():  # the first import of the pipelines warns about torchvision
         from diffusers import DDIMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
 
     found = detect_arch(path)
@@ -128,7 +128,7 @@ def load_single_file_components(path, *, arch: str, config: str | None, dtype, l
         cls = StableDiffusionXLPipeline
         names = ["unet", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2"]
         extra = {"image_encoder": None, "feature_extractor": None}
-    with _quiet():
+    with quiet_loading():
         try:
             pipe = cls.from_single_file(
                 str(path), config=config, torch_dtype=dtype, local_files_only=local_files_only, **extra
@@ -157,7 +157,7 @@ def load_single_file_vae(path, *, config: str | None, dtype, local_files_only: b
         kwargs["config"] = config
         if not (os.path.isdir(config) and os.path.isfile(os.path.join(config, "config.json"))):
             kwargs["subfolder"] = "vae"
-    with _quiet():
+    with quiet_loading():
         try:
             vae = AutoencoderKL.from_single_file(str(path), **kwargs)
         except torch.OutOfMemoryError:
