@@ -73,28 +73,25 @@ def load_model(model: str = _LOAD_DEFAULTS["model"], **options: Any) -> Model:
             values[key] = check_value(SETTINGS[key], value, "load_model")
         except AdcliError as error:
             raise ValueError(str(error)) from None
-    loaded = open_model(values)
-    return _with_loras(loaded, values.get("loras") or ())
+    try:
+        return open_model(values)
+    except AdcliError as error:  # a missing model or LoRA: the same one line the CLI shows
+        raise ValueError(str(error)) from None
 
 
-def _with_loras(model: Model, loras: Sequence[str]) -> Model:
-    if loras:
-        from adcli.engine.lora import apply_loras, parse_lora_spec
-
-        model.loaded["loras"] = apply_loras(model.backend, [parse_lora_spec(text) for text in loras])
-    return model
-
-
-def from_pipe(pipe: Any, controlnet: str | None = None) -> Model:
+def from_pipe(pipe: Any) -> Model:
     """A model over a diffusers ``StableDiffusionPipeline`` / ``StableDiffusionXLPipeline`` the caller
     already has: its modules are shared (no copy, no reload), whatever was loaded into them, and
     each call leaves the pipeline exactly as it was (processors, padding, gradients, devices)."""
-    from adcli.engine.pipes import backend_from_pipe, preserved
+    from adcli.engine.pipes import backend_from_pipe, borrowed
 
-    backend = backend_from_pipe(pipe, controlnet=controlnet)
     name = getattr(getattr(pipe, "config", None), "_name_or_path", None) or type(pipe).__name__
-    loaded = {"model": str(name), "model_config": None, "vae": None, "controlnet": controlnet, "arch": backend.arch, "loras": []}
-    return Model(backend, loaded, session=lambda: preserved(pipe))
+    try:
+        backend = backend_from_pipe(pipe, source=str(name))
+    except AdcliError as error:
+        raise ValueError(str(error)) from None
+    loaded = {"model": str(name), "model_config": None, "vae": None, "controlnet": None, "arch": backend.arch, "loras": []}
+    return Model(backend, loaded, session=lambda: borrowed(backend))
 
 
 def _resolve(name: str, function: str, model: Model, given: dict[str, Any]) -> ResolvedSettings:

@@ -15,7 +15,7 @@ import threading
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +25,7 @@ from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, UNet2DCondi
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from adcli.engine.controlnet import load_controlnet
+from adcli.engine.loras import apply_loras
 from adcli.engine.tiny import build_tiny_components
 from adcli.errors import ModelLoadError
 
@@ -69,6 +70,11 @@ class Backend:
     vae_offloaded: bool = False
     _prompt_cache: dict = field(default_factory=dict, repr=False)
     controlnet: ControlNetModel | None = None
+    # LoRAs fused into the weights at load time (see :mod:`adcli.engine.loras`), for the metadata.
+    loras: tuple = ()
+    # The modules belong to a user's diffusers pipeline (:func:`adcli.engine.pipes.backend_from_pipe`):
+    # never change them for good; run inside :func:`adcli.engine.pipes.borrowed`.
+    shared: bool = False
 
     @property
     def vae_scale_factor(self) -> int:
@@ -159,7 +165,7 @@ HUB_TIMEOUT_S = 3.0
 _HUB_ID = re.compile(r"[\w][\w.-]*/[\w][\w.-]*")
 
 
-def _offline() -> bool:
+def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
@@ -193,7 +199,7 @@ def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
 
 def hub_unavailable() -> bool:
     """Loading must use the local Hugging Face cache only: offline mode, or no way to the hub."""
-    return _offline() or not hub_reachable()
+    return hub_offline() or not hub_reachable()
 
 
 @contextmanager
@@ -207,7 +213,7 @@ def _quiet_library_warnings() -> Iterator[None]:
 
 
 def _hub_hint(name: str, option: str = "--model") -> str:
-    if _offline():
+    if hub_offline():
         why = "HF_HUB_OFFLINE is set and it is not in the Hugging Face cache"
     elif not hub_reachable():
         why = "the Hugging Face hub cannot be reached (no network) and it is not in the cache"
@@ -357,12 +363,15 @@ def load_backend(
     model_config: str | None = None,
     controlnet: str | None = None,
     arch: str | None = None,
+    loras: Sequence[tuple[str, float]] = (),
 ) -> Backend:
     """Load a model for AD: weights frozen, in eval mode, UNet and text encoders in ``dtype``.
 
     The VAE stays in fp32 (SD VAEs overflow in fp16 and it is a small share of the work).
     ``arch`` (sd15/sdxl), when given, must be the loaded model's architecture; ``controlnet``
-    is loaded alongside (see :mod:`adcli.engine.controlnet`).
+    is loaded alongside (see :mod:`adcli.engine.controlnet`). ``loras`` — ``(path_or_hub_id, scale)``
+    pairs — are fused into the weights in order (see :func:`adcli.engine.loras.apply_loras`); the
+    backend's ``loras`` records their names, scales and SHA-256.
     """
     loaded_arch, components = _load_components(model, model_config, dtype)
     if arch not in (None, "auto") and arch != loaded_arch:
@@ -385,6 +394,8 @@ def load_backend(
         arch=arch, unet=unet, vae=vae_model, scheduler=scheduler, tokenizers=tokenizers,
         text_encoders=encoders, device=device, dtype=dtype, source=model,
     )
+    if loras:
+        backend.loras = apply_loras(backend, loras)
     if controlnet:
         backend.controlnet = load_controlnet(
             controlnet, unet, device=device, dtype=dtype, tiny_model=model in TINY_MODELS,

@@ -7,67 +7,25 @@ which is what fails offline. Every failure here becomes one ``ModelLoadError`` l
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import struct
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
+from adcli.engine.probe import detect_arch, read_safetensors_header
 from adcli.errors import ModelLoadError
+
+__all__ = ["detect_arch", "load_single_file_components", "load_single_file_vae", "quiet_loading"]
 
 _CONFIG_HINT = (
     "pass --model-config with a local diffusers folder of the same architecture, "
     "or run once with network to fill the Hugging Face cache"
 )
-_MAX_HEADER = 100 * 1024 * 1024
-
-
-def _read_header(path) -> dict:
-    """The safetensors JSON header, checked against the file size, so that a truncated or foreign
-    file fails here with one line instead of deep inside diffusers."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelLoadError(f"model file not found: {path}")
-    size = path.stat().st_size
-    try:
-        with path.open("rb") as f:
-            (length,) = struct.unpack("<Q", f.read(8))
-            if length > min(size - 8, _MAX_HEADER):
-                raise ValueError("header length out of range")
-            header = json.loads(f.read(length))
-        ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
-    except (OSError, ValueError, struct.error, KeyError, TypeError, IndexError, AttributeError) as err:
-        raise ModelLoadError(f"{path} is not a readable .safetensors file ({err})") from None
-    if max(ends, default=0) > size - 8 - length:
-        raise ModelLoadError(f"{path} is truncated (incomplete download?); download it again")
-    return header
-
-
-def detect_arch(path) -> str:
-    """``"sd15"`` or ``"sdxl"``, from the tensor names in the header only (no weights are read)."""
-    header = _read_header(path)
-    keys = header.keys()
-    has_unet = any(k.startswith("model.diffusion_model.") for k in keys)
-    if has_unet and any(k.startswith("conditioner.embedders.1.") for k in keys):
-        arch = "sdxl"
-    elif has_unet and any(k.startswith("cond_stage_model.transformer.") for k in keys):
-        arch = "sd15"
-    else:
-        raise ModelLoadError(
-            f"{path} is not a Stable Diffusion 1.5 or SDXL base checkpoint in the original single-file layout"
-        )
-    conv_in = header.get("model.diffusion_model.input_blocks.0.0.weight", {}).get("shape", [0, 4])
-    if conv_in[1] != 4:
-        raise ModelLoadError(f"{path} has a UNet with {conv_in[1]} input channels (inpainting?); only 4 is supported")
-    return arch
-
-
 @contextmanager
-def _quiet():
+def quiet_loading():
     """diffusers/transformers warn and draw progress bars while loading; this library prints nothing."""
     import diffusers.utils.logging as dlog
     import transformers.utils.logging as tlog
@@ -114,7 +72,7 @@ def _check_loaded(path, name: str, module) -> None:
 
 def load_single_file_components(path, *, arch: str, config: str | None, dtype, local_files_only: bool) -> dict:
     """unet, vae, text encoder(s), tokenizer(s) and a DDIM scheduler from one checkpoint file."""
-    with _quiet():  # the first import of the pipelines warns about torchvision
+    with quiet_loading():  # the first import of the pipelines warns about torchvision
         from diffusers import DDIMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
 
     found = detect_arch(path)
@@ -128,7 +86,7 @@ def load_single_file_components(path, *, arch: str, config: str | None, dtype, l
         cls = StableDiffusionXLPipeline
         names = ["unet", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2"]
         extra = {"image_encoder": None, "feature_extractor": None}
-    with _quiet():
+    with quiet_loading():
         try:
             pipe = cls.from_single_file(
                 str(path), config=config, torch_dtype=dtype, local_files_only=local_files_only, **extra
@@ -150,14 +108,14 @@ def load_single_file_vae(path, *, config: str | None, dtype, local_files_only: b
     the base model's, since with None diffusers assumes the SD1.5 VAE config (SDXL's scaling factor differs)."""
     from diffusers import AutoencoderKL
 
-    _read_header(path)
+    read_safetensors_header(path)
     _check_config(config)
     kwargs = {"torch_dtype": dtype, "local_files_only": local_files_only}
     if config is not None:
         kwargs["config"] = config
         if not (os.path.isdir(config) and os.path.isfile(os.path.join(config, "config.json"))):
             kwargs["subfolder"] = "vae"
-    with _quiet():
+    with quiet_loading():
         try:
             vae = AutoencoderKL.from_single_file(str(path), **kwargs)
         except torch.OutOfMemoryError:

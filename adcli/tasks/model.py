@@ -41,6 +41,7 @@ def open_model(loading: dict[str, Any], device_name: str | None = None) -> Model
     backend = load_backend(
         loading["model"], device=device, dtype=dtype, vae=loading.get("vae"), model_config=loading.get("model_config"),
         arch=loading.get("arch"), controlnet=loading.get("controlnet"),
+        loras=[parse_lora_spec(text) for text in loading.get("loras") or ()],
     )
     # The model is ours alone, so these stay on for its lifetime (no restore needed).
     if loading.get("low_vram"):
@@ -48,7 +49,18 @@ def open_model(loading: dict[str, Any], device_name: str | None = None) -> Model
     if loading.get("compile"):
         compile_unet(backend.unet)
     recorded = {key: loading.get(key) for key in ("model", "model_config", "vae", "controlnet")}
-    return Model(backend, {**recorded, "arch": backend.arch, "loras": []})
+    return Model(backend, {**recorded, "arch": backend.arch, "loras": [info.as_dict() for info in backend.loras]})
+
+
+def parse_lora_spec(text: str) -> tuple[str, float]:
+    """``"ink.safetensors:0.8"`` → ``("ink.safetensors", 0.8)``; without ``:SCALE`` the scale is 1.0."""
+    path, _, scale = str(text).rpartition(":")
+    if path:
+        try:
+            return path, float(scale)
+        except ValueError:
+            pass
+    return str(text), 1.0
 
 
 def loading_settings(settings: Any) -> dict[str, Any]:

@@ -38,9 +38,15 @@ def file_digest(path: Path) -> str | None:
         return None
 
 
+def lora_files(resolved: ResolvedSettings) -> list[Path]:
+    """The settings' LoRAs that are local files (``path[:scale]``): their digests join the fingerprint."""
+    paths = [str(text).rpartition(":")[0] or str(text) for text in getattr(resolved.settings, "loras", ())]
+    return [Path(p) for p in paths if Path(p).is_file()]
+
+
 def job_metadata(resolved: ResolvedSettings, inputs: dict[str, Any], files: list[Path], seed: int) -> dict[str, Any]:
-    """Everything a PNG records about how it was made (``model_arch`` is added once the model is loaded)."""
-    digests = {str(path): file_digest(path) for path in files}
+    """Everything an image records about how it was made (``model_arch`` is added once the model is loaded)."""
+    digests = {str(path): file_digest(path) for path in [*files, *lora_files(resolved)]}
     return {
         "adcli_version": adcli.__version__,
         **resolved.as_dict(),
@@ -65,6 +71,8 @@ def fingerprint(metadata: dict[str, Any]) -> dict[str, Any] | None:
     try:
         settings = {k: v for k, v in metadata["settings"].items() if k not in NON_PIXEL_SETTINGS}
         digests = metadata.get("input_digests") or {}
+        if settings.get("loras"):  # a LoRA file compares by its bytes, with its scale
+            settings["loras"] = [_lora_fingerprint(text, digests) for text in settings["loras"]]
         found = {
             "task": metadata["task"],
             "settings": settings,
@@ -74,6 +82,11 @@ def fingerprint(metadata: dict[str, Any]) -> dict[str, Any] | None:
     except (KeyError, TypeError, AttributeError):
         return None
     return json.loads(json.dumps(found, sort_keys=True))  # tuples → lists, as a stored PNG has them
+
+
+def _lora_fingerprint(text: str, digests: dict[str, str]) -> str:
+    path, _, scale = str(text).rpartition(":")
+    return f"{digests.get(path, path)}:{scale}" if path else digests.get(str(text), str(text))
 
 
 def find_same(path: Path, metadata: dict[str, Any]) -> Path | None:
