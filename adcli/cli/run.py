@@ -82,8 +82,13 @@ def run_batch(jobs: list[Job], output: Path, quiet: bool, batch: BatchOptions, s
         report = report.with_name(f"{report.stem}.rank{shard.rank}{report.suffix}")
     if report is not None and (shard.is_main or not shard.gathers):
         ensure_writable(report.parent)
+    from adcli.tasks.preflight import check_inputs
     from adcli.tasks.report import is_html, write_run_report
     from adcli.tasks.watchers import WatchOptions, make_watch
+
+    rejected = check_inputs([planned for planned in plan if shard.owns(planned.index)])
+    if rejected and (len(plan) == 1 or len(rejected) == len(plan)):
+        raise next(iter(rejected.values()))  # nothing could run: the first problem, as one line, before any load
 
     done: dict[int, JobResult] = {}
     live = report is not None and is_html(report) and shard.world == 1
@@ -98,7 +103,7 @@ def run_batch(jobs: list[Job], output: Path, quiet: bool, batch: BatchOptions, s
     label = f"[rank {shard.rank}] " if shard.world > 1 else ""
     with RichReporter(quiet or not shard.is_main, label=label) as reporter:
         with stop_after_current(quiet or not shard.is_main) as should_stop:
-            results = run_plan(plan, batch, reporter, shard, should_stop, watch, on_result)
+            results = run_plan(plan, batch, reporter, shard, should_stop, watch, on_result, rejected)
     _debug_tracebacks(results)
     gathered = gather(results, shard)
     everyone = results if gathered is None else [r for part in gathered for r in part]

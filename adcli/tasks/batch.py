@@ -250,14 +250,19 @@ def run_plan(
     should_stop: Callable[[], bool] = lambda: False,
     watch: Watch | None = None,
     on_result: Callable[[JobResult], None] | None = None,
+    rejected: dict[int, AdcliError] | None = None,
 ) -> list[JobResult]:
-    """Make this process's share of ``plan``; one result per job it owns, in plan order."""
+    """Make this process's share of ``plan``; one result per job it owns, in plan order.
+    ``rejected``: jobs found unusable before the model loaded (tasks/preflight.py), reported first."""
     mine = [planned for planned in plan if shard.owns(planned.index)]
     runner = Runner(options, reporter, Stop(should_stop), watch, rank=shard.rank, single=len(plan) == 1, on_result=on_result)
     todo = []
+    rejected = rejected or {}
     for planned in mine:
         found = find_same(planned.path, planned.metadata) if options.resume else None
-        if found is not None:
+        if planned.index in rejected:
+            runner.fail(planned, rejected[planned.index])
+        elif found is not None:
             runner.record(planned, "skipped", output=str(found))
             reporter.job_skipped(planned.job.name, found)
         elif planned.explicit and planned.path.exists() and not options.overwrite:

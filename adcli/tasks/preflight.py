@@ -1,0 +1,60 @@
+"""Everything about a run that can be checked before the model loads (a load can take minutes):
+the model's architecture and layer count from its configs, and that every input image decodes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from adcli.engine.images import check_image
+from adcli.engine.probe import probe_model
+from adcli.errors import AdcliError, InputError
+from adcli.tasks.plan import PlannedJob
+
+
+def check_model(settings: object) -> None:
+    """``--arch`` and ``--layers`` against the model's configs, when they can be read without loading."""
+    probe = probe_model(settings.model, getattr(settings, "model_config", None))
+    if probe is None:
+        return
+    arch = getattr(settings, "arch", "auto")
+    if arch not in (None, "auto") and arch != probe.arch:
+        raise InputError(f"--arch {arch} was asked for, but model {settings.model} is {probe.arch}: pass a matching --model, or drop --arch")
+    count = probe.self_attention_layers
+    for index in getattr(settings, "layers", ()):
+        if not -count <= index < count:
+            raise InputError(
+                f"--layers {index} does not exist: model {settings.model} has {count} self-attention layers "
+                f"(use 0..{count - 1}, or -{count}..-1 from the end)"
+            )
+
+
+def check_inputs(plan: list[PlannedJob]) -> dict[int, AdcliError]:
+    """The jobs whose model settings or input files are unusable, with the error each gets.
+
+    Each distinct model and file is checked once, however many jobs share it.
+    """
+    rejected: dict[int, AdcliError] = {}
+    models: dict[tuple, AdcliError | None] = {}
+    files: dict[Path, AdcliError | None] = {}
+    for planned in plan:
+        settings = planned.resolved.settings
+        key = (settings.model, getattr(settings, "model_config", None), getattr(settings, "arch", None), tuple(getattr(settings, "layers", ())))
+        if key not in models:
+            models[key] = _error_of(lambda: check_model(settings))
+        problems = [models[key]]
+        for path in planned.job.files:
+            if path not in files:
+                files[path] = _error_of(lambda: check_image(path))
+            problems.append(files[path])
+        found = next((problem for problem in problems if problem is not None), None)
+        if found is not None:
+            rejected[planned.index] = found
+    return rejected
+
+
+def _error_of(check) -> AdcliError | None:
+    try:
+        check()
+    except AdcliError as error:
+        return error
+    return None
