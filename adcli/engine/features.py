@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import torch
 from diffusers import DDIMScheduler
 
-from adcli.engine.attention import FeaturesComplete, FeatureStore, LayerFeatures, capture, select_layers
+from adcli.engine.attention import Capture, FeaturesComplete, FeatureStore, LayerFeatures, select_layers
 from adcli.engine.compile import is_compiled
 from adcli.engine.models import Backend, Conditioning
 from adcli.losses import ad_loss_from_output, content_loss
@@ -35,11 +35,12 @@ class FeatureExtractor:
         self.backend = backend
         self.positions = select_layers(backend.unet, layers)
         self.store = FeatureStore()
+        self.capture = Capture(backend.unet, self.positions, self.store)
         self._inputs: dict[tuple, dict] = {}
 
     @contextmanager
     def installed(self) -> Iterator[FeatureExtractor]:
-        with capture(self.backend.unet, self.positions, self.store):
+        with self.capture.installed():
             yield self
 
     def __call__(
