@@ -23,7 +23,7 @@ setup: $(STAMP)
 demo: setup
 	mkdir -p outputs
 	# style and appearance transfer, texture by optimization (Algorithm 1)
-	$(RUN) style-transfer samples/content/astronaut.jpg --style samples/style/hubble.jpg $(TINY) --iterations 100 -o outputs/ --overwrite
+	$(RUN) style-transfer samples/content/astronaut.jpg --style samples/style/hubble.jpg --model tiny --size 128 --quiet --iterations 100 --animation outputs/astronaut_hubble.webp -o outputs/ --overwrite
 	$(RUN) appearance samples/content/coffee.jpg --appearance samples/style/gravel.jpg $(TINY) --iterations 100 -o outputs/ --overwrite
 	$(RUN) texture --reference samples/style/brick.jpg $(TINY) --iterations 100 -o outputs/ --overwrite
 	# AD-guided sampling (Algorithm 2): texture, and text-to-image on the tiny SDXL model
@@ -39,12 +39,12 @@ demo: setup
 	$(RUN) finetune-vae samples/style/brick.jpg --model tiny --steps 30 --crop-size 128 -o outputs/brick-vae --overwrite
 	$(RUN) texture --reference samples/style/brick.jpg --vae outputs/brick-vae $(TINY) --iterations 50 -o outputs/brick_finetuned_vae.png --overwrite
 	# a batch: every content x every style, named by a template, then resumed (all skipped)
-	$(RUN) style-transfer samples/content/ --style samples/style/ --model tiny --size 64x64 --iterations 20 --quiet --name '{style}/{content}' --batch-size 4 -o outputs/batch/ --overwrite
+	$(RUN) style-transfer samples/content/ --style samples/style/ --model tiny --size 64x64 --iterations 20 --quiet --name '{style}/{content}' --batch-size 4 --report outputs/batch_report.html -o outputs/batch/ --overwrite
 	$(RUN) style-transfer samples/content/ --style samples/style/ --model tiny --size 64x64 --iterations 20 --quiet --name '{style}/{content}' --resume -o outputs/batch/
 	$(RUN) info outputs/batch/hubble/chelsea.png
-	# a contact sheet of that batch: contents down, styles across, the inputs as headers
+	# a contact sheet of that batch (contents down, styles across, the inputs as headers) beside its HTML report
 	$(RUN) sheet outputs/batch/ -o outputs/batch_sheet.png --overwrite
-	@echo "demo images are in outputs/ (tiny random models draw noise: real results need the SD weights)"
+	@echo "demo images are in outputs/: open outputs/batch_report.html and outputs/batch_sheet.png (tiny random models draw noise: real results need the SD weights)"
 
 test: setup
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q

@@ -21,7 +21,7 @@ from PIL import Image
 
 from adcli.errors import AdcliError
 from adcli.presets import SETTINGS, TASK_KEYS, ResolvedSettings, load_settings
-from adcli.presets.loader import check_value
+from adcli.presets.loader import check_value, closest_key
 from adcli.tasks.common import ImageSource, as_list
 from adcli.tasks.jobs import derive_seed
 from adcli.tasks.model import LOADING_KEYS, Model, open_model
@@ -36,15 +36,8 @@ _LOAD_DEFAULTS = {"model": "stable-diffusion-v1-5/stable-diffusion-v1-5", "dtype
 
 
 def _unknown(function: str, key: str, valid: Sequence[str]) -> TypeError:
-    hint = closest_key_in(key, valid)
+    hint = closest_key(key, valid)
     return TypeError(f"{function}() got an unexpected keyword argument {key!r}" + (f"; did you mean {hint!r}?" if hint else ""))
-
-
-def closest_key_in(key: str, valid: Sequence[str]) -> str | None:
-    import difflib
-
-    found = difflib.get_close_matches(key, list(valid), n=1)
-    return found[0] if found else None
 
 
 def _parse_lora(value: Any) -> str:

@@ -155,7 +155,7 @@ def test_jsonl_manifest(inputs):
         ("content,style\nphotos/c1.png,styles/ink.jpg\nphotos/c2.png,\n", "line 3: no style"),
         ("content,style,colour\nphotos/c1.png,styles/ink.jpg,red\n", "line 2: unknown column(s) colour"),
         ("content,style,iterations\nphotos/c1.png,styles/ink.jpg,many\n", "line 2: iterations 'many'"),
-        ("content,style,iterations\nphotos/c1.png,styles/ink.jpg,0\n", "line 2: iterations must be at least 1"),
+        ("content,style,iterations\nphotos/c1.png,styles/ink.jpg,0\n", "line 2: iterations must be between 1 and 100000"),
         ("content,style\n", "has no jobs"),
     ],
     ids=["missing-column", "unknown-key", "wrong-type", "bad-value", "no-rows"],

@@ -139,7 +139,7 @@ def test_bad_images_give_one_line_and_no_output(cli, images, tmp_path, case, rol
     (["--device", "tpu"], "unknown device"),
     (["--device", "mps"], "not supported"),
     (["--dtype", "fp8"], "dtype must be one of"),
-    (["--layers=-99"], "layer -99 does not exist"),
+    (["--layers=-99"], "--layers -99 does not exist: model tiny has 16 self-attention layers"),
     (["--layers", "x,y"], "comma-separated whole numbers"),
 ])
 def test_bad_options_give_one_line(cli, images, tmp_path, args, expected):

@@ -14,10 +14,10 @@ import struct
 from pathlib import Path
 from typing import NamedTuple
 
+from adcli.engine.defaults import TINY_MODELS
 from adcli.errors import ModelLoadError
 
 # The tiny models keep the real layouts (see engine/tiny.py): 16 self-attention layers for SD1.5, 70 for SDXL.
-TINY_LAYOUTS = {"tiny": "sd15", "tiny-sd15": "sd15", "tiny-sdxl": "sdxl"}
 SELF_ATTENTION_LAYERS = {"sd15": 16, "sdxl": 70}
 _MAX_HEADER = 100 * 1024 * 1024
 _HUB_ID = re.compile(r"[\w-][\w.-]*/[\w.-]+")
@@ -145,8 +145,8 @@ def probe_model(spec: str, model_config: str | None = None) -> ModelProbe | None
     the loader reports those). A checkpoint's ``model_config`` (folder or hub id), when it can be
     probed, must have the checkpoint's architecture. A broken file is a :class:`ModelLoadError`.
     """
-    if spec in TINY_LAYOUTS:
-        arch = TINY_LAYOUTS[spec]
+    if spec in TINY_MODELS:
+        arch = TINY_MODELS[spec]
         return ModelProbe(arch, SELF_ATTENTION_LAYERS[arch])
     path = Path(spec).expanduser()
     if path.is_dir():

@@ -158,3 +158,18 @@ def build_tiny_controlnet(unet: UNet2DConditionModel) -> ControlNetModel:
             if "zero_conv" in name or "controlnet_down_blocks" in name or "controlnet_mid_block" in name:
                 torch.nn.init.normal_(param, std=0.02)
     return controlnet.eval().requires_grad_(False)
+
+
+def tiny_pipeline(arch: str = "sd15"):
+    """A diffusers ``StableDiffusionPipeline`` (or ``StableDiffusionXLPipeline``) of the tiny
+    random-weight components: a stand-in for a pipeline loaded with ``from_pretrained``, for
+    examples and tests that wrap a user's own pipeline (``adcli.from_pipe``)."""
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    components = build_tiny_components(arch)
+    if arch == "sdxl":
+        pipe = StableDiffusionXLPipeline(**components)
+    else:
+        pipe = StableDiffusionPipeline(**components, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

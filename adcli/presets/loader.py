@@ -12,6 +12,7 @@ import functools
 import math
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -24,6 +25,7 @@ from adcli.presets.settings import SETTINGS_FOR_TASK
 from adcli.presets.table import SETTINGS, TASK_KEYS, Setting
 
 COMMAND_LINE = "command line"
+MANIFEST_ROW = "manifest row"  # the caller names the file and line
 
 
 @dataclass(frozen=True)
@@ -84,8 +86,9 @@ def builtin_default(task: str, key: str) -> Any:
     return builtin_values(task)[key]
 
 
-def closest_key(task: str, key: str) -> str | None:
-    found = difflib.get_close_matches(key, TASK_KEYS[task], n=1)
+def closest_key(key: str, valid: Sequence[str]) -> str | None:
+    """The valid key ``key`` was most likely meant to be (a typo), or None."""
+    found = difflib.get_close_matches(key, list(valid), n=1)
     return found[0] if found else None
 
 
@@ -96,7 +99,7 @@ def _label(setting: Setting, source: str) -> str:
 def check_value(setting: Setting, value: Any, source: str, annotation: Any = None) -> Any:
     """``value`` converted to the setting's type where that is lossless, else a PresetError."""
     annotation = setting.annotation if annotation is None else annotation
-    where = "" if source == COMMAND_LINE else f"{source}: "
+    where = "" if source in (COMMAND_LINE, MANIFEST_ROW) else f"{source}: "
     name = _label(setting, source)
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
@@ -142,7 +145,7 @@ def _apply(task: str, values: dict[str, Any], layer: dict[str, Any], source: str
     for raw in layer:
         key = str(raw).replace("-", "_")
         if key not in keys:
-            hint = closest_key(task, key)
+            hint = closest_key(key, keys)
             did_you_mean = f" (did you mean {hint}?)" if hint else f" (known: {', '.join(sorted(keys))})"
             raise PresetError(f"{source}: unknown setting {raw}{did_you_mean}")
     for raw, value in layer.items():

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from adcli.errors import AdcliError, InputError, PresetError
 from adcli.presets import SETTINGS, TASK_KEYS, ResolvedSettings, load_settings
+from adcli.presets.loader import MANIFEST_ROW
 from adcli.tasks.jobs import Job
 from adcli.tasks.registry import convert_input, task
 
@@ -138,7 +139,7 @@ def manifest_jobs(task_name: str, path: Path, preset: Path | None, overrides: di
         key = json.dumps(given, sort_keys=True, default=str)
         if key not in resolved_for:
             try:
-                resolved_for[key] = load_settings(task_name, preset, {**overrides, **given})
+                resolved_for[key] = load_settings(task_name, preset, {**overrides, **given}, source=MANIFEST_ROW)
             except AdcliError as error:
                 raise PresetError(f"{where}: {error}") from None
         inputs = {name: convert_input(roles[name], value, path.parent, where) for name, value in row.items() if name in roles}

@@ -17,7 +17,7 @@ from adcli.engine.config import SamplingConfig
 from adcli.engine.sampler import distill_by_sampling, text_denoiser
 from adcli.presets import ResolvedSettings
 from adcli.tasks.common import decode_all, native_size, resolve_size, source_files, source_label, source_record, tiled
-from adcli.tasks.jobs import Job
+from adcli.tasks.jobs import Job, settings_key
 from adcli.tasks.masked_texture import is_masked, masked_texture_job, run_masked_texture
 from adcli.tasks.model import Model
 from adcli.tasks.sizes import reference_size
@@ -81,9 +81,6 @@ def texture_job(resolved: ResolvedSettings, inputs: dict[str, Any], numbered: bo
         fields={"reference": stem, "image_index": index},
         files=source_files(references),
         # sampling runs one image at a time; optimization batches images of the same references
-        group=None if sampling else ("texture", tuple(map(str, references)), _without_seed(settings)),
+        group=None if sampling else ("texture", tuple(map(str, references)), settings_key(settings)),
     )
 
-
-def _without_seed(settings: Any) -> tuple:
-    return tuple(sorted((k, str(v)) for k, v in settings.as_dict().items() if k != "seed"))

@@ -14,7 +14,7 @@ from adcli.engine.features import Guide
 from adcli.engine.progress import ProgressCallback
 from adcli.presets import ResolvedSettings
 from adcli.tasks.common import decode_all, native_size, resolve_size, source_files, source_label, source_record
-from adcli.tasks.jobs import Job
+from adcli.tasks.jobs import Job, settings_key
 from adcli.tasks.model import Model
 from adcli.tasks.roles import TaskRoles
 from adcli.tasks.sizes import reference_size
@@ -67,9 +67,6 @@ def transfer_job(task: str, roles: TaskRoles, resolved: ResolvedSettings, inputs
         steps=settings.iterations,
         fields={roles.content: source_label(content, roles.content), roles.reference: reference_stems},
         files=source_files([content, *references]),
-        group=(task, tuple(map(str, references)), _without_seed(settings)),
+        group=(task, tuple(map(str, references)), settings_key(settings)),
     )
 
-
-def _without_seed(settings: Any) -> tuple:
-    return tuple(sorted((k, str(v)) for k, v in settings.as_dict().items() if k != "seed"))
