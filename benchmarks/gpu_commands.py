@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,7 +175,8 @@ def _finish(command: Command, work: Path, seconds: float, code: int, message: st
 
 
 def run_commands(
-    todo: Sequence[Command], python: str, work: Path, budget_s: float, jobs: int, in_process: bool = False
+    todo: Sequence[Command], python: str, work: Path, budget_s: float, jobs: int, in_process: bool = False,
+    on_result: Callable[[CommandResult], None] | None = None,
 ) -> list[CommandResult]:
     """Run ``todo`` as subprocesses ``jobs`` at a time (a command with ``after`` runs behind that
     one), or one after another in this process; results in ``todo``'s order."""
@@ -186,6 +188,8 @@ def run_commands(
     deadline = time.monotonic() + budget_s
     chains = [[c] + [d for d in todo if d.after == c.name] for c in todo if not c.after]
 
+    lock = threading.Lock()
+
     def run_chain(chain: list[Command]) -> list[CommandResult]:
         results = []
         for command in chain:
@@ -195,6 +199,9 @@ def run_commands(
                 results.append(run_in_this_process(command, work))
             else:
                 results.append(run_command(command, python, work, env, deadline))
+            if on_result is not None:
+                with lock:
+                    on_result(results[-1])
         return results
 
     if in_process:
