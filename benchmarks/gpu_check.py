@@ -30,7 +30,8 @@ import torch
 from benchmarks.gpu_commands import ROOT, commands, run_commands
 
 STEPS = ("commands", "cuda-tests", "benchmark")
-# Seconds per step: on one H100 the three add up to 7.5 minutes; on a CPU to 3.
+# Seconds per step: on one H100 the three add up to 7.5 minutes; on a CPU to 3. A step may also use
+# what the steps before it left unused.
 BUDGETS = {"cuda": {"commands": 150, "cuda-tests": 90, "benchmark": 210},
            "cpu": {"commands": 75, "cuda-tests": 25, "benchmark": 80}}
 TITLES = {"commands": "1. Every command (tiny models)", "cuda-tests": "2. CUDA tests (pytest -m cuda)",
@@ -98,10 +99,11 @@ def step_cuda_tests(work: Path, records: Path) -> None:
 
 def step_benchmark(device: torch.device, records: Path) -> None:
     from benchmarks.cases import measure, plan
-    from benchmarks.report import make_rows
+    from benchmarks.report import device_name, device_peak_tflops, make_rows
     from benchmarks.run import _backend, _release
 
     full = device.type == "cuda"
+    peak = device_peak_tflops(device_name(device)) if full else None
     if not full:
         torch.set_num_threads(1)  # tiny models: dispatch-bound
     cases = {(c.task, c.arch, c.impl, c.variant): c
@@ -118,7 +120,7 @@ def step_benchmark(device: torch.device, records: Path) -> None:
         for case in group:
             print(f"… {case.name} {arch} {case.size}", file=sys.stderr, flush=True)
             try:
-                row = asdict(make_rows([(case, measure(backend, case, warmup=2 if full else 1))], None)[0])
+                row = asdict(make_rows([(case, measure(backend, case, warmup=2 if full else 1))], peak)[0])
             except Exception as error:  # noqa: BLE001 - a failed row is reported, the others still run
                 row = {"name": case.name, "task": case.task, "arch": arch, "impl": case.impl, "variant": case.variant,
                        "error": f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"}
@@ -266,13 +268,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     out_dir = args.out_dir or (ROOT / "benchmarks" if kind == "cuda" else ROOT / "benchmarks" / "results")
     started = time.monotonic()
-    report = {"meta": metadata(device), "budget_s": sum(BUDGETS[kind].values()), "steps": []}
+    report = {"meta": metadata(device), "budget_s": sum(BUDGETS[kind][s] for s in STEPS if s not in args.skip),
+              "steps": []}
     work = Path(tempfile.mkdtemp(prefix="adcli-gpu-check-"))
+    steps = [step for step in STEPS if step not in args.skip]
     try:
-        for step in STEPS:
-            if step in args.skip:
-                continue
-            budget = BUDGETS[kind][step]
+        for i, step in enumerate(steps):
+            # its own budget plus what the steps before it left unused: the total stays within the sum
+            later = sum(BUDGETS[kind][s] for s in steps[i + 1:])
+            budget = round(sum(BUDGETS[kind][s] for s in steps) - (time.monotonic() - started) - later)
             print(f"== {TITLES[step]} (budget {budget} s)", file=sys.stderr, flush=True)
             records, seconds, stopped = _run_step(step, kind, work, args.jobs, budget)
             report["steps"].append({"step": step, "budget_s": budget, "seconds": seconds, "stopped": stopped,
