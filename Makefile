@@ -7,7 +7,24 @@ STAMP := $(VENV)/.installed
 RUN := OMP_NUM_THREADS=1 $(BIN)/adcli
 TINY := --model tiny --size 128x128 --quiet
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench gpu-check gpu-wheels clean
+
+# `make gpu-check`: on a CUDA machine its own python3 (CUDA torch already installed; this never installs
+# torch), with the wheels from `make gpu-wheels` unpacked into $(GPU_SITE) when .whl/ exists;
+# `make gpu-check DEVICE=cpu`: the same steps at tiny sizes in this checkout's venv (what CI runs).
+DEVICE ?= auto
+WHEELS := .whl
+GPU_SITE := /tmp/adcli-gpu-site
+# What the GPU machine's image lacks or holds at another version (see README, GPU check); pure Python but pydantic_core.
+GPU_WHEEL_SPECS := diffusers==0.42.1 importlib_metadata==10.2.0 lazy-importer==0.1.0 typer==0.29.2 pydantic==2.14.4 \
+	pydantic_core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 typing_extensions==4.16.0
+ifeq ($(DEVICE),cpu)
+CHECK_PYTHON := $(BIN)/python
+CHECK_NEEDS := setup
+else
+CHECK_PYTHON := python3
+CHECK_NEEDS :=
+endif
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,5 +69,20 @@ test: setup
 bench: setup
 	$(BIN)/python -m benchmarks.run
 
+gpu-check: $(CHECK_NEEDS)
+	@if [ "$(DEVICE)" != cpu ] && [ -d $(WHEELS) ]; then \
+		$(CHECK_PYTHON) -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+			--target $(GPU_SITE) $(WHEELS)/*.whl; fi
+	PYTHONPATH=$(GPU_SITE):. $(CHECK_PYTHON) -m benchmarks.gpu_check --device $(DEVICE)
+
+# Wheels for the GPU machine's Python 3.12 (no network there); they travel in `carry` (64 MiB in all).
+gpu-wheels:
+	rm -rf $(WHEELS)
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		-d $(WHEELS) $(GPU_WHEEL_SPECS)
+	@du -sk $(WHEELS) | awk '{ printf "$(WHEELS)/: %.1f MiB of the 64 MiB the device tool carries\n", $$1 / 1024; \
+		if ($$1 > 48 * 1024) { print "too large: leave room for the working tree"; exit 1 } }'
+
 clean:
-	rm -rf $(VENV) outputs .pytest_cache
+	rm -rf $(VENV) outputs .pytest_cache $(WHEELS)
