@@ -42,14 +42,15 @@ def latents(seed: int, side: int = 16) -> torch.Tensor:
 
 def distill(model, iterations: int, report_every: int) -> tuple[torch.Tensor, list[float]]:
     """Style transfer by optimization (Algorithm 1) on ``model``; returns the latent and the losses read back."""
-    from adcli.engine.distill import Guide, distill_by_optimization
+    from adcli.engine.distill import distill_by_optimization
+    from adcli.engine.features import Guide
 
     style, content = latents(1), latents(2)
     seen: list[float] = []
     z = distill_by_optimization(
         model, content + 0.3 * latents(3), Guide(style, content, 0.25), layers=LAYERS, iterations=iterations,
         lr=0.05, report_every=report_every,
-        on_step=lambda step, total, loss: seen.append(loss) if loss is not None else None,
+        callback=lambda info: seen.append(info["loss"]) if info["loss"] is not None else None,
     )
     return z, seen
 
