@@ -138,3 +138,44 @@ def test_pictures_in_memory_are_inputs_too(model, files):
     assert np.array_equal(np.asarray(from_array), np.asarray(from_pil))
     assert json.loads(from_array.info["adcli"])["inputs"]["reference"] == ["<in-memory image 64x64>"]
     assert from_path.size == from_array.size
+
+
+def test_from_pipe_shares_the_pipeline_and_leaves_it_as_it_was(files):
+    """A pipeline unlike the built-in tiny model: its own output, processors and flags are unchanged after a run."""
+    import torch
+
+    from tests.support.pipelines import own_sd15_pipeline
+
+    pipe = own_sd15_pipeline()
+
+    def own_output():
+        return pipe("a house", num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="latent",
+                    height=64, width=64).images
+
+    before = own_output()
+    processors = dict(pipe.unet.attn_processors)
+    grads = [p.requires_grad for p in pipe.unet.parameters()]
+    model = adcli.from_pipe(pipe)
+    assert model.backend.unet is pipe.unet and model.backend.vae is pipe.vae  # shared, not copied
+    result = adcli.texture(model, files["style"], iterations=3, size="64x64", tile="xy")[0]
+    assert result.size == (64, 64)
+    assert torch.equal(own_output(), before)
+    assert all(pipe.unet.attn_processors[name] is processor for name, processor in processors.items())
+    assert [p.requires_grad for p in pipe.unet.parameters()] == grads
+
+
+def test_a_lora_changes_the_result_and_scale_zero_does_not(files, tmp_path):
+    from tests.support.loras import lora_layers, save_kohya_lora
+
+    lora = save_kohya_lora(lora_layers("sd15"), tmp_path / "ink.safetensors")
+    plain = adcli.load_model("tiny", device="cpu")
+    settings = {"iterations": 3, "size": "32x32", "seed": 1}
+    base = np.asarray(adcli.texture(plain, files["style"], **settings)[0])
+    zero = adcli.texture(adcli.load_model("tiny", device="cpu", loras=[(lora, 0.0)]), files["style"], **settings)[0]
+    full = adcli.texture(adcli.load_model("tiny", device="cpu", loras=f"{lora}:1.0"), files["style"], **settings)[0]
+    assert np.array_equal(np.asarray(zero), base)
+    assert not np.array_equal(np.asarray(full), base)
+    [recorded] = json.loads(full.info["adcli"])["loras"]
+    assert recorded["scale"] == 1.0 and recorded["sha256"] and recorded["name"] == str(lora)
+    with pytest.raises(ValueError, match="LoRA"):
+        adcli.load_model("tiny", device="cpu", loras=[(tmp_path / "missing.safetensors", 1.0)])

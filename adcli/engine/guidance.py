@@ -75,13 +75,21 @@ class ADGuidance:
         """Noise the reference (and content) latents to ``timestep`` and extract their features once."""
         guide = self.guide
         use_content = guide.content is not None and guide.content_weight > 0
-        clean = torch.cat([guide.reference, guide.content]) if use_content else guide.reference
-        noise = torch.randn(clean.shape, generator=self.generator).to(clean.device)
-        noised = self.scheduler.add_noise(clean, noise, timestep.reshape(1))
-        count = guide.reference.shape[0]
-        at_step = Guide(noised[:count], noised[count:] if use_content else None, guide.content_weight, guide.mask_fn)
+        if use_content and guide.content.shape[-2:] != guide.reference.shape[-2:]:
+            # a reference of its own aspect ratio: noised and passed through the UNet apart from the content
+            noised_reference, noised_content = (self._noised(x, timestep) for x in (guide.reference, guide.content))
+        else:
+            clean = torch.cat([guide.reference, guide.content]) if use_content else guide.reference
+            noised = self._noised(clean, timestep)
+            count = guide.reference.shape[0]
+            noised_reference, noised_content = noised[:count], (noised[count:] if use_content else None)
+        at_step = Guide(noised_reference, noised_content, guide.content_weight, guide.mask_fn)
         reference, content = at_step.clean_features(self.extract, timestep)
-        return StepReference(timestep, noised[:count], reference, content)
+        return StepReference(timestep, noised_reference, reference, content)
+
+    def _noised(self, clean: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+        noise = torch.randn(clean.shape, generator=self.generator).to(clean.device)
+        return self.scheduler.add_noise(clean, noise, timestep.reshape(1))
 
     def apply(
         self, latents: torch.Tensor, step: StepReference, on_iteration: Callable[[int, float | None, torch.Tensor], bool | None] | None = None
