@@ -181,7 +181,7 @@ class Measurement:
 
 
 @contextmanager
-def _counting_syncs(device: torch.device, found: list) -> Iterator[None]:
+def counting_syncs(device: torch.device, found: list) -> Iterator[None]:
     """Record each operation that makes the host wait for the GPU (torch's sync debug mode)."""
     if device.type != "cuda":
         yield
@@ -222,7 +222,7 @@ def measure(backend: Backend, case: Case, warmup: int, repeat: int = 1) -> Measu
             if sum(walls) > REPEAT_BUDGET_S:
                 break  # long runs vary little: keep the whole benchmark short
             started = time.perf_counter()
-            with _counting_syncs(device, syncs) if attempt == 0 else nullcontext():
+            with counting_syncs(device, syncs) if attempt == 0 else nullcontext():
                 run(case.iterations)
             _sync(device)
             walls.append(time.perf_counter() - started)

@@ -4,6 +4,7 @@ present exactly once, none half-written or corrupt."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,9 +19,9 @@ COUNT = 5
 ARGS = ["--num-images", str(COUNT), "--model", "tiny", "--size", "64x64", "--iterations", "6"]
 
 
-def start(reference, out):
+def start(reference, out, *extra):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "adcli", "texture", "-r", str(reference), "-o", str(out), *ARGS]
+    command = [sys.executable, "-m", "adcli", "texture", "-r", str(reference), "-o", str(out), *ARGS, *map(str, extra)]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
@@ -43,7 +44,8 @@ def assert_complete_outputs(out, expected: int) -> None:
 def test_interrupt_then_resume_makes_every_output_exactly_once(tmp_path, presses):
     reference = image(tmp_path / "ref.png", seed=3)
     out = tmp_path / "out"
-    process = start(reference, out)
+    page = tmp_path / "live.html"
+    process = start(reference, out, "--report", page)
     try:
         wait_for_first_image(process)
         process.send_signal(signal.SIGINT)
@@ -60,6 +62,11 @@ def test_interrupt_then_resume_makes_every_output_exactly_once(tmp_path, presses
     made = len(list(out.glob("*.png")))
     assert 1 <= made < COUNT
     assert_complete_outputs(out, made)
+    # the HTML report is whole after the interrupt: every job once, the made ones done, the rest not run
+    markup = page.read_text(encoding="utf-8")
+    assert markup.rstrip().endswith("</html>")
+    statuses = re.findall(r'<section class="job ([\w-]+)"', markup)
+    assert len(statuses) == COUNT and statuses.count("done") == made and "http-equiv" not in markup
 
     report = tmp_path / "run.jsonl"
     resumed = run("texture", "-r", reference, "-o", out, "--resume", "--report", report, *ARGS)

@@ -8,14 +8,12 @@ The engine is called in one place, :func:`distill`, so that a change of its sign
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+from benchmarks.cases import counting_syncs
 
 pytestmark = [
     pytest.mark.cuda,
@@ -101,26 +99,13 @@ def test_ad_loss_in_bf16_runs_on_a_fused_attention_kernel():
     assert any(f in name for name in engine for f in FUSED) and not any("math" in n for n in engine), engine
 
 
-@contextmanager
-def counting_host_syncs(found: list) -> Iterator[None]:
-    """Record every operation that makes the host wait for the GPU (torch's sync debug mode)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            yield
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-    found.extend(w for w in caught if "synchroniz" in str(w.message).lower())
-
-
 def test_optimization_loop_waits_for_the_gpu_only_to_read_the_loss():
     model = backend(torch.bfloat16)
     distill(model, iterations=8, report_every=8)  # warm-up: first-call allocations and lazy set-up
     syncs = {}
     for iterations, report_every in ((8, 8), (16, 16), (16, 4)):
         found: list = []
-        with counting_host_syncs(found):
+        with counting_syncs(CUDA, found):
             distill(model, iterations, report_every)
         syncs[iterations, report_every] = len(found)
     # twice the iterations, one read-back each: no more waits (none per iteration)
