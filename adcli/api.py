@@ -83,7 +83,7 @@ def from_pipe(pipe: Any) -> Model:
         backend = backend_from_pipe(pipe, source=str(name))
     except AdcliError as error:
         raise ValueError(str(error)) from None
-    loaded = {"model": str(name), "model_config": None, "vae": None, "controlnet": None, "arch": backend.arch, "loras": []}
+    loaded = {"model": str(name), "arch": backend.arch}
     return Model(backend, loaded, session=lambda: borrowed(backend))
 
 
@@ -95,8 +95,8 @@ def _resolve(name: str, function: str, model: Model, given: dict[str, Any]) -> R
             raise TypeError(f"{function}(): {key} is chosen when the model loads: adcli.load_model(..., {key}=...)")
         if key not in keys:
             raise _unknown(function, key, keys)
-    loaded = {key: model.loaded.get(key) for key in ("model", "model_config", "vae", "controlnet") if key in TASK_KEYS[name]}
-    loaded = {key: value for key, value in loaded.items() if value is not None}
+    # the model's own loading settings, so that the image records what it was made with
+    loaded = {key: model.loaded[key] for key in LOADING_KEYS if key in TASK_KEYS[name] and model.loaded.get(key) is not None}
     try:
         resolved = load_settings(name, None, {**loaded, **given}, source=f"adcli.{function}()")
     except AdcliError as error:
@@ -136,8 +136,8 @@ def _run(name: str, model: Model, resolved: ResolvedSettings, items: list[dict[s
             image = spec.run(model, [item], resolved.settings, [seed], watch)[0]
         metadata = {**job_metadata(resolved, job.inputs, list(job.files), seed), "model_arch": model.arch,
                     "size_used": f"{image.width}x{image.height}"}
-        if model.loaded.get("loras"):
-            metadata["loras"] = model.loaded["loras"]
+        if model.loaded.get("lora_files"):
+            metadata["loras"] = model.loaded["lora_files"]
         if "stopped_at" in state:
             metadata["stopped_at_step"] = state["stopped_at"]
         image.info[METADATA_KEY] = json.dumps(metadata, sort_keys=True)

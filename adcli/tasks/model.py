@@ -48,8 +48,8 @@ def open_model(loading: dict[str, Any], device_name: str | None = None) -> Model
         enable_low_vram(backend)
     if loading.get("compile"):
         compile_unet(backend.unet)
-    recorded = {key: loading.get(key) for key in ("model", "model_config", "vae", "controlnet")}
-    return Model(backend, {**recorded, "arch": backend.arch, "loras": [info.as_dict() for info in backend.loras]})
+    recorded = {key: loading[key] for key in LOADING_KEYS if loading.get(key) is not None}
+    return Model(backend, {**recorded, "arch": backend.arch, "lora_files": [info.as_dict() for info in backend.loras]})
 
 
 def parse_lora_spec(text: str) -> tuple[str, float]:
