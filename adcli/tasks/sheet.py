@@ -345,15 +345,18 @@ def _fit_text(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int, lines
 
 
 def _open_picture(path: Path, box: int) -> Image.Image | None:
-    """``path`` as an RGB thumbnail fitting ``box``² (EXIF rotation applied); None when unreadable."""
+    """``path`` as an RGB picture filling ``box``² (EXIF rotation applied; small outputs are scaled up
+    with hard edges, so each cell shows its pixels); None when unreadable."""
     try:
         with Image.open(path) as image:
             image.draft("RGB", (box, box))
             picture = ImageOps.exif_transpose(image).convert("RGB")
     except (OSError, SyntaxError, ValueError):
         return None
-    picture.thumbnail((box, box), Image.Resampling.LANCZOS)
-    return picture
+    if max(picture.size) >= box:
+        picture.thumbnail((box, box), Image.Resampling.LANCZOS)
+        return picture
+    return ImageOps.contain(picture, (box, box), Image.Resampling.NEAREST)
 
 
 def _header_picture(value: Any, box: int) -> Image.Image | None:
