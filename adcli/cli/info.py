@@ -29,7 +29,9 @@ def _describe(path: Path, metadata: dict) -> None:
         ("made by", f"adcli {metadata.get('adcli_version', '?')} ({metadata.get('model_arch', '?')} model)"),
         ("image seed", f"{metadata.get('seed')} (derived from the base seed {metadata.get('settings', {}).get('seed')})"),
         ("preset", metadata.get("preset")),
+        ("size used", metadata.get("size_used", "?")),
     ]
+    rows += [("lora", f"{lora.get('name')} × {lora.get('scale')} ({lora.get('sha256', '')[:12]})") for lora in metadata.get("loras") or []]
     rows += [(f"input {key}", _value(value)) for key, value in (metadata.get("inputs") or {}).items()]
     rows += [(key, _value(value)) for key, value in sorted((metadata.get("settings") or {}).items())]
     width = max(len(key) for key, _ in rows)
