@@ -6,13 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
 from adcli.cli.app import app
 from adcli.engine.masks import MaskedAttention
-from adcli.engine.models import load_backend
 from adcli.presets import load_settings
 from adcli.tasks import masked_texture
 from adcli.tasks.model import open_model

@@ -124,7 +124,6 @@ def test_a_batch_writes_an_html_report_and_a_contact_sheet(tmp_path):
     assert result.exit_code == 1  # the broken photo's two jobs failed; the others were made
     page = _Page()
     page.feed(report.read_text(encoding="utf-8"))
-    text = " ".join(page.text)
     markup = report.read_text(encoding="utf-8")
     names = re.findall(r'<div class="name">([^<]*)</div>', markup)
     assert sorted(names) == ["broken_ink", "broken_oil", "cat_ink", "cat_oil"]  # each job once

@@ -8,7 +8,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from adcli.cli.app import app
-from adcli.engine.models import DEFAULT_MODELS, Backend
+from adcli.engine.defaults import DEFAULT_MODELS
+from adcli.engine.models import Backend
 from adcli.presets import load_settings
 from adcli.tasks.outputs import read_metadata
 from adcli.cli.t2i import model_for_arch

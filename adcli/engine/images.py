@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import io
 import math
-import re
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 

@@ -201,7 +201,7 @@ def apply_loras(backend: Backend, loras: Sequence[tuple[str, float]]) -> tuple[L
             "pipe.load_lora_weights(...) before wrapping it"
         )
     from adcli.engine.models import hub_unavailable
-    from adcli.engine.single_file import quiet_loading
+    from adcli.engine.quiet import quiet_loading
 
     loader = _loader(backend.arch)
     encoder_names = ["text_encoder", "text_encoder_2"][: len(backend.text_encoders)]

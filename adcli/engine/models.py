@@ -14,7 +14,6 @@ import tempfile
 import threading
 import urllib.error
 import urllib.request
-import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,11 +24,12 @@ from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, UNet2DCondi
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from adcli.engine.controlnet import load_controlnet
+from adcli.engine.quiet import quiet_loading
 from adcli.engine.loras import apply_loras
 from adcli.engine.tiny import build_tiny_components
 from adcli.errors import ModelLoadError
 
-from adcli.engine.defaults import DEFAULT_MODELS, TINY_MODELS  # noqa: F401 — re-exported
+from adcli.engine.defaults import TINY_MODELS
 _SINGLE_FILE_SUFFIXES = (".safetensors",)
 
 
@@ -202,16 +202,6 @@ def hub_unavailable() -> bool:
     return hub_offline() or not hub_reachable()
 
 
-@contextmanager
-def _quiet_library_warnings() -> Iterator[None]:
-    """diffusers and huggingface_hub warn about their own deprecated arguments on every load: a user
-    can do nothing about them, and a failed load must stay one line."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        warnings.simplefilter("ignore", FutureWarning)
-        yield
-
-
 def _hub_hint(name: str, option: str = "--model") -> str:
     if hub_offline():
         why = "HF_HUB_OFFLINE is set and it is not in the Hugging Face cache"
@@ -230,7 +220,7 @@ def _load_pretrained(source: str, dtype: torch.dtype, local_only: bool) -> dict:
     from diffusers import DiffusionPipeline
 
     kwargs = {"local_files_only": local_only}
-    with _quiet_library_warnings():
+    with quiet_loading():
         index = DiffusionPipeline.load_config(source, **kwargs)
         arch = "sdxl" if index.get("text_encoder_2") else "sd15"
         components = {
@@ -282,7 +272,7 @@ def _load_components(model: str, model_config: str | None, dtype: torch.dtype) -
         )
     try:
         components = _load_pretrained(model, dtype, local_only=hub_unavailable())
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError):
         raise ModelLoadError(_hub_hint(model)) from None
     return ("sdxl" if "text_encoder_2" in components else "sd15"), components
 
@@ -322,7 +312,7 @@ def load_vae(vae: str, model_config: str | None = None, base: AutoencoderKL | No
         if not is_hub_id(vae):
             what = "folder" if vae.endswith(("/", os.sep)) else "file or folder"
             raise ModelLoadError(f"VAE {what} {vae} does not exist: check the path given to --vae")
-        with _quiet_library_warnings():
+        with quiet_loading():
             return AutoencoderKL.from_pretrained(vae, local_files_only=hub_unavailable())
     except ModelLoadError:
         raise
@@ -342,7 +332,7 @@ def load_model_vae(model: str, vae: str | None = None, model_config: str | None 
     if model in TINY_MODELS or path.exists() or not is_hub_id(model):
         return _load_components(model, model_config, torch.float32)[1]["vae"].float()
     try:
-        with _quiet_library_warnings():
+        with quiet_loading():
             return AutoencoderKL.from_pretrained(model, subfolder="vae", local_files_only=hub_unavailable()).float()
     except (OSError, ValueError):
         raise ModelLoadError(_hub_hint(model)) from None

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
-from contextlib import contextmanager
-from pathlib import Path
 
 import torch
 
 from adcli.engine.probe import detect_arch, read_safetensors_header
+from adcli.engine.quiet import quiet_loading
 from adcli.errors import ModelLoadError
 
 __all__ = ["detect_arch", "load_single_file_components", "load_single_file_vae", "quiet_loading"]
@@ -24,27 +22,6 @@ _CONFIG_HINT = (
     "pass --model-config with a local diffusers folder of the same architecture, "
     "or run once with network to fill the Hugging Face cache"
 )
-@contextmanager
-def quiet_loading():
-    """diffusers/transformers warn and draw progress bars while loading; this library prints nothing."""
-    import diffusers.utils.logging as dlog
-    import transformers.utils.logging as tlog
-
-    saved = dlog.get_verbosity(), tlog.get_verbosity(), dlog.is_progress_bar_enabled()
-    dlog.set_verbosity_error()
-    tlog.set_verbosity_error()
-    dlog.disable_progress_bar()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        dlog.set_verbosity(saved[0])
-        tlog.set_verbosity(saved[1])
-        if saved[2]:
-            dlog.enable_progress_bar()
-
-
 def _check_config(config: str | None) -> None:
     """A config that looks like a path but is no folder would reach diffusers as a bad hub id."""
     hub_id = config and re.fullmatch(r"[\w-][\w.-]*/[\w.-]+", config)

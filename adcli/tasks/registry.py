@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 from PIL import Image
 
@@ -26,7 +26,7 @@ from adcli.tasks.t2i import run_t2i, t2i_job
 from adcli.tasks.texture import run_texture, texture_job
 from adcli.tasks.transfer import APPEARANCE, STYLE_TRANSFER, run_transfer, transfer_job
 
-Run = Callable[[Model, Sequence[dict[str, Any]], Any, Sequence[int], "ProgressCallback | None"], list[Image.Image]]
+Run = Callable[[Model, Sequence[dict[str, Any]], Any, Sequence[int], Optional[ProgressCallback]], list[Image.Image]]
 
 
 @dataclass(frozen=True)

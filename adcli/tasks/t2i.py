@@ -7,7 +7,6 @@ run (the model's image cache), however many prompts and images there are.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
