@@ -134,10 +134,7 @@ def _run(name: str, model: Model, resolved: ResolvedSettings, items: list[dict[s
         torch.manual_seed(seed)
         with model.session():
             image = spec.run(model, [item], resolved.settings, [seed], watch)[0]
-        metadata = {**job_metadata(resolved, job.inputs, list(job.files), seed), "model_arch": model.arch,
-                    "size_used": f"{image.width}x{image.height}"}
-        if model.loaded.get("lora_files"):
-            metadata["loras"] = model.loaded["lora_files"]
+        metadata = model.record(job_metadata(resolved, job.inputs, list(job.files), seed), image)
         if "stopped_at" in state:
             metadata["stopped_at_step"] = state["stopped_at"]
         image.info[METADATA_KEY] = json.dumps(metadata, sort_keys=True)

@@ -153,9 +153,7 @@ class Runner:
             self.reporter.job_failed(planned.job.name, message)
 
     def save(self, model: Model, planned: PlannedJob, image: Image.Image, seconds: float, losses: list) -> None:
-        metadata = {**planned.metadata, "model_arch": model.arch, "size_used": f"{image.width}x{image.height}"}
-        if model.loaded.get("lora_files"):
-            metadata["loras"] = model.loaded["lora_files"]
+        metadata = model.record(planned.metadata, image)
         try:
             if planned.explicit or self.options.overwrite:
                 path = write_image(image, planned.path, metadata, self.options.overwrite, self.options.quality)

@@ -33,6 +33,14 @@ class Model:
     def arch(self) -> str:
         return self.backend.arch
 
+    def record(self, metadata: dict[str, Any], image: Any) -> dict[str, Any]:
+        """A job's metadata completed with what only the run knows: the model's architecture, the
+        size the image was made at, and the LoRAs fused into the model (name, scale, SHA-256)."""
+        extra = {"model_arch": self.arch, "size_used": f"{image.width}x{image.height}"}
+        if self.loaded.get("lora_files"):
+            extra["loras"] = self.loaded["lora_files"]
+        return {**metadata, **extra}
+
 
 def open_model(loading: dict[str, Any], device_name: str | None = None) -> Model:
     """Load a model from its loading settings (``model``, ``vae``, ``dtype``, … as in the presets)."""
