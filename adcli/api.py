@@ -91,6 +91,8 @@ def _resolve(name: str, function: str, model: Model, given: dict[str, Any]) -> R
     """The command's settings: built-in preset ← the model's loading settings ← ``given``."""
     keys = [key for key in TASK_KEYS[name] if not SETTINGS[key].loading and not SETTINGS[key].run_option]
     for key in given:
+        if key in TASK_KEYS[name] and SETTINGS[key].run_option:
+            raise TypeError(f"{function}(): {key} is a command-line run option; watch a run with callback= instead")
         if key in TASK_KEYS[name] and SETTINGS[key].loading:
             raise TypeError(f"{function}(): {key} is chosen when the model loads: adcli.load_model(..., {key}=...)")
         if key not in keys:

@@ -179,3 +179,26 @@ def test_a_lora_changes_the_result_and_scale_zero_does_not(files, tmp_path):
     assert recorded["scale"] == 1.0 and recorded["sha256"] and recorded["name"] == str(lora)
     with pytest.raises(ValueError, match="LoRA"):
         adcli.load_model("tiny", device="cpu", loras=[(tmp_path / "missing.safetensors", 1.0)])
+
+
+def test_label_maps_in_memory_work_like_files(model):
+    """Pictures in memory are named \"reference\"/\"target\" (files by their stems), so their seeds differ
+    from the files'; arrays and PIL images of the same maps give the same texture."""
+    from pathlib import Path
+
+    masks = Path(__file__).resolve().parents[1] / "samples" / "masks"
+    files = {name: masks / f"{name}.png" for name in ("source_texture", "source_labels", "target_labels")}
+    arrays = {name: np.asarray(Image.open(path).convert("RGB")) for name, path in files.items()}
+    settings = {"iterations": 2, "size": "48"}
+    from_files = adcli.texture(model, files["source_texture"], source_mask=files["source_labels"],
+                               target_mask=files["target_labels"], **settings)[0]
+    from_arrays = adcli.texture(model, arrays["source_texture"], source_mask=arrays["source_labels"],
+                                target_mask=arrays["target_labels"], **settings)[0]
+    pil = {name: Image.fromarray(array) for name, array in arrays.items()}
+    from_pil = adcli.texture(model, pil["source_texture"], source_mask=pil["source_labels"],
+                             target_mask=pil["target_labels"], **settings)[0]
+    assert from_files.size == from_arrays.size == (48, 32)  # the target map's 3:2, longer side 48
+    assert np.array_equal(np.asarray(from_arrays), np.asarray(from_pil))
+    assert json.loads(from_pil.info["adcli"])["inputs"]["labels"] == json.loads(from_files.info["adcli"])["inputs"]["labels"]
+    with pytest.raises(TypeError, match="run option"):
+        adcli.texture(model, files["source_texture"], preview_every=5)
