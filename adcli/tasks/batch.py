@@ -115,9 +115,12 @@ class _Progress:
         self.reporter.step(info)
         final = info.get("ad_iteration", 0) == info.get("ad_iterations", 0)
         loss = info.get("loss")
-        if final and loss is not None and (info["step"] % LOSS_EVERY == 0 or info["step"] == info["total"]):
-            if not self.losses or self.losses[-1][0] != info["step"]:
-                self.losses.append([info["step"], round(float(loss), 6)])
+        due = info["step"] % LOSS_EVERY == 0 or info["step"] == info["total"]
+        if final and loss is not None and due:
+            value = round(float(loss), 6)
+            # the engine reads the loss back only now and then: keep fresh values, not their repeats
+            if not self.losses or (self.losses[-1][0] != info["step"] and self.losses[-1][1] != value):
+                self.losses.append([info["step"], value])
         if self.watcher is not None:
             self.watcher(info)
 

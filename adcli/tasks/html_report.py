@@ -31,19 +31,19 @@ CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}
 h1{font-size:1.3em;margin:0 0 .3em}
 .summary{color:#555;margin-bottom:1em}
-.jobs{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:12px}
+.jobs{display:grid;grid-template-columns:repeat(auto-fill,minmax(440px,1fr));gap:12px}
 .job{background:#fff;border:1px solid #ddd;border-radius:6px;padding:10px;display:flex;gap:10px}
 .job.failed{border-color:#d33}
 .thumb{width:160px;min-width:160px;height:160px;display:flex;align-items:center;justify-content:center;background:#eee}
-.thumb img{max-width:160px;max-height:160px}
+.thumb img{width:160px;height:160px;object-fit:contain;image-rendering:pixelated}
 .about{min-width:0;flex:1}
 .name{font-weight:600;word-break:break-all}
 .status{display:inline-block;padding:0 6px;border-radius:3px;font-size:.85em;color:#fff;background:#888}
 .status.done{background:#2a7}.status.skipped{background:#888}.status.failed{background:#d33}
 .error{color:#b00;white-space:pre-wrap;word-break:break-word}
 dl{display:grid;grid-template-columns:auto 1fr;gap:0 8px;margin:.4em 0;font-size:.9em}
-dt{color:#666}dd{margin:0;word-break:break-all}
-svg{display:block;margin-top:4px}
+dt{color:#666}dd{margin:0;overflow-wrap:anywhere}
+svg{display:block;margin-top:4px;max-width:100%;height:auto}
 .muted{color:#888;font-size:.85em}
 """
 

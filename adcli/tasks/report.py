@@ -20,7 +20,9 @@ def is_html(path: Path) -> bool:
 def _key_settings(planned: PlannedJob) -> dict[str, Any]:
     """What a reader compares between jobs: every computing setting (not the model's loading ones)."""
     values = planned.resolved.settings.as_dict()
-    return {k: v for k, v in values.items() if k in SETTINGS and not SETTINGS[k].loading and not SETTINGS[k].run_option}
+    shown = {k: v for k, v in values.items() if k in SETTINGS and not SETTINGS[k].loading and not SETTINGS[k].run_option}
+    shown["base seed"] = shown.pop("seed")  # beside the job's own (derived) seed
+    return shown
 
 
 def html_rows(plan: list[PlannedJob], results: dict[int, JobResult]) -> list[dict[str, Any]]:
