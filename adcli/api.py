@@ -19,6 +19,7 @@ from typing import Any
 
 from PIL import Image
 
+from adcli.engine.defaults import DEFAULT_MODELS
 from adcli.errors import AdcliError
 from adcli.presets import SETTINGS, TASK_KEYS, ResolvedSettings, load_settings
 from adcli.presets.loader import check_value, closest_key
@@ -26,13 +27,13 @@ from adcli.tasks.common import ImageSource, as_list
 from adcli.tasks.jobs import derive_seed
 from adcli.tasks.model import LOADING_KEYS, Model, open_model
 from adcli.tasks.outputs import METADATA_KEY
-from adcli.tasks.registry import task
+from adcli.tasks.registry import make_images, task
 from adcli.tasks.resume import job_metadata
 
 __all__ = ["Model", "appearance", "expand", "finetune_vae", "from_pipe", "load_model", "save", "style_transfer", "t2i", "texture"]
 
 Callback = Callable[[dict[str, Any]], "bool | None"]
-_LOAD_DEFAULTS = {"model": "stable-diffusion-v1-5/stable-diffusion-v1-5", "dtype": "bf16", "device": "auto"}
+_LOAD_DEFAULTS = {"model": DEFAULT_MODELS["sd15"], "dtype": "bf16", "device": "auto"}
 
 
 def _unknown(function: str, key: str, valid: Sequence[str]) -> TypeError:
@@ -123,8 +124,6 @@ def _stop_watch(callback: Callback | None) -> tuple[Callable[[dict[str, Any]], b
 
 def _run(name: str, model: Model, resolved: ResolvedSettings, items: list[dict[str, Any]], callback: Callback | None) -> list[Image.Image]:
     """Each item as the CLI makes one job: its seed derived the same way, alone, with its metadata."""
-    import torch
-
     spec = task(name)
     watch, state = _stop_watch(callback)
     images = []
@@ -133,9 +132,7 @@ def _run(name: str, model: Model, resolved: ResolvedSettings, items: list[dict[s
             break
         job = spec.job(resolved, item)
         seed = derive_seed(resolved.settings.seed, job.key)
-        torch.manual_seed(seed)
-        with model.session():
-            image = spec.run(model, [item], resolved.settings, [seed], watch)[0]
+        image = make_images(model, name, [item], resolved.settings, [seed], watch)[0]
         metadata = model.record(job_metadata(resolved, job.inputs, list(job.files), seed), image)
         if "stopped_at" in state:
             metadata["stopped_at_step"] = state["stopped_at"]

@@ -191,6 +191,6 @@ def test_bad_size_specs_are_one_line_errors(text, expected):
 
 
 def test_references_keep_their_aspect_ratio():
-    from adcli.tasks.sizes import reference_size
+    from adcli.tasks.common import reference_size
 
     assert reference_size((300, 100), (64, 64)) == (112, 40)  # 3:1 at about 64² pixels

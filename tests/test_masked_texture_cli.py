@@ -99,3 +99,24 @@ def test_mask_mistakes_are_one_line_errors_and_write_nothing(tmp_path, case, exp
     assert expected in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert not out.exists()
+
+
+def test_label_maps_are_read_once_for_all_images_of_a_run(tmp_path, monkeypatch):
+    """Three images, each built into a job and then made: the maps are read and checked once."""
+    import shutil
+
+    for path in (REFERENCE, SOURCE, TARGET):
+        shutil.copy(path, tmp_path / path.name)  # files no earlier test has prepared
+    reads = []
+    real = masked_texture.LabelMaps.read
+    monkeypatch.setattr(masked_texture.LabelMaps, "read", staticmethod(lambda *a: reads.append(a) or real(*a)))
+    result = invoke("texture", "-r", tmp_path / REFERENCE.name, "--source-mask", tmp_path / SOURCE.name,
+                    "--target-mask", tmp_path / TARGET.name, "--num-images", "3", *FAST, "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "out").glob("*.png"))) == 3
+    assert len(reads) == 1
+    (tmp_path / TARGET.name).touch()  # an edited map is read again
+    (tmp_path / TARGET.name).write_bytes(TARGET.read_bytes())
+    assert invoke("texture", "-r", tmp_path / REFERENCE.name, "--source-mask", tmp_path / SOURCE.name,
+                  "--target-mask", tmp_path / TARGET.name, *FAST, "-o", tmp_path / "again").exit_code == 0
+    assert len(reads) == 2

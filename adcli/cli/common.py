@@ -27,7 +27,8 @@ import typer
 
 from adcli.cli import options as o
 from adcli.errors import InputError
-from adcli.presets import SETTINGS, TASK_KEYS, Setting, builtin_default
+from adcli.presets import Setting, builtin_default
+from adcli.presets.table import task_settings
 from adcli.tasks.plan import BatchOptions
 
 RUN: tuple[tuple[str, Any, Any], ...] = (
@@ -121,11 +122,6 @@ class CommonOptions:
         return dict(self.settings)
 
 
-def command_settings(task: str) -> list[Setting]:
-    """The settings a command shows as options (the batch options own ``--batch-size``)."""
-    return [SETTINGS[key] for key in TASK_KEYS[task]]
-
-
 def image_command(
     task: str, *, pair: tuple[str, str] | None = None, sampling: bool = False, batch: bool = True,
     output: Any = None,
@@ -134,7 +130,7 @@ def image_command(
     ``common``. ``pair``: the nouns of ``--pair`` (e.g. ``("contents", "style")``); ``sampling``:
     jobs run one at a time, so ``--batch-size`` is hidden; ``batch=False``: no batch options;
     ``output``: the command's own ``-o`` (an ``Annotated`` type, required)."""
-    settings = [(s.name, setting_option(task, s), None) for s in command_settings(task)]
+    settings = [(s.name, setting_option(task, s), None) for s in task_settings(task)]
     batch_options = [(name, o.SamplingBatchSize if sampling and name == "batch_size" else kind, default) for name, kind, default in BATCH]
     run = [
         *[("output", output, inspect.Parameter.empty) if name == "output" and output is not None else (name, kind, default) for name, kind, default in RUN],

@@ -15,10 +15,10 @@ from adcli.presets.settings import (
     parse_size,
     parse_size_spec,
 )
-from adcli.presets.table import SETTINGS, TASK_KEYS, Setting
+from adcli.presets.table import SETTINGS, TASK_KEYS, Setting, parse_lora_spec
 
 __all__ = [
     "AUTO_SIZE", "AppearanceSettings", "ExpandSettings", "FinetuneVaeSettings", "ResolvedSettings", "SETTINGS",
     "Setting", "SizeSpec", "StyleTransferSettings", "T2ISettings", "TASK_KEYS", "TaskSettings", "TextureSettings",
-    "builtin_default", "builtin_values", "load_settings", "parse_size", "parse_size_spec", "preset_path",
+    "builtin_default", "builtin_values", "load_settings", "parse_lora_spec", "parse_size", "parse_size_spec", "preset_path",
 ]

@@ -134,5 +134,16 @@ TASK_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
+def parse_lora_spec(text: str) -> tuple[str, float]:
+    """``"ink.safetensors:0.8"`` → ``("ink.safetensors", 0.8)``; without ``:SCALE`` the scale is 1.0."""
+    path, _, scale = str(text).rpartition(":")
+    if path:
+        try:
+            return path, float(scale)
+        except ValueError:
+            pass
+    return str(text), 1.0
+
+
 def task_settings(task: str) -> list[Setting]:
     return [SETTINGS[name] for name in TASK_KEYS[task]]

@@ -21,7 +21,7 @@ from adcli.tasks.jobs import Reporter
 from adcli.tasks.model import Model, loading_settings, open_model
 from adcli.tasks.outputs import write_image, write_image_free
 from adcli.tasks.plan import BatchOptions, JobResult, PlannedJob
-from adcli.tasks.registry import task
+from adcli.tasks.registry import make_images
 from adcli.tasks.resume import find_same
 from adcli.tasks.sharding import Shard
 
@@ -181,11 +181,10 @@ class Runner:
         began = time.perf_counter()
         images = None
         try:
-            torch.manual_seed(chunk[0].seed)
-            with model.session():
-                images = task(chunk[0].job.task).run(
-                    model, [p.job.inputs for p in chunk], chunk[0].resolved.settings, [p.seed for p in chunk], progress
-                )
+            images = make_images(
+                model, chunk[0].job.task, [p.job.inputs for p in chunk], chunk[0].resolved.settings,
+                [p.seed for p in chunk], progress,
+            )
         finally:
             if watcher is not None:
                 watcher.close(images)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Union
 
@@ -69,6 +69,11 @@ def resolve_size(spec: SizeSpec, native: tuple[int, int], aspect_of: tuple[int, 
     return native if aspect_of is None else fit_to_pixels(width, height, native[0] * native[1])
 
 
+def reference_size(image_size: tuple[int, int], output_size: tuple[int, int]) -> tuple[int, int]:
+    """A reference of ``image_size`` resized to about the pixels of ``output_size``, its own aspect ratio."""
+    return fit_to_pixels(*image_size, output_size[0] * output_size[1])
+
+
 class ImageCache:
     """Decoded images and encoded latents of one loaded model, so that a reference shared by
     many jobs is read and encoded once. Bounded: a batch over thousands of contents stays small."""
@@ -99,7 +104,10 @@ class ImageCache:
             return self._latents[key]
         return self._remember(self._latents, key, backend.encode_images(to_tensor(self.image(source), size)))
 
-    def stack(self, backend: Backend, sources: Sequence[ImageSource], size: tuple[int, int]) -> torch.Tensor:
+    def references(self, backend: Backend, sources: Sequence[ImageSource], output_size: tuple[int, int]) -> torch.Tensor:
+        """(R, 4, h, w) latents of a reference set, all at the first reference's aspect ratio and the
+        output's pixel count (several references share one tensor)."""
+        size = reference_size(self.image(sources[0]).size, output_size)
         return torch.cat([self.latents(backend, source, size) for source in sources])
 
 
@@ -128,8 +136,7 @@ def tiled(backend: Backend, axes: str, unet: bool = True) -> Iterator[None]:
     """The UNet's (with ``unet``) and the VAE decoder's convolutions wrap around in ``axes``
     (``none``: unchanged). The encoder is left alone: references are not periodic."""
     if axes == "none":
-        with nullcontext():
-            yield
+        yield
         return
     modules = ([backend.unet] if unet else []) + [backend.vae.decoder, backend.vae.post_quant_conv]
     with seamless(modules, axes):

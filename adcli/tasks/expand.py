@@ -16,7 +16,6 @@ from adcli.presets import ResolvedSettings
 from adcli.tasks.common import decode_all, require_files, source_files, source_label, source_record, tiled
 from adcli.tasks.jobs import Job
 from adcli.tasks.model import Model
-from adcli.tasks.sizes import reference_size
 
 
 def run_expand(
@@ -31,7 +30,7 @@ def run_expand(
     images = []
     for item, seed in zip(items, seeds):
         references = list(item["reference"])
-        guide = Guide(reference=cache.stack(backend, references, reference_size(cache.image(references[0]).size, (side, side))))
+        guide = Guide(reference=cache.references(backend, references, (side, side)))
         config = ExpansionConfig(
             settings.steps, settings.ad_iterations, settings.lr, settings.layers, settings.adain,
             window=settings.window, stride=settings.stride, window_batch=settings.window_batch,

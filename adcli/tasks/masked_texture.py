@@ -9,8 +9,10 @@ with random same-labelled source pixels) is both the starting latent and the con
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,12 +20,12 @@ from PIL import Image
 
 from adcli.engine.distill import distill_by_optimization
 from adcli.engine.features import Guide
-from adcli.engine.images import open_rgb, to_tensor
+from adcli.engine.images import fit_longer_side, open_rgb, to_tensor
 from adcli.engine.masks import LabelMaps, MaskedAttention, fill_from_source, same_aspect
 from adcli.engine.progress import ProgressCallback
 from adcli.errors import InputError
-from adcli.presets import ResolvedSettings, SizeSpec
-from adcli.tasks.common import decode_all, require_files, resolve_size, source_files, source_label, source_record, tiled
+from adcli.presets import ResolvedSettings
+from adcli.tasks.common import decode_all, require_files, source_files, source_key, source_label, source_record, tiled
 from adcli.tasks.jobs import Job
 from adcli.tasks.model import Model
 
@@ -44,12 +46,35 @@ class MaskedInputs:
     reference: Image.Image
 
 
-def _longer_side(settings: Any, native_side: int) -> int:
+def _longer_side(settings: Any) -> int:
     spec = settings.size_spec()
-    return max(spec.exact) if spec.exact else (spec.width if spec.kind == "longer" else native_side)
+    return max(spec.exact) if spec.exact else (spec.width if spec.kind == "longer" else NATIVE_SIDE)
 
 
-def prepare(inputs: dict[str, Any], settings: Any, native_side: int = NATIVE_SIDE) -> MaskedInputs:
+def _identity(source: Any) -> tuple:
+    """A source as a cache key: a file by its path and modification time, pixels by their digest."""
+    if isinstance(source, (str, Path)) and Path(source).is_file():
+        return (source_key(source), Path(source).stat().st_mtime_ns)
+    return (source_key(source),) if source is not None else (None,)
+
+
+_PREPARED: OrderedDict[tuple, MaskedInputs] = OrderedDict()
+_PREPARED_KEPT = 8
+
+
+def prepare(inputs: dict[str, Any], settings: Any) -> MaskedInputs:
+    """The checked and sized inputs of a masked texture, read once however many images use them
+    (``--num-images``, and each job's build and run)."""
+    key = (*map(_identity, [*inputs["reference"], inputs.get("source_mask"), inputs.get("target_mask")]),
+           settings.mode, _longer_side(settings))
+    if key not in _PREPARED:
+        _PREPARED[key] = _read_and_check(inputs, settings)
+        if len(_PREPARED) > _PREPARED_KEPT:
+            _PREPARED.popitem(last=False)
+    return _PREPARED[key]
+
+
+def _read_and_check(inputs: dict[str, Any], settings: Any) -> MaskedInputs:
     """Check the inputs of a masked texture (the maps' colours, the reference's shape) and size them."""
     source_mask, target_mask = inputs.get("source_mask"), inputs.get("target_mask")
     if source_mask is None or target_mask is None:
@@ -71,9 +96,9 @@ def prepare(inputs: dict[str, Any], settings: Any, native_side: int = NATIVE_SID
             f"{source_record(references[0])} is {reference.size[0]}x{reference.size[1]}: the source map must label "
             f"that image (same aspect ratio)"
         )
-    longer = SizeSpec("longer", *(2 * [_longer_side(settings, native_side)]))
+    longer = _longer_side(settings)
     target_shape = (int(maps.target.shape[1]), int(maps.target.shape[0]))
-    return MaskedInputs(maps, resolve_size(longer, (0, 0), target_shape), resolve_size(longer, (0, 0), reference.size), reference)
+    return MaskedInputs(maps, fit_longer_side(*target_shape, longer), fit_longer_side(*reference.size, longer), reference)
 
 
 def run_masked_texture(

@@ -12,6 +12,7 @@ from adcli.engine.compile import compile_unet
 from adcli.engine.device import resolve_device, resolve_dtype
 from adcli.engine.lowvram import enable_low_vram
 from adcli.engine.models import Backend, load_backend
+from adcli.presets import parse_lora_spec
 from adcli.tasks.common import ImageCache
 
 # The loading settings, in the order load_model takes them.
@@ -58,17 +59,6 @@ def open_model(loading: dict[str, Any], device_name: str | None = None) -> Model
         compile_unet(backend.unet)
     recorded = {key: loading[key] for key in LOADING_KEYS if loading.get(key) is not None}
     return Model(backend, {**recorded, "arch": backend.arch, "lora_files": [info.as_dict() for info in backend.loras]})
-
-
-def parse_lora_spec(text: str) -> tuple[str, float]:
-    """``"ink.safetensors:0.8"`` → ``("ink.safetensors", 0.8)``; without ``:SCALE`` the scale is 1.0."""
-    path, _, scale = str(text).rpartition(":")
-    if path:
-        try:
-            return path, float(scale)
-        except ValueError:
-            pass
-    return str(text), 1.0
 
 
 def loading_settings(settings: Any) -> dict[str, Any]:

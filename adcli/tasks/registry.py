@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional
 
+import torch
 from PIL import Image
 
 from adcli.engine.progress import ProgressCallback
@@ -74,6 +75,17 @@ TASKS: dict[str, Task] = {
     ),
     "expand": Task((InputRole("reference", "images"), InputRole("image_index", "int", required=False)), expand_job, run_expand),
 }
+
+
+def make_images(
+    model: Model, name: str, items: Sequence[dict[str, Any]], settings: Any, seeds: Sequence[int],
+    callback: ProgressCallback | None = None,
+) -> list[Image.Image]:
+    """The pictures of ``items`` by the task ``name``, as the batch runner and the public API make
+    them: torch's global seed set from the first item's (a bit-exact rerun), inside the model's session."""
+    torch.manual_seed(seeds[0])
+    with model.session():
+        return task(name).run(model, items, settings, seeds, callback)
 
 
 def task(name: str) -> Task:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import adcli
-from adcli.presets import ResolvedSettings
+from adcli.presets import ResolvedSettings, parse_lora_spec
 from adcli.tasks.outputs import numbered_variants, read_metadata
 
 NON_PIXEL_SETTINGS = frozenset({"device", "compile", "low_vram", "window_batch", "preview_every"})
@@ -40,7 +40,7 @@ def file_digest(path: Path) -> str | None:
 
 def lora_files(resolved: ResolvedSettings) -> list[Path]:
     """The settings' LoRAs that are local files (``path[:scale]``): their digests join the fingerprint."""
-    paths = [str(text).rpartition(":")[0] or str(text) for text in getattr(resolved.settings, "loras", ())]
+    paths = [parse_lora_spec(text)[0] for text in getattr(resolved.settings, "loras", ())]
     return [Path(p) for p in paths if Path(p).is_file()]
 
 
@@ -85,8 +85,8 @@ def fingerprint(metadata: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _lora_fingerprint(text: str, digests: dict[str, str]) -> str:
-    path, _, scale = str(text).rpartition(":")
-    return f"{digests.get(path, path)}:{scale}" if path else digests.get(str(text), str(text))
+    path, scale = parse_lora_spec(text)
+    return f"{digests.get(path, path)}:{scale}"
 
 
 def find_same(path: Path, metadata: dict[str, Any]) -> Path | None:

@@ -23,7 +23,6 @@ from adcli.tasks.common import decode_all, native_size, require_files, resolve_s
 from adcli.tasks.jobs import Job
 from adcli.tasks.model import Model
 from adcli.tasks.naming import slug
-from adcli.tasks.sizes import reference_size
 from adcli.tasks.texture import sampling_config
 
 
@@ -53,7 +52,7 @@ def run_t2i(
         size = resolve_size(settings.size_spec(), native_size(backend), None if layout is None else cache.image(layout).size)
         styles = list(item["style"])
         guide = Guide(
-            reference=cache.stack(backend, styles, reference_size(cache.image(styles[0]).size, size)),
+            reference=cache.references(backend, styles, size),
             content=None if layout is None else cache.latents(backend, layout, size),
             content_weight=settings.content_weight if layout is not None else 0.0,
         )

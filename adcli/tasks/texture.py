@@ -20,7 +20,6 @@ from adcli.tasks.common import decode_all, native_size, resolve_size, source_fil
 from adcli.tasks.jobs import Job, settings_key
 from adcli.tasks.masked_texture import is_masked, masked_texture_job, run_masked_texture
 from adcli.tasks.model import Model
-from adcli.tasks.sizes import reference_size
 
 
 def sampling_config(settings: Any, strength: float = 1.0) -> SamplingConfig:
@@ -40,7 +39,7 @@ def run_texture(
     backend, cache = model.backend, model.cache
     size = resolve_size(settings.size_spec(), native_size(backend))
     references = items[0]["reference"]
-    guide = Guide(reference=cache.stack(backend, references, reference_size(cache.image(references[0]).size, size)))
+    guide = Guide(reference=cache.references(backend, references, size))
     with tiled(backend, settings.tile):
         if settings.mode == "sample":
             denoise = text_denoiser(backend, backend.encode_prompts([""]))

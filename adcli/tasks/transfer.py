@@ -17,7 +17,6 @@ from adcli.tasks.common import decode_all, native_size, resolve_size, source_fil
 from adcli.tasks.jobs import Job, settings_key
 from adcli.tasks.model import Model
 from adcli.tasks.roles import TaskRoles
-from adcli.tasks.sizes import reference_size
 
 STYLE_TRANSFER = TaskRoles("content", "style")
 APPEARANCE = TaskRoles("structure", "appearance")
@@ -39,7 +38,7 @@ def run_transfer(
         references = items[indices[0]][roles.reference]
         contents = torch.cat([cache.latents(backend, items[i][roles.content], size) for i in indices])  # (B, 4, h, w)
         guide = Guide(
-            reference=cache.stack(backend, references, reference_size(cache.image(references[0]).size, size)),
+            reference=cache.references(backend, references, size),
             content=contents,
             content_weight=settings.content_weight,
         )
