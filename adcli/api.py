@@ -26,9 +26,9 @@ from adcli.presets.loader import check_value, closest_key
 from adcli.tasks.common import ImageSource, as_list
 from adcli.tasks.jobs import derive_seed
 from adcli.tasks.model import LOADING_KEYS, Model, open_model
-from adcli.tasks.outputs import METADATA_KEY
+from adcli.outputs.files import METADATA_KEY
 from adcli.tasks.registry import make_images, task
-from adcli.tasks.resume import job_metadata
+from adcli.outputs.metadata import job_metadata
 
 __all__ = ["Model", "appearance", "expand", "finetune_vae", "from_pipe", "load_model", "save", "style_transfer", "t2i", "texture"]
 
@@ -200,7 +200,7 @@ def finetune_vae(model: Model, references: ImageSource | Sequence[ImageSource], 
 
 def save(image: Image.Image, path: str | Path, *, quality: int = 95, overwrite: bool = False) -> Path:
     """Write ``image`` as PNG, JPEG or WebP (by suffix) with its adcli settings, atomically."""
-    from adcli.tasks.outputs import write_image
+    from adcli.outputs.files import write_image
 
     metadata = json.loads(image.info[METADATA_KEY]) if METADATA_KEY in image.info else {}
     return write_image(image, Path(path), metadata, overwrite=overwrite, quality=quality)

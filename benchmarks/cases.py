@@ -19,7 +19,7 @@ from adcli.engine.distill import FEATURE_CHUNK, distill_by_optimization
 from adcli.engine.features import Guide
 from adcli.engine.lowvram import low_vram
 from adcli.engine.models import Backend
-from adcli.tasks.preview import PreviewWriter
+from adcli.views.preview import PreviewWriter
 from benchmarks.baseline import literal_algorithm1
 from benchmarks.sampling import counting_reference_passes, sampling_workload, window_count
 

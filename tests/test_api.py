@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import adcli
-from adcli.tasks.outputs import read_metadata
+from adcli.outputs.files import read_metadata
 from tests.support.batch_helpers import image, pixels, run
 
 

@@ -196,7 +196,7 @@ def test_texture_takes_a_folder_of_references_and_a_manifest(inputs):
 
 
 def test_prompt_slugs_keep_the_letters_of_every_script():
-    from adcli.tasks.naming import slug
+    from adcli.outputs.naming import slug
 
     assert slug("A cat, on a bench!") == "a-cat-on-a-bench"
     assert slug("чай у моря") == "чай-у-моря"

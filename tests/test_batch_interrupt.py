@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from adcli.tasks.outputs import read_metadata
+from adcli.outputs.files import read_metadata
 from tests.support.batch_helpers import image, pixels, report_lines, run
 
 COUNT = 5

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 
-from adcli.tasks.outputs import read_metadata
+from adcli.outputs.files import read_metadata
 from tests.support.batch_helpers import image, report_lines
 
 COUNT = 5

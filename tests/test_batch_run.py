@@ -9,8 +9,8 @@ import os
 import pytest
 import torch
 
-from adcli.tasks import outputs
-from adcli.tasks.outputs import read_metadata
+from adcli.outputs import files as outputs
+from adcli.outputs.files import read_metadata
 from tests.support.batch_helpers import TINY, image, one_line_error, pixels, pngs, report_lines, run
 
 

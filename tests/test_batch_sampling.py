@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from adcli.tasks.outputs import read_metadata
+from adcli.outputs.files import read_metadata
 from tests.support.batch_helpers import image, one_line_error, pixels, pngs, report_lines, run
 
 T2I = ["--model", "tiny", "--size", "64x64", "--steps", "2", "--ad-iterations", "1", "--quiet"]
@@ -54,7 +54,7 @@ def test_t2i_prompts_times_a_style_folder_named_resumed_and_rerun_when_changed(i
 
 def test_t2i_dry_run_lists_jobs_without_loading_a_model(inputs, monkeypatch):
     root, prompts = inputs
-    import adcli.tasks.batch as batch
+    import adcli.batch.runner as batch
 
     monkeypatch.setattr(batch, "open_model", lambda *a, **k: pytest.fail("a dry run loaded the model"))
     result = run("t2i", "--prompts", prompts, "--style", root / "styles", "--num-images", "2", "-o", root / "out", "--dry-run", *T2I)

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 import adcli
-from adcli.tasks.outputs import read_metadata
+from adcli.outputs.files import read_metadata
 from tests.conftest import FAST, make_image
 
 

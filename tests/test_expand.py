@@ -21,7 +21,7 @@ from adcli.engine.multidiffusion import (
 )
 from adcli.engine.sampler import distill_by_sampling, make_scheduler, previous_timestep, text_denoiser
 from adcli.engine.tiling import seam_ratio
-from adcli.tasks.outputs import read_metadata
+from adcli.outputs.files import read_metadata
 
 
 @pytest.mark.parametrize("height, width, size, stride", [

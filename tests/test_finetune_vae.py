@@ -15,7 +15,7 @@ from adcli.engine.images import load_image_tensor
 from adcli.engine.models import load_vae
 from adcli.engine.tiny import tiny_vae
 from adcli.engine.vae_finetune import finetune_decoder, random_crops, reconstruction_l1
-from adcli.tasks.outputs import read_metadata
+from adcli.outputs.files import read_metadata
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 BRICK = SAMPLES / "style" / "brick.jpg"

@@ -9,8 +9,8 @@ from urllib.parse import unquote
 import pytest
 from PIL import Image
 
-from adcli.tasks.atomic import replace_atomically
-from adcli.tasks.html_report import loss_curve, write_html_report
+from adcli.outputs.atomic import replace_atomically
+from adcli.views.html_report import loss_curve, write_html_report
 
 
 class Page(HTMLParser):

@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 from adcli.engine.models import load_backend
 from adcli.engine.tiny import build_tiny_components
 from adcli.errors import ModelLoadError
-from adcli.tasks.outputs import read_metadata
+from adcli.outputs.files import read_metadata
 from tests.support.ldm_checkpoint import save_ldm_checkpoint
 
 CPU = torch.device("cpu")

@@ -14,7 +14,7 @@ from adcli.engine.masks import MaskedAttention
 from adcli.presets import load_settings
 from adcli.tasks import masked_texture
 from adcli.tasks.model import open_model
-from adcli.tasks.outputs import read_metadata
+from adcli.outputs.files import read_metadata
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "masks"
 REFERENCE = SAMPLES / "source_texture.png"

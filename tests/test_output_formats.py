@@ -8,7 +8,7 @@ import json
 import pytest
 from PIL import Image
 
-from adcli.tasks.outputs import read_metadata
+from adcli.outputs.files import read_metadata
 from tests.test_cli import one_line_error
 
 FAST = ["--model", "tiny", "--size", "64x64", "--iterations", "2", "--quiet"]

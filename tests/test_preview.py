@@ -9,8 +9,8 @@ from PIL import Image
 
 from adcli.engine.preview import LATENT_RGB_BIAS, LATENT_RGB_FACTORS, latent_preview, latent_to_rgb
 from adcli.errors import InputError
-from adcli.tasks.animation import AnimationRecorder, default_every
-from adcli.tasks.preview import PreviewWriter, preview_path
+from adcli.views.animation import AnimationRecorder, default_every
+from adcli.views.preview import PreviewWriter, preview_path
 
 
 def _progress(step, total, latents, **extra):

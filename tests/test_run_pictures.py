@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import adcli.tasks.watchers as watchers
-from adcli.tasks.preview import PreviewWriter
+import adcli.views.watchers as watchers
+from adcli.views.preview import PreviewWriter
 from tests.support.batch_helpers import TINY, image, pixels, run
 
 ROOT = Path(__file__).resolve().parents[1]

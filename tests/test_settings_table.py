@@ -109,7 +109,7 @@ def test_a_big_manifest_reads_the_built_in_preset_once(tmp_path, monkeypatch):
     real_read, real_load = loader._read_yaml, loader.load_settings
     loader.builtin_values.cache_clear()
     monkeypatch.setattr(loader, "_read_yaml", lambda path: reads.append(path) or real_read(path))
-    import adcli.tasks.manifest as manifest_module
+    import adcli.batch.manifest as manifest_module
 
     monkeypatch.setattr(manifest_module, "load_settings", lambda *a, **k: loads.append(a) or real_load(*a, **k))
     result = run("style-transfer", "--manifest", manifest, "--model", "tiny", "--dry-run", "-o", tmp_path / "out")

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from adcli.errors import InputError
-from adcli.tasks.outputs import write_png
-from adcli.tasks.sheet import SheetImage, plan_sheet, sheet_font
+from adcli.outputs.files import write_png
+from adcli.views.sheet import SheetImage, plan_sheet, sheet_font
 
 CELL = 64
 
@@ -47,7 +47,7 @@ def transfer_batch(tmp_path, monkeypatch):
 
 def test_cells_and_headers_sit_where_the_metadata_says(transfer_batch, cli):
     root, contents, styles, colours = transfer_batch
-    from adcli.tasks.sheet import make_sheet
+    from adcli.views.sheet import make_sheet
 
     result = make_sheet([root / "out"], root / "sheet.png", cell=CELL)
     assert (result.rows, result.cols, result.shown, result.skipped, result.notes) == ("content", "style", 6, [], [])

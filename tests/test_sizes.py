@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PIL import Image
 
-from adcli.tasks.outputs import read_metadata
+from adcli.outputs.files import read_metadata
 from tests.support.batch_helpers import image, run
 
 

@@ -11,7 +11,7 @@ from adcli.cli.app import app
 from adcli.engine.defaults import DEFAULT_MODELS
 from adcli.engine.models import Backend
 from adcli.presets import load_settings
-from adcli.tasks.outputs import read_metadata
+from adcli.outputs.files import read_metadata
 from adcli.cli.t2i import model_for_arch
 
 FAST = ["--steps", "3", "--ad-iterations", "1", "--quiet"]

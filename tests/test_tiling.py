@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from adcli.cli.app import app
 from adcli.engine.models import load_backend
 from adcli.engine.tiling import seam_ratio, seam_steps, seamless
-from adcli.tasks.outputs import read_metadata
+from adcli.outputs.files import read_metadata
 
 BRICK = Path(__file__).resolve().parents[1] / "samples" / "style" / "brick.jpg"
 

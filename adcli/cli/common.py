@@ -29,7 +29,7 @@ from adcli.cli import options as o
 from adcli.errors import InputError
 from adcli.presets import Setting, builtin_default
 from adcli.presets.table import task_settings
-from adcli.tasks.plan import BatchOptions
+from adcli.batch.plan import BatchOptions
 
 RUN: tuple[tuple[str, Any, Any], ...] = (
     ("output", o.Output, Path("outputs")),

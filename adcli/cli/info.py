@@ -13,7 +13,7 @@ from rich.markup import escape
 
 from adcli.cli.console import handle_errors, stdout
 from adcli.errors import InputError
-from adcli.tasks.outputs import read_metadata
+from adcli.outputs.files import read_metadata
 
 
 def _value(value: object) -> str:

@@ -19,7 +19,7 @@ Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing o
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display; only written paths (stdout) and errors (stderr).", metavar="")]
 
 
-# Batch options: every command that makes images takes these (see tasks/batch.py).
+# Batch options: every command that makes images takes these (see batch/runner.py).
 class PairMode(str, Enum):
     product = "product"
     zip = "zip"

@@ -10,8 +10,8 @@ import typer
 from adcli.cli import options as o
 from adcli.cli.console import handle_errors
 from adcli.cli.run import run_batch
-from adcli.tasks.outputs import OUTPUT_FORMATS, is_image_file_path
-from adcli.tasks.plan import BatchOptions
+from adcli.outputs.files import OUTPUT_FORMATS, is_image_file_path
+from adcli.batch.plan import BatchOptions
 
 
 @handle_errors
@@ -32,7 +32,7 @@ def rerun(
     """
     import dataclasses
 
-    from adcli.tasks.rerun import job_from_metadata
+    from adcli.batch.rerun import job_from_metadata
 
     job = job_from_metadata(image, device)
     if output is None:

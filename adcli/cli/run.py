@@ -22,18 +22,18 @@ from adcli.cli.summary import print_plan, print_summary
 from adcli.errors import InputError
 from adcli.presets import ResolvedSettings, load_settings
 from adcli.tasks.jobs import Job
-from adcli.tasks.outputs import ensure_writable
-from adcli.tasks.plan import BatchOptions, JobResult, output_suffix, plan_jobs
-from adcli.tasks.sharding import Shard, current_shard, gather
+from adcli.outputs.files import ensure_writable
+from adcli.batch.plan import BatchOptions, JobResult, output_suffix, plan_jobs
+from adcli.batch.sharding import Shard, current_shard, gather
 
-INTERRUPTED = "interrupted"  # tasks.batch.INTERRUPTED, without importing the model libraries to compare
+INTERRUPTED = "interrupted"  # batch.runner.INTERRUPTED, without importing the model libraries to compare
 Note = Callable[[str], None]
 
 
 def arguments() -> Any:
-    """``adcli.tasks.arguments`` (the job builders), imported when a run has its settings: a
+    """``adcli.batch.arguments`` (the job builders), imported when a run has its settings: a
     mistake in them is reported before the model libraries load."""
-    from adcli.tasks import arguments as module
+    from adcli.batch import arguments as module
 
     return module
 
@@ -54,7 +54,7 @@ def run_command(
         raise InputError("give the images either on the command line or in --manifest, not both")
     with RichReporter(common.quiet or not shard.is_main) as reporter:
         if batch.manifest is not None:
-            from adcli.tasks.manifest import manifest_jobs
+            from adcli.batch.manifest import manifest_jobs
 
             jobs = manifest_jobs(task, batch.manifest, common.preset, overrides)
         else:
@@ -64,7 +64,7 @@ def run_command(
 
 def run_batch(jobs: list[Job], output: Path, quiet: bool, batch: BatchOptions, shard: Shard | None = None) -> None:
     """Plan ``jobs``, make this process's share, and (main process) print the summary and write the report."""
-    from adcli.tasks.batch import run_plan  # the model libraries load only when a run really starts
+    from adcli.batch.runner import run_plan  # the model libraries load only when a run really starts
 
     shard = shard or current_shard()
     plan = plan_jobs(jobs, output, batch.name, batch.format)
@@ -72,7 +72,7 @@ def run_batch(jobs: list[Job], output: Path, quiet: bool, batch: BatchOptions, s
         if shard.is_main:
             planned = print_plan(plan, batch, shard.world)
             if batch.report is not None:
-                from adcli.tasks.report import write_run_report
+                from adcli.views.report import write_run_report
 
                 write_run_report(batch.report, plan, {result.index: result for result in planned})
         return
@@ -82,9 +82,9 @@ def run_batch(jobs: list[Job], output: Path, quiet: bool, batch: BatchOptions, s
         report = report.with_name(f"{report.stem}.rank{shard.rank}{report.suffix}")
     if report is not None and (shard.is_main or not shard.gathers):
         ensure_writable(report.parent)
-    from adcli.tasks.preflight import check_inputs
-    from adcli.tasks.report import is_html, write_run_report
-    from adcli.tasks.watchers import WatchOptions, make_watch
+    from adcli.batch.preflight import check_inputs
+    from adcli.views.report import is_html, write_run_report
+    from adcli.views.watchers import WatchOptions, make_watch
 
     rejected = check_inputs([planned for planned in plan if shard.owns(planned.index)])
     if rejected and (len(plan) == 1 or len(rejected) == len(plan)):
@@ -120,7 +120,7 @@ def run_batch(jobs: list[Job], output: Path, quiet: bool, batch: BatchOptions, s
 
 def _sheet(path: Path, results: list[JobResult], quiet: bool) -> None:
     """The contact sheet of the run's images (made or found by --resume)."""
-    from adcli.tasks.sheet import make_sheet
+    from adcli.views.sheet import make_sheet
 
     outputs = [result.output for result in results if result.output and result.status in ("done", "skipped")]
     if not outputs:

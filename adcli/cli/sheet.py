@@ -15,7 +15,7 @@ def _make_sheet(paths: list[str], output: Path, rows: str | None, cols: str | No
     from rich.markup import escape
 
     from adcli.cli.console import stderr, stdout
-    from adcli.tasks.sheet import make_sheet
+    from adcli.views.sheet import make_sheet
 
     result = make_sheet(paths, output, rows, cols, max_cells=max_cells, overwrite=overwrite)
     if not quiet:

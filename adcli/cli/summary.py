@@ -10,9 +10,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from adcli.cli.console import stderr, stdout
-from adcli.tasks.outputs import free_path
-from adcli.tasks.plan import BatchOptions, JobResult, PlannedJob
-from adcli.tasks.resume import find_same
+from adcli.outputs.files import free_path
+from adcli.batch.plan import BatchOptions, JobResult, PlannedJob
+from adcli.batch.resume import find_same
 
 MAX_LISTED_FAILURES = 20
 

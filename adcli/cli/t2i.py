@@ -48,7 +48,7 @@ def t2i(
 
       adcli t2i "a house" --style samples/style/hubble.jpg --model tiny-sdxl --steps 10
     """
-    from adcli.tasks.sources import read_prompts
+    from adcli.batch.sources import read_prompts
 
     prompts = ([(1, prompt)] if prompt is not None else []) + (read_prompts(prompts_file) if prompts_file else [])
     overrides = common.overrides()

@@ -1,6 +1,6 @@
 """Jobs are plain data: one output image each, its inputs, settings and seed. Nothing to call.
 
-The batch runner (tasks/batch.py) groups jobs and hands each group to its task's ``run``
+The batch runner (batch/runner.py) groups jobs and hands each group to its task's ``run``
 function (tasks/registry.py); the public API calls the same functions directly.
 """
 

@@ -22,7 +22,7 @@ from adcli.presets import ResolvedSettings
 from adcli.tasks.common import decode_all, native_size, require_files, resolve_size, source_files, source_label, source_record, tiled
 from adcli.tasks.jobs import Job
 from adcli.tasks.model import Model
-from adcli.tasks.naming import slug
+from adcli.outputs.naming import slug
 from adcli.tasks.texture import sampling_config
 
 

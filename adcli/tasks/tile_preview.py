@@ -9,7 +9,7 @@ import torch
 
 from adcli.engine.images import open_rgb, to_pil
 from adcli.engine.tiling import repeat_2x2, seam_ratio
-from adcli.tasks.outputs import free_path, is_image_file_path, write_image
+from adcli.outputs.files import free_path, is_image_file_path, write_image
 
 
 VISIBLE_SEAM = 1.5  # a seam ratio above this shows as a line in the 2×2 preview

@@ -18,7 +18,7 @@ import torch
 
 from adcli.engine.preview import latent_to_rgb, upscaled
 from adcli.errors import OutputError
-from adcli.tasks.atomic import replace_atomically
+from adcli.outputs.atomic import replace_atomically
 
 # PNG compression level 1: a few times faster to write than the default 6, and a preview is thrown away.
 _PNG_LEVEL = 1

@@ -8,7 +8,7 @@ from pathlib import Path
 from adcli.engine.images import check_image
 from adcli.engine.probe import probe_model
 from adcli.errors import AdcliError, InputError
-from adcli.tasks.plan import PlannedJob
+from adcli.batch.plan import PlannedJob
 
 
 def check_model(settings: object) -> None:

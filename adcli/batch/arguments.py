@@ -10,7 +10,7 @@ from adcli.presets import ResolvedSettings
 from adcli.tasks.expand import expand_job
 from adcli.tasks.jobs import Job
 from adcli.tasks.registry import task
-from adcli.tasks.sources import Note, expand_images, pair_up, reference_sets
+from adcli.batch.sources import Note, expand_images, pair_up, reference_sets
 from adcli.tasks.t2i import t2i_job
 from adcli.tasks.texture import texture_job
 from adcli.tasks.transfer import APPEARANCE, STYLE_TRANSFER

@@ -19,11 +19,11 @@ from PIL import Image
 from adcli.errors import AdcliError, OutOfMemory, OutputError, StorageFull
 from adcli.tasks.jobs import Reporter
 from adcli.tasks.model import Model, loading_settings, open_model
-from adcli.tasks.outputs import write_image, write_image_free
-from adcli.tasks.plan import BatchOptions, JobResult, PlannedJob
+from adcli.outputs.files import write_image, write_image_free
+from adcli.batch.plan import BatchOptions, JobResult, PlannedJob
 from adcli.tasks.registry import make_images
-from adcli.tasks.resume import find_same
-from adcli.tasks.sharding import Shard
+from adcli.batch.resume import find_same
+from adcli.batch.sharding import Shard
 
 INTERRUPTED = "interrupted"
 LOSS_EVERY = 5  # the loss history a report keeps: one value every N iterations/steps
@@ -253,7 +253,7 @@ def run_plan(
     rejected: dict[int, AdcliError] | None = None,
 ) -> list[JobResult]:
     """Make this process's share of ``plan``; one result per job it owns, in plan order.
-    ``rejected``: jobs found unusable before the model loaded (tasks/preflight.py), reported first."""
+    ``rejected``: jobs found unusable before the model loaded (batch/preflight.py), reported first."""
     mine = [planned for planned in plan if shard.owns(planned.index)]
     runner = Runner(options, reporter, Stop(should_stop), watch, rank=shard.rank, single=len(plan) == 1, on_result=on_result)
     todo = []

@@ -1,6 +1,6 @@
 """An animation of a run: frames decoded every N steps, the final image last, as .webp or .gif.
 
-Fed by the same progress dicts as the live preview (see :mod:`adcli.tasks.preview`). Frames are
+Fed by the same progress dicts as the live preview (see :mod:`adcli.views.preview`). Frames are
 decoded with the caller's ``decode(latents) -> PIL.Image`` (the real VAE decode) and kept as small
 RGB images: memory is bounded by ``max_side`` and ``max_frames`` whatever the run's length.
 """
@@ -14,8 +14,8 @@ from typing import Any
 from PIL import Image
 
 from adcli.errors import InputError
-from adcli.tasks.atomic import replace_atomically
-from adcli.tasks.preview import step_finished
+from adcli.outputs.atomic import replace_atomically
+from adcli.views.preview import step_finished
 
 FORMATS = {".webp": "WEBP", ".gif": "GIF"}
 TARGET_FRAMES = 40

@@ -1,4 +1,4 @@
-"""What makes two outputs "the same job": the fingerprint --resume compares.
+"""What every output records about how it was made, and the fingerprint --resume compares.
 
 An output is the same when its task, pixel-relevant settings, inputs and seed match. Inputs are
 compared by content (SHA-256 of each input file) where the metadata records it, so moving the
@@ -16,7 +16,6 @@ from typing import Any
 
 import adcli
 from adcli.presets import ResolvedSettings, parse_lora_spec
-from adcli.tasks.outputs import numbered_variants, read_metadata
 
 NON_PIXEL_SETTINGS = frozenset({"device", "compile", "low_vram", "window_batch", "preview_every"})
 _digests: dict[tuple[str, int, int], str] = {}
@@ -87,13 +86,3 @@ def fingerprint(metadata: dict[str, Any]) -> dict[str, Any] | None:
 def _lora_fingerprint(text: str, digests: dict[str, str]) -> str:
     path, scale = parse_lora_spec(text)
     return f"{digests.get(path, path)}:{scale}"
-
-
-def find_same(path: Path, metadata: dict[str, Any]) -> Path | None:
-    """An existing output at ``path`` (or a ``-N`` variant of it) made with the same fingerprint."""
-    wanted = fingerprint(metadata)
-    for candidate in numbered_variants(path):
-        stored = read_metadata(candidate)
-        if stored is not None and fingerprint(stored) == wanted:
-            return candidate
-    return None

@@ -18,9 +18,9 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from adcli.errors import InputError, OutputError
-from adcli.tasks.atomic import replace_atomically
-from adcli.tasks.outputs import METADATA_KEY, read_metadata
-from adcli.tasks.sources import IMAGE_SUFFIXES, expand_argument, is_image_name, natural_key
+from adcli.outputs.atomic import replace_atomically
+from adcli.outputs.files import METADATA_KEY, read_metadata
+from adcli.batch.sources import IMAGE_SUFFIXES, expand_argument, is_image_name, natural_key
 
 DEFAULT_AXES = {
     "style-transfer": ("content", "style"),

@@ -16,9 +16,9 @@ from typing import Any
 from adcli.errors import InputError, OutputError
 from adcli.presets import ResolvedSettings
 from adcli.tasks.jobs import Job, derive_seed
-from adcli.tasks.naming import COMMON_FIELDS, NameTemplate, clean_value, relative_name
-from adcli.tasks.outputs import DEFAULT_QUALITY, OUTPUT_FORMATS, format_suffix, is_image_file_path
-from adcli.tasks.resume import job_metadata
+from adcli.outputs.naming import COMMON_FIELDS, NameTemplate, clean_value, relative_name
+from adcli.outputs.files import DEFAULT_QUALITY, OUTPUT_FORMATS, format_suffix, is_image_file_path
+from adcli.outputs.metadata import job_metadata
 
 
 @dataclass(frozen=True)

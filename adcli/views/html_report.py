@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from PIL import Image, ImageOps
 
-from adcli.tasks.atomic import replace_atomically
+from adcli.outputs.atomic import replace_atomically
 
 THUMBNAIL = 160
 CURVE_WIDTH, CURVE_HEIGHT = 240, 64

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from adcli.presets import SETTINGS
-from adcli.tasks.html_report import write_html_report
-from adcli.tasks.plan import JobResult, PlannedJob, write_report
+from adcli.views.html_report import write_html_report
+from adcli.batch.plan import JobResult, PlannedJob, write_report
 
 HTML_SUFFIXES = (".html", ".htm")
 REFRESH_SECONDS = 5

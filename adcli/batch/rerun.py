@@ -8,7 +8,7 @@ from pathlib import Path
 from adcli.errors import AdcliError, InputError
 from adcli.presets import load_settings
 from adcli.tasks.jobs import Job
-from adcli.tasks.outputs import read_metadata
+from adcli.outputs.files import read_metadata
 from adcli.tasks.registry import convert_input, task
 
 

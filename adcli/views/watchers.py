@@ -9,11 +9,11 @@ from typing import Any
 from PIL import Image
 
 from adcli.engine.images import to_pil
-from adcli.tasks.animation import AnimationRecorder, default_every
-from adcli.tasks.batch import JobWatcher, Watch
+from adcli.views.animation import AnimationRecorder, default_every
+from adcli.batch.runner import JobWatcher, Watch
 from adcli.tasks.model import Model
-from adcli.tasks.plan import PlannedJob
-from adcli.tasks.preview import PreviewWriter
+from adcli.batch.plan import PlannedJob
+from adcli.views.preview import PreviewWriter
 
 
 @dataclass(frozen=True)
