@@ -114,8 +114,12 @@ class UNetArchitecture(Architecture):
         return getattr(diffusers, self.pipeline_class)
 
     def load_single_file(self, path: Any, config: str | None, dtype: torch.dtype, local_only: bool) -> Components:
+        from adcli.engine.probe import detect_arch
         from adcli.engine.single_file import load_single_file_components
 
+        found = detect_arch(path)
+        if found != self.name:
+            raise ModelLoadError(f"{path} is an {found} checkpoint, not {self.name}")
         names = [self.denoiser_name, "vae"] + [name for pair in self.text_parts for name in reversed(pair)]
         return load_single_file_components(
             path, pipeline_class=self._pipeline_class(), names=names, extra=self._pipeline_extras(),
