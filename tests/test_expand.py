@@ -222,3 +222,25 @@ def test_tiled_expansion_wraps(cli, images, tmp_path):
         ratios[tile] = seam_ratio(pixels, "x")
     assert ratios["x"] < ratios["none"]
     assert ratios["x"] < 1.5
+
+
+def test_every_window_steps_from_the_same_schedule_point(tiny_sd15, monkeypatch):
+    """MultiDiffusion takes the pure step per window: all windows of a step go σ → σ' of that step,
+    in schedule order (a scheduler object stepped per window would advance σ on every call)."""
+    from adcli.engine.prediction import Epsilon
+
+    calls = []
+
+    class Recording(Epsilon):
+        def step(self, x, output, sigma, sigma_next):
+            calls.append((float(sigma), float(sigma_next), x.shape[0]))
+            return super().step(x, output, sigma, sigma_next)
+
+    monkeypatch.setattr(tiny_sd15, "_prediction", Recording())
+    expand_by_sampling(
+        tiny_sd15, Guide(torch.randn(1, 4, 8, 8)), _expansion(steps=3, iterations=0, window_batch=3), size=(160, 96),
+        generator=torch.Generator().manual_seed(0),
+    )
+    sigmas = tiny_sd15.schedule(3, (8, 8)).sigmas.tolist()
+    # 8 windows in batches of 3, 3 and 2, each batch stepped once per step, all from that step's point
+    assert calls == [(sigmas[i], sigmas[i + 1], n) for i in range(3) for n in (3, 3, 2)]

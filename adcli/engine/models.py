@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from diffusers import AutoencoderKL, DiffusionPipeline  # loading needs them: imported with the module, not per load
 
 from adcli.engine import archs
 from adcli.engine.archs.base import Architecture, Components
@@ -31,8 +32,6 @@ def _first_line(error: BaseException) -> str:
 
 def _load_pretrained(source: str, dtype: torch.dtype, local_only: bool) -> tuple[Architecture, Components]:
     """Every component of a diffusers folder or hub id, by the architecture its model index names."""
-    from diffusers import DiffusionPipeline
-
     with quiet_loading():
         index = DiffusionPipeline.load_config(source, local_files_only=local_only)
     arch = archs.detect_index(index, source)
@@ -97,8 +96,6 @@ def _single_file_vae(path: Path, model_config: str | None, base: torch.nn.Module
 
 def load_vae(vae: str, model_config: str | None = None, base: torch.nn.Module | None = None) -> torch.nn.Module:
     """A separate VAE: a diffusers folder (e.g. from ``adcli finetune-vae``), a hub id or a .safetensors file."""
-    from diffusers import AutoencoderKL
-
     path = Path(vae).expanduser()
     try:
         if path.is_dir():
@@ -123,8 +120,6 @@ def load_vae(vae: str, model_config: str | None = None, base: torch.nn.Module | 
 
 def load_model_vae(model: str, vae: str | None = None, model_config: str | None = None) -> torch.nn.Module:
     """Only the VAE, in fp32: ``vae`` when given, else ``model``'s (for ``adcli finetune-vae``)."""
-    from diffusers import AutoencoderKL
-
     if vae:
         return load_vae(vae, model_config).float()
     path = Path(model).expanduser()

@@ -38,7 +38,7 @@ def ddim_step(x: torch.Tensor, denoised: torch.Tensor, eps: torch.Tensor, sigma:
               sigma_next: torch.Tensor) -> torch.Tensor:
     """DDIM with eta 0 (deterministic) to σ_next, in the variance-preserving scaling, from the
     denoised estimate x₀ and the noise ε it implies: ``x_next = √ᾱ_next·x₀ + √(1−ᾱ_next)·ε``
-    (diffusers' ``DDIMScheduler.step``; k-diffusion: Euler in the variance-exploding scaling)."""
+    (diffusers' DDIM scheduler step, eta 0; k-diffusion: Euler in the variance-exploding scaling)."""
     alpha_next = _alpha(sigma_next)
     return alpha_next ** 0.5 * denoised + (1 - alpha_next) ** 0.5 * eps
 

@@ -21,20 +21,18 @@ from adcli.errors import ModelLoadError
 # that claims a model; the families' rules are written to be disjoint, so the order does not decide.
 ARCHITECTURES: tuple[Architecture, ...] = (SD15(), SDXL())
 
-_BY_NAME = {arch.name: arch for arch in ARCHITECTURES}
-
 
 def names() -> tuple[str, ...]:
     """The families' names, as the ``arch`` setting takes them, in registry order."""
-    return tuple(_BY_NAME)
+    return tuple(arch.name for arch in ARCHITECTURES)
 
 
 def get(name: str) -> Architecture:
     """The family called ``name``; an unknown name is a :class:`ModelLoadError` listing the known ones."""
-    try:
-        return _BY_NAME[name]
-    except KeyError:
-        raise ModelLoadError(f"unknown architecture {name!r}: expected one of {', '.join(_BY_NAME)}") from None
+    found = next((arch for arch in ARCHITECTURES if arch.name == name), None)
+    if found is None:
+        raise ModelLoadError(f"unknown architecture {name!r}: expected one of {', '.join(names())}")
+    return found
 
 
 def titles() -> str:
@@ -56,7 +54,7 @@ def default_models() -> dict[str, str]:
 def tiny_model_arch(model: str) -> Architecture | None:
     """The family of a tiny model name, or None when ``model`` is not one."""
     name = tiny_models().get(model)
-    return None if name is None else _BY_NAME[name]
+    return None if name is None else get(name)
 
 
 def _first(claims: str, *args: Any) -> Architecture | None:
