@@ -74,6 +74,12 @@ def sd3_attention_layers(transformer: torch.nn.Module) -> list[torch.nn.Module]:
     return layers
 
 
+def layer_names(transformer: torch.nn.Module, layers: Sequence[torch.nn.Module]) -> list[str]:
+    """The module names of ``layers`` (e.g. ``single_transformer_blocks.37.attn``), for messages and ``info``."""
+    names = {id(module): name for name, module in _unwrapped(transformer).named_modules()}
+    return [names[id(layer)] for layer in layers]
+
+
 def resolve_layers(count: int, indices: Sequence[int]) -> list[int]:
     """Layer indices (negative from the end) as sorted positions among ``count`` layers, failing loudly."""
     resolved = set()
