@@ -40,8 +40,8 @@ class JointLayerFeatures(LayerFeatures):
     first; an image-only layer has an empty ``text``); ``grid`` is the image tokens' (h, w).
     """
 
-    text: slice = slice(0, 0)
-    image: slice = slice(0, None)
+    text: slice
+    image: slice
 
 
 @dataclass
