@@ -103,3 +103,18 @@ def test_sampling_depends_on_prompt_and_guidance(sd3):
     b = sample_euler(sd3_denoiser(sd3.transformer, sd3_prompt(sd3, ["a dog"]), config, empty, 5.0), latents, sigmas)
     c = sample_euler(sd3_denoiser(sd3.transformer, sd3_prompt(sd3, ["a cat"]), config, empty, 2.0), latents, sigmas)
     assert not torch.allclose(a, b) and not torch.allclose(a, c)
+
+
+def test_sd3_without_t5_encodes_zeros_as_its_pipeline_does(sd3):
+    from diffusers import StableDiffusion3Pipeline
+
+    parts = dict(sd3.components, text_encoder_3=None, tokenizer_3=None)
+    no_t5 = StableDiffusion3Pipeline(**parts)
+    embeds, _, pooled, _ = no_t5.encode_prompt(PROMPT, None, None, do_classifier_free_guidance=False,
+                                               max_sequence_length=T5_TOKENS)
+    tokenizers = [sd3.tokenizer, sd3.tokenizer_2, None]
+    encoders = [sd3.text_encoder, sd3.text_encoder_2, None]
+    width = sd3.transformer.config.joint_attention_dim
+    ours = encode_sd3_prompts(tokenizers, encoders, [PROMPT], T5_TOKENS, joint_attention_dim=width)
+    assert torch.equal(ours.embeds, embeds) and torch.equal(ours.pooled, pooled)
+    assert not ours.embeds[:, 77:].any()

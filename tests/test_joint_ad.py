@@ -12,11 +12,13 @@ from adcli.engine.archs.flux_conditioning import encode_flux_prompts, flux_forwa
 from adcli.engine.archs.joint_attention import (
     FluxCapture,
     SD3Capture,
+    FLUX_DEFAULT_LAYERS,
+    SD3_DEFAULT_LAYERS,
     flux_attention_layers,
-    joint_distillation_loss,
     resolve_layers,
     sd3_attention_layers,
 )
+from adcli.engine.archs.joint_loss import joint_distillation_loss
 from adcli.engine.archs.sd3_conditioning import encode_sd3_prompts, sd3_forward
 from adcli.engine.archs.tiny_transformers import build_tiny_flux_components, build_tiny_sd3_components
 from adcli.engine.attention import FeaturesComplete, FeatureStore
@@ -48,7 +50,7 @@ class Features:
         return features
 
 
-def flux_features(variant, layers=range(-7, 0)):
+def flux_features(variant, layers=FLUX_DEFAULT_LAYERS):
     parts = build_tiny_flux_components(variant)
     empty = encode_flux_prompts(parts["tokenizer"], parts["text_encoder"], parts["tokenizer_2"],
                                 parts["text_encoder_2"], [""], T5_TOKENS)
@@ -60,7 +62,7 @@ def flux_features(variant, layers=range(-7, 0)):
     return Features(parts["transformer"], FluxCapture, layers, forward)
 
 
-def sd3_features(layers=range(-7, 0)):
+def sd3_features(layers=SD3_DEFAULT_LAYERS):
     parts = build_tiny_sd3_components()
     names = ("tokenizer", "tokenizer_2", "tokenizer_3"), ("text_encoder", "text_encoder_2", "text_encoder_3")
     empty = encode_sd3_prompts([parts[n] for n in names[0]], [parts[n] for n in names[1]], [""], T5_TOKENS)

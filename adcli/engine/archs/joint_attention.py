@@ -29,7 +29,6 @@ from diffusers.models.embeddings import apply_rotary_emb
 
 from adcli.engine.attention import FeaturesComplete, FeatureStore, LayerFeatures
 from adcli.errors import AdcliError
-from adcli.losses import ad_loss_from_output, content_loss
 
 
 @dataclass
@@ -72,6 +71,16 @@ def sd3_attention_layers(transformer: torch.nn.Module) -> list[torch.nn.Module]:
         if getattr(block, "attn2", None) is not None:
             layers.append(block.attn2)
     return layers
+
+
+# Default AD layers, as indices into the lists above (negative: from the end).
+# FLUX.1: the last 7 single-stream blocks — the paper's FLUX code distils layers "50–57" (50..56).
+FLUX_DEFAULT_LAYERS = tuple(range(-7, 0))
+# SD3/SD3.5 (no reference code): the same rule, the last 7 joint attentions — Medium's blocks 17–23,
+# Large's 31–37. Negative indices pick the same blocks on both, since Medium's image-only attn2 sits in
+# blocks 0–12 only; those early blocks shape the layout (SD3.5's skip-layer guidance acts on 7–9), while
+# AD wants appearance. Unvalidated on real weights: the first GPU run should sweep it.
+SD3_DEFAULT_LAYERS = tuple(range(-7, 0))
 
 
 def layer_names(transformer: torch.nn.Module, layers: Sequence[torch.nn.Module]) -> list[str]:
@@ -284,25 +293,3 @@ class SD3Capture(JointCapture):
         self.layout.grid = (height // patch, width // patch)
         self.layout.text_tokens = inputs["encoder_hidden_states"].shape[1]
 
-
-def joint_distillation_loss(
-    target: dict[int, JointLayerFeatures],
-    reference: dict[int, JointLayerFeatures],
-    content: dict[int, JointLayerFeatures] | None = None,
-    content_weight: float = 0.0,
-) -> torch.Tensor:
-    """L = Σ_layers L1(out, SDPA(q, k_ref, v_ref).detach()) + λ · Σ_layers L1(q_image, q_content_image).
-
-    The AD term covers every query row, text rows included, as the paper's FLUX code does; the
-    reference's keys carry its own RoPE positions (captured from its own pass), so a reference
-    of another size works. The content term compares the image tokens' queries only: text rows
-    are the prompt's, not the picture's. R references share the keys (joined on the token axis).
-    """
-    total = torch.zeros((), device=next(iter(target.values())).q.device)
-    for position, layer in target.items():
-        ref = reference[position]
-        total = total + ad_loss_from_output(layer.out, layer.q, ref.k, ref.v)
-        if content is not None and content_weight > 0:
-            ours, theirs = layer.q[:, :, layer.image], content[position]
-            total = total + content_weight * content_loss(ours, theirs.q[:, :, theirs.image])
-    return total

@@ -75,7 +75,9 @@ def _t5_tokens(tokenizer, encoder, prompts: list[str], length: int, device, widt
     return encoder(ids.to(encoder.device))[0].to(device=device, dtype=encoder.dtype)
 
 
-def sd3_forward(transformer, latents: torch.Tensor, sigma: torch.Tensor, prompt: SD3Prompt, config: Mapping) -> torch.Tensor:
+def sd3_forward(
+    transformer, latents: torch.Tensor, sigma: torch.Tensor, prompt: SD3Prompt, config: Mapping
+) -> torch.Tensor:
     """One transformer pass on latents (B, 16, H, W) at σ: the velocity (B, 16, H, W) in the model's
     dtype. ``config`` is the scheduler's. Gradients flow when enabled (AD passes)."""
     batch = latents.shape[0]
