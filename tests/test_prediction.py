@@ -93,3 +93,13 @@ def test_a_schedule_is_points_of_sigma_and_timestep():
     assert schedule.starting_at(1).sigmas.tolist() == [1.0, 0.5]
     with pytest.raises(ValueError, match="N \\+ 1"):
         Schedule(torch.tensor([1.0, 0.0]), torch.tensor([1]))
+
+
+def test_flow_matching_agrees_with_the_flux_and_sd3_building_blocks():
+    """The seam's flow prediction and the FLUX/SD3 helpers (engine/archs/flow.py) are one rule."""
+    from adcli.engine.archs import flow
+
+    clean, noise, v = _tensors((1, 16, 4, 4), (1, 16, 4, 4), (1, 16, 4, 4), seed=3)
+    sigma, sigma_next = torch.tensor(0.7), torch.tensor(0.2)
+    assert torch.equal(FlowMatching().noised(clean, noise, sigma), flow.add_flow_noise(clean, noise, sigma))
+    assert torch.equal(FlowMatching().step(noise, v, sigma, sigma_next), flow.euler_step(noise, v, sigma, sigma_next))
