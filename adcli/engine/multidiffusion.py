@@ -26,6 +26,7 @@ from adcli.engine.features import Guide
 from adcli.engine.guidance import ADGuidance
 from adcli.engine.progress import Progress, ProgressCallback
 from adcli.engine.sampler import require_finite, text_denoiser
+from adcli.errors import InputError, setting
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def windows(height: int, width: int, size: int, stride: int, wrap_x: bool = Fals
     """Windows of ``size``×``size`` latents every ``stride`` latents that cover a ``height``×``width``
     latent completely; an axis shorter than ``size`` gets one window of its full length."""
     if size < 1 or stride < 1:
-        raise ValueError(f"window size and stride must be positive, got {size} and {stride}")
+        raise InputError(f"{setting('window')} and {setting('stride')} must be positive, got {size} and {stride}")
     rows, window_height = _starts(height, size, stride, wrap_y)
     cols, window_width = _starts(width, size, stride, wrap_x)
     return [Window(top, left, window_height, window_width) for top in rows for left in cols]

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from adcli.errors import InputError, setting
+
 if TYPE_CHECKING:
     from adcli.engine.backend import Backend
 
@@ -60,7 +62,7 @@ def seamless(modules: Iterable[torch.nn.Module], axes: str) -> Iterator[int]:
     Yields how many convolutions were changed. Everything is restored in ``finally``.
     """
     if axes not in AXES:
-        raise ValueError(f"tiling axes must be one of {', '.join(AXES)}, got {axes!r}")
+        raise InputError(f"{setting('tile')} must be one of {', '.join(AXES)}, got {axes!r}")
     if axes == "none":
         yield 0
         return

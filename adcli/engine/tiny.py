@@ -12,6 +12,8 @@ import torch
 from diffusers import AutoencoderKL
 from transformers import CLIPTextConfig, CLIPTokenizer
 
+from adcli.errors import ModelLoadError
+
 TINY_SEED = 0
 TEXT_WIDTH = 32
 # SDXL's second encoder is wider than its first (1280 vs 768); diffusers tells them apart by width.
@@ -90,7 +92,7 @@ def build_tiny_components(name: str = "tiny") -> dict:
 
     arch = archs.tiny_model_arch(name)
     if arch is None:
-        raise ValueError(f"no tiny model {name!r}: expected one of {', '.join(archs.tiny_models())}")
+        raise ModelLoadError(f"no tiny model {name!r}: expected one of {', '.join(archs.tiny_models())}")
     return arch.build_tiny(name)
 
 
@@ -102,7 +104,7 @@ def tiny_pipeline(name: str = "tiny"):
 
     arch = archs.tiny_model_arch(name)
     if arch is None:
-        raise ValueError(f"no tiny model {name!r}: expected one of {', '.join(archs.tiny_models())}")
+        raise ModelLoadError(f"no tiny model {name!r}: expected one of {', '.join(archs.tiny_models())}")
     pipe = arch.pipeline(arch.build_tiny(name))
     pipe.set_progress_bar_config(disable=True)
     return pipe
