@@ -23,7 +23,7 @@ from adcli.engine.defaults import DEFAULT_MODELS
 from adcli.errors import AdcliError
 from adcli.presets import SETTINGS, TASK_KEYS, ResolvedSettings, load_settings
 from adcli.presets.loader import check_value, closest_key
-from adcli.tasks.common import ImageSource, as_list
+from adcli.tasks.inputs import ImageSource, as_list
 from adcli.tasks.jobs import derive_seed
 from adcli.tasks.model import LOADING_KEYS, Model, open_model
 from adcli.outputs.files import METADATA_KEY

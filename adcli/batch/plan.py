@@ -59,7 +59,7 @@ class JobResult:
 
     index: int
     name: str
-    status: str  # planned | done | skipped | failed | not-run
+    status: str  # one of batch.status.STATUSES
     output: str | None = None
     seconds: float = 0.0
     error: str | None = None

@@ -16,16 +16,17 @@ from typing import Any, Protocol
 import torch
 from PIL import Image
 
-from adcli.errors import AdcliError, OutOfMemory, OutputError, StorageFull
-from adcli.tasks.jobs import Reporter
-from adcli.tasks.model import Model, loading_settings, open_model
-from adcli.outputs.files import write_image, write_image_free
 from adcli.batch.plan import BatchOptions, JobResult, PlannedJob
-from adcli.tasks.registry import make_images
 from adcli.batch.resume import find_same
 from adcli.batch.sharding import Shard
+from adcli.batch.status import DONE, FAILED, INTERRUPTED, NOT_RUN, SKIPPED, out_of_memory_message
+from adcli.errors import AdcliError, OutOfMemory, OutputError, StorageFull, as_keyword
+from adcli.outputs.files import write_image, write_image_free
+from adcli.tasks.jobs import Reporter
+from adcli.tasks.model import Model, loading_settings, open_model
+from adcli.tasks.registry import make_images
 
-INTERRUPTED = "interrupted"
+Spell = Callable[[str], str]  # how a message spells a setting: the CLI's flag, the API's keyword
 LOSS_EVERY = 5  # the loss history a report keeps: one value every N iterations/steps
 
 
@@ -40,21 +41,11 @@ class JobWatcher(Protocol):
 Watch = Callable[[list[PlannedJob], Model], JobWatcher | None]
 
 
-def out_of_memory_message(batch: int, settings: object) -> str:
-    """One line saying what to lower, for the options this command has."""
-    hints = ["a smaller --batch-size"] if batch > 1 else []
-    hints.append("--dtype fp16")
-    if hasattr(settings, "window_batch"):
-        hints.append("a smaller --window-batch")
-    hints.append("a smaller --size")
-    return f"out of GPU memory: try {', '.join(hints[:-1])} or {hints[-1]}"
-
-
-def _message(error: BaseException, batch: int, settings: object) -> tuple[str, int]:
+def _message(error: BaseException, batch: int, task: str, spell: Spell) -> tuple[str, int]:
     if isinstance(error, torch.OutOfMemoryError):
-        return out_of_memory_message(batch, settings), 1
+        error = OutOfMemory(out_of_memory_message(task, batch))
     if isinstance(error, AdcliError):
-        return str(error), error.exit_code
+        return error.render(spell), error.exit_code
     return f"internal error: {type(error).__name__}: {error} (set ADCLI_DEBUG=1 to see the traceback)", 1
 
 
@@ -134,6 +125,7 @@ class Runner:
     stop: Stop
     watch: Watch | None = None
     rank: int = 0
+    spell: Spell = as_keyword
     single: bool = False  # a one-job run: its error is raised by the caller instead of reported here
     on_result: Callable[[JobResult], None] | None = None  # e.g. rewrite the HTML report after each job
     results: dict[int, JobResult] = field(default_factory=dict)
@@ -148,10 +140,10 @@ class Runner:
         return result
 
     def fail(self, planned: PlannedJob, error: BaseException, batch: int = 1, announce: bool = True) -> None:
-        message, code = _message(error, batch, planned.resolved.settings)
+        message, code = _message(error, batch, planned.job.task, self.spell)
         if isinstance(error, torch.OutOfMemoryError):
-            error = OutOfMemory(message)
-        self.record(planned, "failed", error=message, exit_code=code, exception=error)
+            error = OutOfMemory(out_of_memory_message(planned.job.task, batch))
+        self.record(planned, FAILED, error=message, exit_code=code, exception=error)
         if announce:
             self.reporter.job_failed(planned.job.name, message)
 
@@ -169,7 +161,7 @@ class Runner:
         except OutputError as error:
             self.fail(planned, error)
             return
-        self.record(planned, "done", output=str(path), seconds=seconds, losses=losses)
+        self.record(planned, DONE, output=str(path), seconds=seconds, losses=losses)
         self.reporter.job_done(planned.job.name, path, seconds)
 
     def make(self, model: Model, chunk: list[PlannedJob]) -> list[Image.Image]:
@@ -204,7 +196,7 @@ class Runner:
                 self.make(model, chunk)
                 return
             except Exception as error:  # noqa: BLE001 — retried one by one below
-                message, _ = _message(error, len(chunk), chunk[0].resolved.settings)
+                message, _ = _message(error, len(chunk), chunk[0].job.task, self.spell)
                 self.reporter.info(f"a batch of {len(chunk)} failed ({message}); making its images one at a time")
                 _free_memory()
         for position, planned in enumerate(chunk):
@@ -251,11 +243,14 @@ def run_plan(
     watch: Watch | None = None,
     on_result: Callable[[JobResult], None] | None = None,
     rejected: dict[int, AdcliError] | None = None,
+    spell: Spell = as_keyword,
 ) -> list[JobResult]:
     """Make this process's share of ``plan``; one result per job it owns, in plan order.
-    ``rejected``: jobs found unusable before the model loaded (batch/preflight.py), reported first."""
+    ``rejected``: jobs found unusable before the model loaded (batch/preflight.py), reported first;
+    ``spell``: how failure messages spell a setting (the CLI passes its flags)."""
     mine = [planned for planned in plan if shard.owns(planned.index)]
-    runner = Runner(options, reporter, Stop(should_stop), watch, rank=shard.rank, single=len(plan) == 1, on_result=on_result)
+    runner = Runner(options, reporter, Stop(should_stop), watch, rank=shard.rank, spell=spell, single=len(plan) == 1,
+                    on_result=on_result)
     todo = []
     rejected = rejected or {}
     for planned in mine:
@@ -263,7 +258,7 @@ def run_plan(
         if planned.index in rejected:
             runner.fail(planned, rejected[planned.index])
         elif found is not None:
-            runner.record(planned, "skipped", output=str(found))
+            runner.record(planned, SKIPPED, output=str(found))
             reporter.job_skipped(planned.job.name, found)
         elif planned.explicit and planned.path.exists() and not options.overwrite:
             raise OutputError(f"{planned.path} already exists: choose another -o, or pass --overwrite to replace it")
@@ -281,6 +276,6 @@ def run_plan(
             runner.stop.force(INTERRUPTED)
     for planned in mine:
         if planned.index not in runner.results:
-            runner.record(planned, "not-run", error=runner.stop.reason)
+            runner.record(planned, NOT_RUN, error=runner.stop.reason)
     return [runner.results[planned.index] for planned in mine]
 

@@ -20,7 +20,7 @@ from diffusers import DDIMScheduler
 
 from adcli.engine.controlnet import Control
 from adcli.engine.features import Guide
-from adcli.engine.config import SamplingConfig
+from adcli.engine.config import SamplingConfig, sdedit_start
 from adcli.engine.guidance import ADGuidance, IterationReport
 from adcli.engine.models import Backend, Conditioning
 from adcli.engine.progress import Progress, ProgressCallback
@@ -45,16 +45,6 @@ def previous_timestep(scheduler: DDIMScheduler, t: torch.Tensor) -> torch.Tensor
     """The timestep DDIM's step from ``t`` lands on (``t − T/steps``), clamped at 0 for the last step."""
     stride = scheduler.config.num_train_timesteps // scheduler.num_inference_steps
     return (t - stride).clamp(min=0)
-
-
-def sdedit_start(steps: int, strength: float) -> int:
-    """SDEdit: the index of the first of ``steps`` timesteps to run, so that ``strength`` of them run.
-
-    Strength 1 starts from pure noise (index 0); strength 0.6 skips the first 40 % of the steps
-    and starts from the layout latent noised to the timestep there.
-    """
-    run = min(max(int(steps * strength), 1), steps)
-    return steps - run
 
 
 def require_finite(latents: torch.Tensor, step: int, total: int, t: torch.Tensor) -> None:

@@ -25,7 +25,7 @@ from adcli.engine.models import load_model_vae
 from adcli.engine.vae_finetune import FinetuneResult, finetune_decoder
 from adcli.errors import OutputError
 from adcli.presets import ResolvedSettings
-from adcli.tasks.common import ImageSource, require_files, source_record
+from adcli.tasks.inputs import ImageSource, require_files, source_record
 
 RECORD_NAME = "adcli-finetune.json"
 

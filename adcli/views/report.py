@@ -8,6 +8,7 @@ from typing import Any
 from adcli.presets import SETTINGS
 from adcli.views.html_report import write_html_report
 from adcli.batch.plan import JobResult, PlannedJob, write_report
+from adcli.batch.status import PLANNED
 
 HTML_SUFFIXES = (".html", ".htm")
 REFRESH_SECONDS = 5
@@ -29,7 +30,7 @@ def html_rows(plan: list[PlannedJob], results: dict[int, JobResult]) -> list[dic
     """One row per planned job: its result so far (``planned`` until made), inputs and settings."""
     rows = []
     for planned in plan:
-        result = results.get(planned.index) or JobResult(planned.index, planned.job.name, "planned", seed=planned.seed)
+        result = results.get(planned.index) or JobResult(planned.index, planned.job.name, PLANNED, seed=planned.seed)
         rows.append({**result.as_json(), "inputs": planned.job.inputs, "settings": _key_settings(planned)})
     return rows
 
