@@ -7,6 +7,7 @@ between images, so the current one is finished and written before the run stops.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import time
 from collections.abc import Callable, Hashable, Iterator
@@ -22,6 +23,8 @@ from adcli.batch.sharding import Shard
 from adcli.batch.status import DONE, FAILED, INTERRUPTED, NOT_RUN, SKIPPED, out_of_memory_message
 from adcli.errors import AdcliError, OutOfMemory, OutputError, StorageFull, as_keyword
 from adcli.outputs.files import write_image, write_image_free
+from adcli.outputs.metadata import job_metadata
+from adcli.presets import for_arch
 from adcli.tasks.jobs import Reporter
 from adcli.tasks.model import Model, loading_settings, open_model
 from adcli.tasks.registry import make_images
@@ -65,6 +68,16 @@ def _grouped(items: list[PlannedJob], key: Callable[[PlannedJob], Hashable]) -> 
     for item in items:
         groups.setdefault(key(item), []).append(item)
     return list(groups.values())
+
+
+def resolve_arch(planned: PlannedJob, arch: str) -> None:
+    """A job whose per-architecture settings waited for the model (its configs could not be read
+    before it loaded), resolved for ``arch`` in place: its settings and metadata as if known from
+    the start (the plan's report shows them too)."""
+    if planned.resolved.needs_arch:
+        planned.resolved = for_arch(planned.resolved, arch)
+        planned.job = dataclasses.replace(planned.job, settings=planned.resolved)
+        planned.metadata = job_metadata(planned.resolved, planned.job.inputs, list(planned.job.files), planned.seed)
 
 
 def chunks(items: list[PlannedJob], batch_size: int) -> Iterator[list[PlannedJob]]:
@@ -221,6 +234,8 @@ class Runner:
             for planned in items:
                 self.fail(planned, error)
             return
+        for planned in items:
+            resolve_arch(planned, model.arch)
         try:
             for chunk in chunks(items, self.options.batch_size):
                 if self.stop():

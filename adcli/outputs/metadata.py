@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import adcli
-from adcli.presets import ResolvedSettings, parse_lora_spec
+from adcli.presets import SETTINGS, ResolvedSettings, parse_lora_spec
 
-NON_PIXEL_SETTINGS = frozenset({"device", "compile", "low_vram", "window_batch", "preview_every"})
+NON_PIXEL_SETTINGS = frozenset(name for name, setting in SETTINGS.items() if not setting.pixels)
 _digests: dict[tuple[str, int, int], str] = {}
 
 
