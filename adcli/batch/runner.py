@@ -109,22 +109,37 @@ class Stop:
 
 @dataclass
 class _Progress:
-    """The engine's progress for the jobs being made: to the reporter, the watchers and the loss history."""
+    """The engine's progress for a batch of jobs: to the reporter, the watchers and each job's own
+    loss history. The engine's ``losses`` hold one value per item of the batch, in item order
+    (``loss``, their mean, stands in where an engine loop gives no ``losses``)."""
 
     reporter: Reporter
     watcher: JobWatcher | None
-    losses: list[list[float]] = field(default_factory=list)
+    count: int = 1
+    histories: list[list[list[float]]] = field(default_factory=list)  # per job: [step, loss] every few steps
+
+    def __post_init__(self) -> None:
+        self.histories = [[] for _ in range(self.count)]
+
+    def own_losses(self, info: dict[str, Any]) -> list[float | None]:
+        losses = info.get("losses")
+        if losses is not None and len(losses) == self.count:
+            return list(losses)
+        return [info.get("loss")] * self.count
 
     def __call__(self, info: dict[str, Any]) -> None:
-        self.reporter.step(info)
+        own = self.own_losses(info)
+        self.reporter.step({**info, "loss": own[0]})  # the bar is named after the batch's first job
         final = info.get("ad_iteration", 0) == info.get("ad_iterations", 0)
-        loss = info.get("loss")
         due = info["step"] % LOSS_EVERY == 0 or info["step"] == info["total"]
-        if final and loss is not None and due:
-            value = round(float(loss), 6)
-            # the engine reads the loss back only now and then: keep fresh values, not their repeats
-            if not self.losses or (self.losses[-1][0] != info["step"] and self.losses[-1][1] != value):
-                self.losses.append([info["step"], value])
+        if final and due:
+            for history, loss in zip(self.histories, own):
+                if loss is None:
+                    continue
+                value = round(float(loss), 6)
+                # the engine reads the loss back only now and then: keep fresh values, not their repeats
+                if not history or (history[-1][0] != info["step"] and history[-1][1] != value):
+                    history.append([info["step"], value])
         if self.watcher is not None:
             self.watcher(info)
 
@@ -182,7 +197,7 @@ class Runner:
         name = chunk[0].job.name + (f" (+{len(chunk) - 1} in one batch)" if len(chunk) > 1 else "")
         self.reporter.job_started(self.started, self.total, name, chunk[0].job.steps)
         watcher = self.watch(chunk, model) if self.watch is not None else None
-        progress = _Progress(self.reporter, watcher)
+        progress = _Progress(self.reporter, watcher, len(chunk))
         began = time.perf_counter()
         images = None
         try:
@@ -194,11 +209,11 @@ class Runner:
             if watcher is not None:
                 watcher.close(images)
         seconds = (time.perf_counter() - began) / len(chunk)
-        for planned, image in zip(chunk, images, strict=True):
+        for planned, image, losses in zip(chunk, images, progress.histories, strict=True):
             if self.stop.reason is not None:
                 self.fail(planned, OutputError(self.stop.reason))
             else:
-                self.save(model, planned, image, seconds, progress.losses)
+                self.save(model, planned, image, seconds, losses)
         self.started += len(chunk)
         return images
 
