@@ -119,6 +119,7 @@ def manifest_jobs(task_name: str, path: Path, preset: Path | None, overrides: di
     roles = [role.name for role in spec.roles]
     required = [role.name for role in spec.roles if role.required]
     resolved_for: dict[str, ResolvedSettings] = {}
+    job_for: dict[tuple[str, str], Job] = {}
     jobs = []
     for line, raw in read_manifest(path):
         where = f"manifest {path} line {line}"
@@ -145,7 +146,9 @@ def manifest_jobs(task_name: str, path: Path, preset: Path | None, overrides: di
                 resolved_for[key] = load_settings(task_name, preset, {**overrides, **given}, source=MANIFEST_ROW)
             except AdcliError as error:
                 raise PresetError(f"{where}: {error}") from None
-        inputs = spec.inputs.from_stored(row, path.parent, where)
-        job = spec.job(resolved_for[key], inputs, None, note)
+        same = (key, json.dumps({name: row[name] for name in roles if name in row}, sort_keys=True, default=str))
+        if same not in job_for:  # identical rows (a pair repeated for many seeds) share one job
+            job_for[same] = spec.job(resolved_for[key], spec.inputs.from_stored(row, path.parent, where), None, note)
+        job = job_for[same]
         jobs.append(dataclasses.replace(job, output_name=str(row["name"])) if "name" in row else job)
     return jobs

@@ -145,6 +145,7 @@ def plan_jobs(jobs: list[Job], output: Path, name: str | None = None, image_form
         template.check(set(COMMON_FIELDS) | set(jobs[0].fields))
     names = UniqueNames()
     planned = []
+    metadata_of: dict[tuple[int, int], dict[str, Any]] = {}  # jobs of identical manifest rows share one Job
     for index, job in enumerate(jobs):
         settings = job.settings
         seed = job.seed if job.seed is not None else derive_seed(settings.settings.seed, job.key or job.name)
@@ -152,6 +153,8 @@ def plan_jobs(jobs: list[Job], output: Path, name: str | None = None, image_form
             path = output
         else:
             path = output / f"{names.claim(_stem(job, name_fields(job, index, settings, seed), template))}{suffix}"
-        metadata = job_metadata(settings, job.inputs, list(job.files), seed)
+        if (id(job), seed) not in metadata_of:
+            metadata_of[id(job), seed] = job_metadata(settings, job.inputs, list(job.files), seed)
+        metadata = metadata_of[id(job), seed]
         planned.append(PlannedJob(index, job, settings, seed, path, single_file, metadata))
     return planned
