@@ -90,3 +90,29 @@ def test_planning_masked_textures_and_t2i_imports_no_model_library(tmp_path):
     style = image(tmp_path / "s.png", 1)
     _, imported, _ = _dry_run(["t2i", "a cat", "--style", str(style), "--layout", str(style), "--model", "tiny", "-o", "out"], tmp_path)
     assert imported == []
+
+
+def test_resume_lists_an_output_folder_once_for_all_its_jobs(tmp_path, monkeypatch):
+    """The numbered variants of each job's output are those free_path makes, read from one listing."""
+    import re
+
+    from adcli.outputs import files
+
+    names = ["a.png", "a-1.png", "a-2.png", "a-10.png", "a-1-2.png", "a-x.png", "b-1.png", "a-3.jpg", "a.b-4.png", "c-5", "A-7.png"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    listed = []
+    real = Path.iterdir
+    monkeypatch.setattr(Path, "iterdir", lambda self: listed.append(self) or real(self))
+
+    def the_slow_way(path: Path) -> list[Path]:
+        pattern = re.compile(re.escape(path.stem) + r"-(\d+)" + re.escape(path.suffix))
+        found = sorted((int(m.group(1)), tmp_path / n) for n in names if (m := pattern.fullmatch(n)))
+        return [path] * path.exists() + [entry for _, entry in found]
+
+    for stem in ["a.png", "a-1.png", "b.png", "a.jpg", "a.b.png", "c", "A.png", "d.png", "a-x.png"]:
+        assert files.numbered_variants(tmp_path / stem) == the_slow_way(tmp_path / stem), stem
+    assert listed == [tmp_path]  # once, however many jobs ask
+    (tmp_path / "b-2.png").write_bytes(b"")
+    names.append("b-2.png")
+    assert files.numbered_variants(tmp_path / "b.png") == the_slow_way(tmp_path / "b.png")  # a changed folder is read again

@@ -79,19 +79,20 @@ def setting_option(task: str, setting: Setting) -> Any:
     Every option defaults to None ("not given: keep the preset's value"); the preset's value is
     shown as ``[default: …]``. Values come as text and are checked by the preset loader, the
     same check as for YAML. No type placeholder where the name says what the value is: a
-    metavar only for values with a form of their own (SIZE, LIST, LORA[:SCALE]).
+    metavar only for values with a form of their own (SIZE, LIST, LORA). A flag's ``--no-…``
+    form is a hidden option of its own (:func:`negative_option`): one column less in --help.
     """
-    annotation = setting.annotation
+    annotation, panel = setting.annotation, o.panel_of(setting)
     help_text = setting.help_in(task)
     if typing.get_origin(annotation) is Literal:
         help_text += f" One of {', '.join(map(str, typing.get_args(annotation)))}."
+    if annotation is bool:
+        help_text += f" {negative_flag(setting)} turns it off. {default_text(task, setting.name)}"
+        return Annotated[Optional[bool], typer.Option(setting.flag, help=help_text, metavar="", show_default=False, rich_help_panel=panel)]
     help_text += " " + default_text(task, setting.name)
     names = [setting.flag] + ([setting.short] if setting.short else [])
-    panel = o.panel_of(setting)
-    if annotation is bool:  # --adain; its --no-adain is a hidden option of its own (a narrower help table)
-        help_text = f"{setting.help_in(task)} {negative_flag(setting)} turns it off. {default_text(task, setting.name)}"
-        return Annotated[Optional[bool], typer.Option(setting.flag, help=help_text, metavar="", show_default=False, rich_help_panel=panel)]
-    kind = Optional[list[str]] if typing.get_origin(annotation) is tuple and typing.get_args(annotation)[0] is str else Optional[str]
+    many = typing.get_origin(annotation) is tuple and typing.get_args(annotation)[0] is str  # --lora, repeated
+    kind = Optional[list[str]] if many else Optional[str]
     return Annotated[kind, typer.Option(*names, help=help_text, metavar=setting.metavar or "", show_default=False, rich_help_panel=panel)]
 
 
@@ -131,9 +132,11 @@ def image_command(
     output: Any = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Give a command its settings' options and the shared run options, passing their values as
-    ``common`` (register the command with ``add_help_option=False``: its --help is one of them). ``pair``: the nouns of ``--pair`` (e.g. ``("contents", "style")``); ``sampling``:
+    ``common``. ``pair``: the nouns of ``--pair`` (e.g. ``("contents", "style")``); ``sampling``:
     jobs run one at a time, so ``--batch-size`` is hidden; ``batch=False``: no batch options;
-    ``output``: the command's own ``-o`` (an ``Annotated`` type, required)."""
+    ``output``: the command's own ``-o`` (an ``Annotated`` type, required). Register the command
+    with ``add_help_option=False``: its ``--help`` is one of the run options. Number run options
+    (``--num-images``, ``--quality``…) reach the command checked, as ints."""
     table = {s.name: s for s in task_settings(task)}
     in_panels = sorted(table.values(), key=lambda s: o.PANELS.index(o.panel_of(s)))  # --help shows them in this order
     settings = [(s.name, setting_option(task, s), None) for s in in_panels]
@@ -167,8 +170,10 @@ def image_command(
                     raise InputError(f"give {setting.flag} or {negative_flag(setting)}, not both")
                 if values[name]:
                     given[setting.name] = False
-            for name in o.RUN_NUMBERS.keys() & (kwargs.keys() | values.keys()):  # e.g. --num-images, --quality
-                (kwargs if name in kwargs else values)[name] = o.run_number(name, kwargs.get(name, values.get(name)))
+            for name in o.RUN_NUMBERS:  # --num-images (the command's own), --batch-size, --quality…
+                for found in (kwargs, values):
+                    if name in found:
+                        found[name] = o.run_number(name, found[name])
             options = BatchOptions(
                 pair=o.PairMode(values.get("pair", o.PairMode.product)).value,
                 manifest=values.get("manifest"), name=values.get("name"), resume=values.get("resume", False),

@@ -60,7 +60,7 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             raise
         except Exception as error:  # a bug, not a user mistake: still one line unless debugging
             if type(error).__name__ == "OutOfMemoryError":  # torch's, recognised without importing torch
-                fail(render(out_of_memory_message(""), flag) + ", or close other programs using the GPU", 1)
+                fail(render(out_of_memory_message(""), flag) + "; or close other programs using the GPU", 1)
             if os.environ.get("ADCLI_DEBUG"):
                 traceback.print_exc()
             fail(f"internal error: {type(error).__name__}: {error} (set ADCLI_DEBUG=1 to see the traceback)", 1)

@@ -98,15 +98,34 @@ def free_path(folder: Path, stem: str, suffix: str = ".png") -> Path:
     return candidate
 
 
+_NUMBERED = re.compile(r"(.+)-(\d+)((?:\.[^.]*)?)")  # stem-N.suffix
+_listings: dict[str, tuple[int, dict[tuple[str, str], list[tuple[int, Path]]]]] = {}
+
+
+def _numbered_in(folder: Path) -> dict[tuple[str, str], list[tuple[int, Path]]]:
+    """The folder's ``stem-N.suffix`` files by (stem, suffix), listed once while the folder is
+    unchanged: --resume asks for every job of a batch, and a folder of 100,000 outputs must not
+    be listed 100,000 times."""
+    try:
+        changed = folder.stat().st_mtime_ns
+    except OSError:
+        return {}
+    key = str(folder)
+    if key not in _listings or _listings[key][0] != changed:
+        index: dict[tuple[str, str], list[tuple[int, Path]]] = {}
+        for entry in folder.iterdir():
+            match = _NUMBERED.fullmatch(entry.name)
+            if match:
+                index.setdefault((match.group(1), match.group(3)), []).append((int(match.group(2)), entry))
+        if len(_listings) >= 1024:  # a run's folders (--name '{style}/…' makes one per style), bounded
+            _listings.clear()
+        _listings[key] = (changed, index)
+    return _listings[key][1]
+
+
 def numbered_variants(path: Path) -> list[Path]:
     """``path`` and the ``stem-N`` files :func:`free_path` may have made beside it, in order."""
-    pattern = re.compile(re.escape(path.stem) + r"-(\d+)" + re.escape(path.suffix))
-    found = []
-    if path.parent.is_dir():
-        for entry in path.parent.iterdir():
-            match = pattern.fullmatch(entry.name)
-            if match:
-                found.append((int(match.group(1)), entry))
+    found = _numbered_in(path.parent).get((path.stem, path.suffix), [])
     return [path] * path.exists() + [entry for _, entry in sorted(found)]
 
 
