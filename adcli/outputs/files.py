@@ -19,6 +19,7 @@ from typing import Any
 from PIL import Image, PngImagePlugin
 
 from adcli.errors import OutputError, StorageFull
+from adcli.outputs.atomic import write_temporary
 
 METADATA_KEY = "adcli"
 # The suffixes -o may end with, and the Pillow format each writes.
@@ -80,12 +81,6 @@ def read_metadata(path: str | Path) -> dict[str, Any] | None:
     except (OSError, ValueError, SyntaxError, KeyError):
         return None
     return data if isinstance(data, dict) else None
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def free_path(folder: Path, stem: str, suffix: str = ".png") -> Path:
@@ -165,29 +160,17 @@ def _save_options(path: Path, metadata: dict[str, Any], quality: int) -> dict[st
 
 
 def _write_temporary(image: Image.Image, path: Path, metadata: dict[str, Any], quality: int) -> str:
-    """The complete file in a hidden temporary file beside ``path`` (same filesystem: linking is atomic)."""
-    folder, stem = path.parent, path.stem
+    """The complete file, on disk, in a hidden temporary file beside ``path`` (same filesystem: linking is atomic)."""
+    folder = path.parent
     options = _save_options(path, metadata, quality)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise OutputError(f"cannot create output folder {folder}: {error.strerror or error}") from None
     try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{stem}.", suffix=".partial", dir=folder)
+        return write_temporary(path, lambda stream: image.save(stream, **options), sync=True)
     except OSError as error:
-        raise _error(folder, error) from None
-    try:
-        os.fchmod(handle, 0o666 & ~_umask())
-        with os.fdopen(handle, "wb") as stream:
-            image.save(stream, **options)
-            stream.flush()
-            os.fsync(stream.fileno())
-    except BaseException as error:
-        os.unlink(temporary)
-        if isinstance(error, OSError):
-            raise _error(path, error) from None
-        raise
-    return temporary
+        raise _error(path, error) from None
 
 
 def _publish(temporary: str, path: Path) -> bool:
