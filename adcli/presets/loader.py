@@ -117,9 +117,10 @@ def _layer(task: str, data: dict[str, Any], source: str) -> PresetLayer:
             raise PresetError(f"{source}: {BY_ARCH} names architecture {arch!r}; known: {', '.join(ARCHS)}")
         if not isinstance(section, dict):
             raise PresetError(f"{where} must be a mapping of setting: value")
-        loading = [str(key) for key in section if str(key).replace("-", "_") in SETTINGS and SETTINGS[str(key).replace("-", "_")].loading]
-        if loading:
-            raise PresetError(f"{where}: {loading[0]} belongs to the model and cannot differ by architecture")
+        for raw in section:
+            key = str(raw).replace("-", "_")
+            if key in SETTINGS and SETTINGS[key].loading:
+                raise PresetError(f"{where}: {raw} belongs to the model and cannot differ by architecture")
         by_arch[arch] = {}
         _apply(task, by_arch[arch], section, where)
     return PresetLayer(values, by_arch)
@@ -136,10 +137,9 @@ def builtin_layer(task: str) -> PresetLayer:
     return layer
 
 
-def builtin_values(task: str, arch: str | None = None) -> dict[str, Any]:
-    """The built-in values of ``task``: its defaults, with ``arch``'s own where the preset has them."""
-    layer = builtin_layer(task)
-    return {**layer.values, **layer.by_arch.get(arch or "", {})}
+def builtin_values(task: str) -> dict[str, Any]:
+    """The built-in defaults of ``task`` (for every architecture: see :func:`builtin_arch_defaults`)."""
+    return dict(builtin_layer(task).values)
 
 
 def builtin_default(task: str, key: str) -> Any:
