@@ -124,6 +124,18 @@ def test_what_a_device_cannot_do_is_a_one_line_error():
     check_quantization("int8", CPU)
 
 
+def test_the_backends_import_quietly():
+    """Installed, torchao makes every ``import diffusers`` log about CUDA extensions it cannot load."""
+    import subprocess
+    from pathlib import Path
+
+    script = ("from adcli.engine.archs.quantize import quiet_quantization_backends\n"
+              "quiet_quantization_backends()\nfrom diffusers import FluxTransformer2DModel, TorchAoConfig")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0 and "Failed to load" not in done.stderr and "torchao" not in done.stderr, done.stderr
+
+
 def test_without_torchao_the_error_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "torchao.quantization", None)  # makes the import fail
     with pytest.raises(ModelLoadError, match=r"quantize int8 needs torchao: pip install 'adcli\[quant\]'"):
