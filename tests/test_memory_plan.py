@@ -67,5 +67,5 @@ def test_the_line_says_what_was_chosen():
     line = plan_memory(16, FLUX_512).describe()
     assert line.startswith("16 GB free: text encoders off the GPU after encoding, gradient checkpointing, tiled VAE, "
                            "transformer blocks streamed from CPU memory (slow)")
-    assert line.endswith("; quantize int8 would fit without streaming") and "\n" not in line
+    assert line.endswith("; int8 weights would fit without streaming") and "\n" not in line
     assert plan_memory(80, FLUX_512).describe().startswith("80 GB free: everything fits on the GPU (about 50 GB)")

@@ -14,7 +14,11 @@ from adcli.engine.archs.transformer_loading import load_pretrained_components
 from adcli.errors import AdcliError, DeviceError, ModelLoadError
 from tests.support.transformer_inputs import input_gradient, inputs_for, run
 
-torchao = pytest.importorskip("torchao", reason="the quant extra (pip install 'adcli[quant]')")
+try:
+    import torchao  # noqa: F401
+except ImportError:
+    torchao = None
+needs_torchao = pytest.mark.skipif(torchao is None, reason="needs the quant extra: pip install -e '.[test,quant]'")
 
 CPU = torch.device("cpu")
 F32 = torch.float32
@@ -70,6 +74,7 @@ def load_quantized(folder, arch: str, kind: str) -> torch.nn.Module:
     return cls.from_pretrained(str(folder / arch), quantization_config=config, torch_dtype=F32).eval()
 
 
+@needs_torchao
 @pytest.mark.parametrize("arch", ["flux", "sd3"])
 @pytest.mark.parametrize("kind", ["int8", "fp8"])
 def test_weight_only_quantization_runs_on_a_cpu_and_passes_the_latent_gradient(folders, arch, kind):
@@ -89,6 +94,7 @@ def test_weight_only_quantization_runs_on_a_cpu_and_passes_the_latent_gradient(f
     assert relative(grad, reference_grad) < 3 * error
 
 
+@needs_torchao
 def test_in_memory_quantization_is_what_loading_does(folders):
     loaded = load_quantized(folders, "flux", "int8")
     built = quantize_in_memory(BUILDERS["flux"](), "int8", device=CPU)
@@ -96,6 +102,7 @@ def test_in_memory_quantization_is_what_loading_does(folders):
     assert torch.equal(run(built, inputs), run(loaded, inputs))
 
 
+@needs_torchao
 def test_the_loader_quantizes_the_transformer_only(tmp_path):
     from adcli.engine.archs.tiny_transformers import tiny_flux_pipeline
 
@@ -124,6 +131,7 @@ def test_what_a_device_cannot_do_is_a_one_line_error():
     check_quantization("int8", CPU)
 
 
+@needs_torchao
 def test_the_backends_import_quietly():
     """Installed, torchao makes every ``import diffusers`` log about CUDA extensions it cannot load."""
     import subprocess

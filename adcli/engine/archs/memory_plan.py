@@ -87,7 +87,7 @@ class MemoryPlan:
         line = f"{self.free_gb:.0f} GB free: " + (", ".join(chosen) if chosen else "everything fits on the GPU")
         line += f" (about {self.expected_gb:.0f} GB)"
         if self.suggest_quantize:
-            line += f"; quantize {self.suggest_quantize} would fit without streaming"
+            line += f"; {self.suggest_quantize} weights would fit without streaming"
         return line
 
 

@@ -78,7 +78,7 @@ def load_transformer_controlnet(arch: str, source: str, *, dtype: torch.dtype, l
                                          local_files_only=local_only or path.is_dir())
     except (OSError, ValueError) as error:
         detail = " ".join(str(error).split())[:160]
-        raise ModelLoadError(f"ControlNet {source} could not be loaded as a {cls.__name__} ({detail}): check "
+        raise ModelLoadError(f"ControlNet {source} could not be loaded ({cls.__name__}: {detail}): check "
                              f"{setting('controlnet')}") from None
     return controlnet.eval().requires_grad_(False)
 

@@ -2,8 +2,8 @@
 
 Checks of ``arch`` and ``layers`` run before the slow load (and ``--help`` never pays for torch),
 so this reads only small things:
-- a diffusers folder's ``model_index.json`` and ``transformer/config.json`` (or a bare transformer
-  folder's ``config.json``), or those files in the Hugging Face cache for a hub id;
+- a diffusers folder's ``transformer/config.json`` (or a bare transformer folder's ``config.json``),
+  or that file in the Hugging Face cache for a hub id;
 - a ``.safetensors`` header's tensor names: the original Black Forest Labs FLUX layout
   (``double_blocks.N.img_attn.qkv.weight``, ``single_blocks.N.linear1.weight``), SD3's original
   layout (``joint_blocks.N.x_block.attn.qkv.weight``; SD3.5 Medium adds ``x_block.attn2``), either
@@ -158,42 +158,21 @@ def _read_json(path: Path) -> dict:
         raise ModelLoadError(f"{path} could not be read ({error})") from None
 
 
-def _from_index_and_config(index: dict | None, config: dict | None) -> TransformerProbe | None:
-    if config is not None:
-        probe = probe_transformer_config(config)
-        if probe is not None:
-            return probe
-    if index is None:
-        return None
-    arch = PIPELINE_CLASSES.get(index.get("_class_name", ""))
-    transformer = index.get("transformer") or [None, None]
-    arch = arch or TRANSFORMER_CLASSES.get(transformer[1] or "")
-    if arch is None:
-        return None
-    # No transformer config to count from: the released models' layouts (FLUX.1; SD3.5 Large).
-    return TransformerProbe(arch, 57 if arch == "flux" else 38, True if arch == "flux" else None)
-
-
 def probe_transformer_folder(folder) -> TransformerProbe | None:
-    """A diffusers pipeline folder (``model_index.json`` + ``transformer/config.json``) or a bare
-    transformer folder (``config.json``); None when it is neither a FLUX nor an SD3 one."""
+    """A diffusers pipeline folder (its ``transformer/config.json``) or a bare transformer folder
+    (``config.json``); None when it holds no FLUX or SD3 transformer config."""
     folder = Path(folder)
-    index_path, config_path = folder / "model_index.json", folder / "transformer" / "config.json"
-    if not config_path.is_file():
-        config_path = folder / "config.json"
-    index = _read_json(index_path) if index_path.is_file() else None
-    config = _read_json(config_path) if config_path.is_file() else None
-    return _from_index_and_config(index, config)
+    for config in (folder / "transformer" / "config.json", folder / "config.json"):
+        if config.is_file():
+            return probe_transformer_config(_read_json(config))
+    return None
 
 
 def _probe_hub_cache(repo: str) -> TransformerProbe | None:
     from huggingface_hub import try_to_load_from_cache
 
-    def cached(filename: str) -> dict | None:
-        found = try_to_load_from_cache(repo, filename)
-        return _read_json(Path(found)) if isinstance(found, str) else None
-
-    return _from_index_and_config(cached("model_index.json"), cached("transformer/config.json"))
+    found = try_to_load_from_cache(repo, "transformer/config.json")
+    return probe_transformer_config(_read_json(Path(found))) if isinstance(found, str) else None
 
 
 def probe_transformer_file(path) -> TransformerProbe | None:

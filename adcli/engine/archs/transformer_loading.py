@@ -219,8 +219,8 @@ def load_transformer_components(
     if path.is_dir():
         probe = probe_transformer(str(path))
         if probe is None:
-            raise ModelLoadError(f"model folder {path} is not a FLUX or SD3 diffusers model (no FluxPipeline or "
-                                 f"StableDiffusion3Pipeline in its model_index.json)")
+            raise ModelLoadError(f"model folder {path} is not a FLUX or SD3 diffusers model (its transformer/config.json "
+                                 f"names no FluxTransformer2DModel or SD3Transformer2DModel)")
         check_arch(probe, arch, str(path))
         source, local_only, found = str(path), True, probe.arch
     elif path.is_file() or model.lower().endswith(TRANSFORMER_FILE_SUFFIXES):
