@@ -213,6 +213,8 @@ def load_transformer_components(
     ``arch`` (``flux``/``sd3``), when given, must be the model's: another architecture is a one-line
     error naming both. ``quantize`` is checked against ``device``, where the model will run.
     """
+    if quantize is not None and model.lower().endswith(".gguf"):  # before asking for the quantization's packages
+        raise ModelLoadError(f"{Path(model).name} is a GGUF file, quantized already: drop {setting('quantize')}")
     quantization = quantization_config(quantize, device=torch.device(device), compute_dtype=dtype)
     given = {}
     path = Path(model).expanduser()
