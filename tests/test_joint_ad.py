@@ -12,16 +12,20 @@ from adcli.engine.archs.flux_conditioning import encode_flux_prompts, flux_forwa
 from adcli.engine.archs.joint_attention import (
     FluxCapture,
     SD3Capture,
-    FLUX_DEFAULT_LAYERS,
-    SD3_DEFAULT_LAYERS,
     flux_attention_layers,
-    resolve_layers,
     sd3_attention_layers,
 )
-from adcli.engine.archs.joint_loss import joint_distillation_loss
 from adcli.engine.archs.sd3_conditioning import encode_sd3_prompts, sd3_forward
 from adcli.engine.archs.tiny_transformers import build_tiny_flux_components, build_tiny_sd3_components
-from adcli.engine.attention import FeaturesComplete, FeatureStore
+from adcli.engine.attention import FeaturesComplete, FeatureStore, select_layers
+from adcli.engine.features import distillation_loss
+
+LAST_SEVEN = tuple(range(-7, 0))  # the default AD layers on both families (configs' by_arch)
+
+
+def joint_distillation_loss(target, reference, content=None, content_weight=0.0):
+    """The engine's loss, summed over layers (a batch of one: the mean over items is the item's)."""
+    return distillation_loss(target, reference, content, content_weight)
 
 T5_TOKENS = 8
 SIGMA = torch.tensor(0.6)
@@ -31,7 +35,7 @@ class Features:
     """The AD passes of one run: the empty prompt, guidance 1, stop after the last selected layer."""
 
     def __init__(self, transformer, capture_class, layers, forward):
-        self.positions = resolve_layers(len(capture_class.layers(transformer)), layers)
+        self.positions = select_layers(len(capture_class.layers(transformer)), layers)
         self.store = FeatureStore()
         self.capture = capture_class(transformer, self.positions, self.store)
         self.forward = forward
@@ -50,7 +54,7 @@ class Features:
         return features
 
 
-def flux_features(variant, layers=FLUX_DEFAULT_LAYERS):
+def flux_features(variant, layers=LAST_SEVEN):
     parts = build_tiny_flux_components(variant)
     empty = encode_flux_prompts(parts["tokenizer"], parts["text_encoder"], parts["tokenizer_2"],
                                 parts["text_encoder_2"], [""], T5_TOKENS)
@@ -62,7 +66,7 @@ def flux_features(variant, layers=FLUX_DEFAULT_LAYERS):
     return Features(parts["transformer"], FluxCapture, layers, forward)
 
 
-def sd3_features(layers=SD3_DEFAULT_LAYERS):
+def sd3_features(layers=LAST_SEVEN):
     parts = build_tiny_sd3_components()
     names = ("tokenizer", "tokenizer_2", "tokenizer_3"), ("text_encoder", "text_encoder_2", "text_encoder_3")
     empty = encode_sd3_prompts([parts[n] for n in names[0]], [parts[n] for n in names[1]], [""], T5_TOKENS)

@@ -14,12 +14,11 @@ from adcli.engine.archs.joint_attention import (
     SD3Capture,
     flux_attention_layers,
     layer_names,
-    resolve_layers,
     sd3_attention_layers,
 )
 from adcli.engine.archs.sd3_conditioning import encode_sd3_prompts, sd3_forward
 from adcli.engine.archs.tiny_transformers import build_tiny_flux_components, build_tiny_sd3_components
-from adcli.engine.attention import FeaturesComplete, FeatureStore
+from adcli.engine.attention import FeaturesComplete, FeatureStore, select_layers
 from adcli.errors import AdcliError
 
 T5_TOKENS = 8
@@ -73,9 +72,9 @@ def test_flux_layers_in_forward_order(flux):
     names = layer_names(transformer, layers)
     assert names[0] == "transformer_blocks.0.attn" and names[18] == "transformer_blocks.18.attn"
     assert names[19] == "single_transformer_blocks.0.attn" and names[56] == "single_transformer_blocks.37.attn"
-    assert resolve_layers(57, range(-7, 0)) == list(range(50, 57))  # the paper's FLUX default, "50–57"
+    assert select_layers(57, range(-7, 0)) == list(range(50, 57))  # the paper's FLUX default, "50–57"
     with pytest.raises(AdcliError, match="57 attention layers"):
-        resolve_layers(57, [57])
+        select_layers(57, [57], "attention")
 
 
 def test_sd3_layers_count_medium_image_only_attention_after_its_joint_one(sd3):

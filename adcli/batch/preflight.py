@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from adcli.batch.plan import PlannedJob
+from adcli.engine import archs
 from adcli.engine.images import check_image
 from adcli.engine.probe import probe_model, require_safetensors_lora
 from adcli.errors import AdcliError, InputError, setting
@@ -29,10 +30,11 @@ def check_model(settings: object) -> None:
             f"pass a matching {setting('model')}, or drop {setting('arch')}"
         )
     count = probe.self_attention_layers
+    kind = archs.get(probe.arch).layer_kind
     for index in getattr(settings, "layers", ()):
         if not -count <= index < count:
             raise InputError(
-                f"{setting('layers')} {index} does not exist: model {settings.model} has {count} self-attention layers "
+                f"{setting('layers')} {index} does not exist: model {settings.model} has {count} {kind} layers "
                 f"(use 0..{count - 1}, or -{count}..-1 from the end)"
             )
 

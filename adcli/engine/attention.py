@@ -65,15 +65,15 @@ class FeatureStore:
         self.layers.clear()
 
 
-def select_layers(count: int, indices: Sequence[int]) -> list[int]:
+def select_layers(count: int, indices: Sequence[int], kind: str = "self-attention") -> list[int]:
     """Resolve layer indices (negative counts from the end) among ``count`` layers to sorted
-    positions, failing loudly."""
+    positions, failing loudly; ``kind`` is what the message calls them."""
     resolved = []
     for index in indices:
         position = index + count if index < 0 else index
         if not 0 <= position < count:
             raise InputError(
-                f"layer {index} does not exist: this model has {count} self-attention layers "
+                f"layer {index} does not exist: this model has {count} {kind} layers "
                 f"(use 0..{count - 1}, or -1 for the last)"
             )
         resolved.append(position)

@@ -7,8 +7,9 @@ take the empty prompt and no extra conditioning, as in the paper).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,6 +17,9 @@ from PIL import Image
 
 from adcli.engine.images import ImageSource, open_rgb
 from adcli.errors import ModelLoadError, setting
+
+if TYPE_CHECKING:
+    from adcli.engine.backend import Backend
 
 TINY = "tiny"
 
@@ -27,6 +31,15 @@ class Control:
     model: torch.nn.Module
     image: torch.Tensor
     scale: float = 1.0
+    _latents: torch.Tensor | None = field(default=None, repr=False)
+
+    def latents(self, backend: Backend) -> torch.Tensor:
+        """The control image through the model's VAE, (1, C, h, w), encoded once: what the
+        transformers' ControlNets take (a UNet's takes the pixels). The posterior mean, not a sample
+        as diffusers' pipelines draw, so that a run is deterministic."""
+        if self._latents is None:
+            self._latents = backend.encode_images(self.image * 2 - 1)
+        return self._latents
 
 
 def place_controlnet(controlnet: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:

@@ -34,7 +34,7 @@ class FeatureExtractor:
     def __init__(self, backend: Backend, layers: Sequence[int]):
         self.backend = backend
         count = len(backend.arch.attention_layers(backend.denoiser))
-        self.positions = select_layers(count, layers)
+        self.positions = select_layers(count, layers, backend.arch.layer_kind)
         self.store = FeatureStore()
         self.capture = backend.arch.capture(backend.denoiser, self.positions, self.store)
         self._inputs: dict[tuple, dict] = {}

@@ -13,13 +13,15 @@ from collections.abc import Collection
 from typing import Any
 
 from adcli.engine.archs.base import Architecture
+from adcli.engine.archs.flux import Flux
+from adcli.engine.archs.sd3 import SD3
 from adcli.engine.archs.sd15 import SD15
 from adcli.engine.archs.sdxl import SDXL
 from adcli.errors import ModelLoadError
 
 # Listing order (``arch`` choices, messages). Detection asks each in turn and takes the first
 # that claims a model; the families' rules are written to be disjoint, so the order does not decide.
-ARCHITECTURES: tuple[Architecture, ...] = (SD15(), SDXL())
+ARCHITECTURES: tuple[Architecture, ...] = (SD15(), SDXL(), Flux(), SD3())
 
 
 def names() -> tuple[str, ...]:
@@ -36,7 +38,7 @@ def get(name: str) -> Architecture:
 
 
 def titles() -> str:
-    """'Stable Diffusion 1.5 or SDXL': the supported families, for messages."""
+    """'Stable Diffusion 1.5, SDXL, FLUX.1 or Stable Diffusion 3.5': the supported families, for messages."""
     found = [arch.title for arch in ARCHITECTURES]
     return found[0] if len(found) == 1 else ", ".join(found[:-1]) + " or " + found[-1]
 
@@ -49,6 +51,11 @@ def tiny_models() -> dict[str, str]:
 def default_models() -> dict[str, str]:
     """Family name → the hub id its ``arch`` setting picks when no model is given."""
     return {arch.name: arch.default_model for arch in ARCHITECTURES}
+
+
+def preset_keys() -> tuple[str, ...]:
+    """Every ``by_arch`` key a preset may use: each family's name and each of its variants' (``flux-schnell``)."""
+    return tuple(key for arch in ARCHITECTURES for key in (arch.name, *(arch.preset_key(v) for v in arch.variants)))
 
 
 def tiny_model_arch(model: str) -> Architecture | None:

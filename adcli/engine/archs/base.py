@@ -48,11 +48,16 @@ class Architecture:
     denoiser_name: str = ""  # the pipeline component (and model-folder subfolder) of the denoiser
     pipeline_class: str = ""  # the diffusers pipeline class of the family, for messages and ``pipeline``
     text_parts: tuple[tuple[str, str], ...] = ()  # (tokenizer, text encoder) component names, in order
+    # Named variants whose preset values may differ (``by_arch: flux-schnell``), told apart by the
+    # denoiser's config (:meth:`variant_of`); the family's own values apply to every variant first.
+    variants: tuple[str, ...] = ()
 
     # The released model's configs by component (the denoiser's under ``denoiser_name``, "vae",
     # "text_encoders"): full-size benchmarks build them with random weights; the tiny models keep
     # the denoiser's block layout, so their layer count is the published one.
     published_configs: dict[str, Any] = {}
+
+    layer_kind: str = "self-attention"  # what messages call the AD layers ("this model has 16 self-attention layers")
 
     # -- latent geometry ---------------------------------------------------------------------
     latent_channels: int = 4
@@ -98,6 +103,18 @@ class Architecture:
     def count_checkpoint_layers(self, keys: Collection[str]) -> int:
         """AD-selectable attention layers of a single-file checkpoint, from its tensor names."""
         raise NotImplementedError
+
+    def variant_of(self, denoiser_config: dict) -> str | None:
+        """The variant (one of :attr:`variants`) a denoiser with this config is, or None for the plain family."""
+        return None
+
+    def tiny_variant(self, name: str) -> str | None:
+        """The variant of the tiny model ``name``."""
+        return None
+
+    def preset_key(self, variant: str | None) -> str:
+        """The ``by_arch`` key of a variant (``flux-schnell``), or of the family itself."""
+        return self.name if variant is None else f"{self.name}-{variant}"
 
     def tiny_layers(self, name: str) -> int:
         """Attention layers of the tiny model ``name``: the published layout's (tiny models keep it)."""
@@ -184,6 +201,11 @@ class Architecture:
         """Capture processors for the layers at ``positions``: an object whose ``installed()`` context
         manager swaps them in (and back in ``finally``); each records its layer into ``store``."""
         raise NotImplementedError
+
+    def from_pipeline_latents(self, latents: torch.Tensor, latent_hw: tuple[int, int]) -> torch.Tensor:
+        """The start latents the family's diffusers pipeline takes as ``latents=`` in the engine's
+        layout (B, C, h, w); the same tensor for a UNet, unpacked for FLUX."""
+        return latents
 
     def adain(self, latents: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         """AdaIN of latents (B, C, h, w) to the reference latents (R, C, h', w'), over the family's channels."""

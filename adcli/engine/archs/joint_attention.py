@@ -28,19 +28,6 @@ import torch.nn.functional as F
 from diffusers.models.embeddings import apply_rotary_emb
 
 from adcli.engine.attention import FeaturesComplete, FeatureStore, LayerFeatures
-from adcli.errors import AdcliError
-
-
-@dataclass
-class JointLayerFeatures(LayerFeatures):
-    """One joint-attention layer's q, k, v, out ``(B, H, N, D)`` over the whole sequence.
-
-    ``text`` and ``image`` are the token slices of the sequence (FLUX: text first; SD3: image
-    first; an image-only layer has an empty ``text``); ``grid`` is the image tokens' (h, w).
-    """
-
-    text: slice
-    image: slice
 
 
 @dataclass
@@ -73,36 +60,10 @@ def sd3_attention_layers(transformer: torch.nn.Module) -> list[torch.nn.Module]:
     return layers
 
 
-# Default AD layers, as indices into the lists above (negative: from the end).
-# FLUX.1: the last 7 single-stream blocks — the paper's FLUX code distils layers "50–57" (50..56).
-FLUX_DEFAULT_LAYERS = tuple(range(-7, 0))
-# SD3/SD3.5 (no reference code): the same rule, the last 7 joint attentions — Medium's blocks 17–23,
-# Large's 31–37. Negative indices pick the same blocks on both, since Medium's image-only attn2 sits in
-# blocks 0–12 only; those early blocks shape the layout (SD3.5's skip-layer guidance acts on 7–9), while
-# AD wants appearance. Unvalidated on real weights: the first GPU run should sweep it.
-SD3_DEFAULT_LAYERS = tuple(range(-7, 0))
-
-
 def layer_names(transformer: torch.nn.Module, layers: Sequence[torch.nn.Module]) -> list[str]:
     """The module names of ``layers`` (e.g. ``single_transformer_blocks.37.attn``), for messages and ``info``."""
     names = {id(module): name for name, module in _unwrapped(transformer).named_modules()}
     return [names[id(layer)] for layer in layers]
-
-
-def resolve_layers(count: int, indices: Sequence[int]) -> list[int]:
-    """Layer indices (negative from the end) as sorted positions among ``count`` layers, failing loudly."""
-    resolved = set()
-    for index in indices:
-        position = index + count if index < 0 else index
-        if not 0 <= position < count:
-            raise AdcliError(
-                f"layer {index} does not exist: this model has {count} attention layers "
-                f"(use 0..{count - 1}, or -1 for the last)"
-            )
-        resolved.add(position)
-    if not resolved:
-        raise AdcliError("no attention layers selected: give at least one")
-    return sorted(resolved)
 
 
 def _projections(attn, hidden_states: torch.Tensor, context: torch.Tensor | None) -> tuple:
@@ -133,7 +94,9 @@ class _Recorder:
 
     def record(self, q, k, v, out, text: slice, image: slice, image_tokens: int) -> None:
         grid = _grid_for(image_tokens, self.layout)
-        self.store.layers[self.position] = JointLayerFeatures(q, k, v, out, grid=grid, text=text, image=image)
+        # the text and image slices of the joint sequence (FLUX: text first; SD3: image first;
+        # an image-only attn2 has no text), the image tokens' grid (h, w)
+        self.store.layers[self.position] = LayerFeatures(q, k, v, out, grid=grid, text=text, image=image)
         if self.store.stop_after == self.position:
             raise FeaturesComplete
 

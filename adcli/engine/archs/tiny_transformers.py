@@ -39,6 +39,11 @@ T5_WIDTH = 32  # FLUX: the transformer's joint_attention_dim
 # SD3 pads the two CLIPs' hidden states (concatenated: 32 + 48) to T5's width, as 768 + 1280 → 4096.
 SD3_T5_WIDTH = 96
 FLUX_VARIANTS = ("dev", "schnell")
+# T5 tokens per prompt on the tiny models (the tokenizers' model_max_length): the real pipelines pad
+# to 512 (FLUX.1-dev) or 256, which would make the joint sequence of a 64² image 97 % text.
+TINY_T5_TOKENS = 32
+# Latents per side the tiny transformers call native (64 px), as the tiny UNets do.
+TINY_SAMPLE_SIZE = 8
 
 # Scheduler configurations of the released models (scheduler/scheduler_config.json).
 FLUX_DEV_SCHEDULER = {
@@ -68,7 +73,7 @@ def tiny_t5_tokenizer() -> T5TokenizerFast:
     characters = [c for c in string.printable if not c.isspace()]
     vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
     vocab += [(c, -3.0) for c in characters] + [("▁" + c, -3.5) for c in characters]
-    return T5TokenizerFast(vocab=vocab, extra_ids=0)
+    return T5TokenizerFast(vocab=vocab, extra_ids=0, model_max_length=TINY_T5_TOKENS)
 
 
 def _clip_config(width: int) -> CLIPTextConfig:
@@ -128,9 +133,10 @@ def tiny_flux_transformer(guidance_embeds: bool = True) -> FluxTransformer2DMode
     """FLUX.1's layout: 19 double + 38 single blocks, 2×2-packed 16-channel latents (64 inputs).
 
     Heads of 16 dimensions rotated by 3-axis RoPE (4 + 6 + 6 = 16, FLUX: 16 + 56 + 56 = 128).
-    ``guidance_embeds``: FLUX.1-dev embeds its guidance value; schnell has no such input.
+    ``guidance_embeds``: FLUX.1-dev embeds its guidance value; schnell has no such input. Its config
+    also says its native size (``sample_size``, which the released FLUX.1 configs leave to the pipeline).
     """
-    return FluxTransformer2DModel(
+    transformer = FluxTransformer2DModel(
         patch_size=1,
         in_channels=64,
         num_layers=19,
@@ -142,6 +148,8 @@ def tiny_flux_transformer(guidance_embeds: bool = True) -> FluxTransformer2DMode
         guidance_embeds=guidance_embeds,
         axes_dims_rope=(4, 6, 6),
     )
+    transformer.register_to_config(sample_size=TINY_SAMPLE_SIZE)
+    return transformer
 
 
 def tiny_sd3_transformer() -> SD3Transformer2DModel:
@@ -151,7 +159,7 @@ def tiny_sd3_transformer() -> SD3Transformer2DModel:
     last block is ``context_pre_only`` (its text stream is not updated), as in every SD3.
     """
     return SD3Transformer2DModel(
-        sample_size=32,
+        sample_size=TINY_SAMPLE_SIZE,
         patch_size=2,
         in_channels=16,
         num_layers=24,
@@ -165,6 +173,20 @@ def tiny_sd3_transformer() -> SD3Transformer2DModel:
         dual_attention_layers=tuple(range(13)),
         qk_norm="rms_norm",
     )
+
+
+def small_text_parts(clip_widths: tuple[int, ...], t5_width: int) -> dict:
+    """Tiny CLIPs (one pooled output each, ``clip_widths`` wide) and a tiny T5 ``t5_width`` wide, with
+    their tokenizers: the text side of a full-size transformer with random weights (benchmarks)."""
+    parts: dict = {}
+    names = [("tokenizer", "text_encoder"), ("tokenizer_2", "text_encoder_2"), ("tokenizer_3", "text_encoder_3")]
+    for (tokenizer, encoder), width in zip(names, clip_widths):
+        parts[tokenizer], parts[encoder] = tiny_tokenizer(), CLIPTextModelWithProjection(_clip_config(width))
+    tokenizer, encoder = names[len(clip_widths)]
+    parts[tokenizer], parts[encoder] = tiny_t5_tokenizer(), tiny_t5(t5_width)
+    if len(clip_widths) == 1:  # FLUX reads CLIP-L's pooled output without a projection
+        parts["text_encoder"] = CLIPTextModel(_clip_config(clip_widths[0]))
+    return _frozen(parts)
 
 
 def _frozen(components: dict) -> dict:
