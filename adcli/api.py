@@ -109,7 +109,7 @@ def _resolve(name: str, function: str, model: Model, given: dict[str, Any]) -> R
             raise _unknown(function, key, keys)
     # the model's own loading settings, so that the image records what it was made with
     loaded = {key: model.loaded[key] for key in LOADING_KEYS if key in TASK_KEYS[name] and model.loaded.get(key) is not None}
-    resolved = load_settings(name, None, {**loaded, **given}, source=f"adcli.{function}()", arch=model.arch)
+    resolved = load_settings(name, None, {**loaded, **given}, source=f"adcli.{function}()", arch=model.preset_arch)
     return dataclasses.replace(resolved, overrides={k: v for k, v in resolved.overrides.items() if k in given})
 
 

@@ -59,7 +59,7 @@ def test_a_user_preset_layers_over_the_built_in_per_arch_values(tmp_path):
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("by_arch:\n  sd3:\n    guidance: 5\n", "by_arch names architecture 'sd3'; known: sd15, sdxl"),
+    ("by_arch:\n  sd35:\n    guidance: 5\n", "by_arch names architecture 'sd35'; known: sd15, sdxl, flux, flux-schnell, sd3"),
     ("by_arch:\n  sd15:\n    model: other\n", "model belongs to the model and cannot differ by architecture"),
     ("by_arch:\n  sd15:\n    guidance: 0.5\n", "by_arch: sd15: guidance must be between 1 and 100"),
     ("by_arch:\n  sd15:\n    guidanse: 5\n", "unknown setting guidanse .did you mean guidance"),
@@ -115,8 +115,10 @@ def test_the_api_uses_the_loaded_models_architecture(tmp_path):
 
 def test_help_shows_each_architectures_default():
     text = " ".join(run("t2i", "--help").stdout.replace("│", " ").split())
-    assert "[default: 2; sd15: 3]" in text and "[default: 7.0; sd15: 7.5]" in text
-    assert "[default: 0.015]" in text  # one value for every architecture: shown once
+    assert "[default: 2; sd15: 3]" in text and "[default: 7.0; sd15: 7.5; flux: 3.5; sd3: 4.5]" in text
+    assert "[default: 0.015; flux, sd3: 0.01]" in text  # architectures with one value: named together
+    assert "[default: 50; flux-schnell: 4; sd3: 40]" in text  # a variant where it differs from its family
+    assert "[default: 0.15]" in text  # one value for every architecture: shown once
 
 
 def test_load_model_with_an_arch_picks_its_default_model(monkeypatch):

@@ -23,17 +23,20 @@ from adcli.presets import SETTINGS
 CPU = torch.device("cpu")
 
 
-def test_the_registry_lists_sd15_and_sdxl_and_everything_derives_from_it():
-    assert archs.names() == ("sd15", "sdxl")
-    assert typing.get_args(SETTINGS["arch"].annotation) == ("auto", "sd15", "sdxl")
-    assert SETTINGS["arch"].help.startswith("sd15 or sdxl:")
+def test_the_registry_lists_four_families_and_everything_derives_from_it():
+    assert archs.names() == ("sd15", "sdxl", "flux", "sd3")
+    assert typing.get_args(SETTINGS["arch"].annotation) == ("auto", "sd15", "sdxl", "flux", "sd3")
+    assert SETTINGS["arch"].help.startswith("sd15, sdxl, flux or sd3:")
     assert DEFAULT_MODELS == {
         "sd15": "stable-diffusion-v1-5/stable-diffusion-v1-5", "sdxl": "stabilityai/stable-diffusion-xl-base-1.0",
+        "flux": "black-forest-labs/FLUX.1-dev", "sd3": "stabilityai/stable-diffusion-3.5-medium",
     }
-    assert TINY_MODELS == {"tiny": "sd15", "tiny-sd15": "sd15", "tiny-sdxl": "sdxl"}
-    assert archs.titles() == "Stable Diffusion 1.5 or SDXL"
-    with pytest.raises(ModelLoadError, match="unknown architecture 'flux': expected one of sd15, sdxl"):
-        archs.get("flux")
+    assert TINY_MODELS == {"tiny": "sd15", "tiny-sd15": "sd15", "tiny-sdxl": "sdxl", "tiny-flux": "flux",
+                           "tiny-flux-schnell": "flux", "tiny-sd3": "sd3"}
+    assert archs.preset_keys() == ("sd15", "sdxl", "flux", "flux-schnell", "sd3")
+    assert archs.titles() == "Stable Diffusion 1.5, SDXL, FLUX.1 or Stable Diffusion 3.5"
+    with pytest.raises(ModelLoadError, match="unknown architecture 'sd4': expected one of sd15, sdxl, flux, sd3"):
+        archs.get("sd4")
 
 
 def test_the_registry_and_its_modules_import_neither_torch_nor_diffusers():
@@ -45,36 +48,47 @@ def test_the_registry_and_its_modules_import_neither_torch_nor_diffusers():
     assert result.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("tiny, name, layers, channels", [("tiny", "sd15", 16, 4), ("tiny-sdxl", "sdxl", 70, 4)])
-def test_each_tiny_model_keeps_its_published_layout(tiny, name, layers, channels):
+@pytest.mark.parametrize("tiny, name, layers, channels, multiple, variant", [
+    ("tiny", "sd15", 16, 4, 8, None), ("tiny-sdxl", "sdxl", 70, 4, 8, None), ("tiny-flux", "flux", 57, 16, 16, None),
+    ("tiny-flux-schnell", "flux", 57, 16, 16, "schnell"), ("tiny-sd3", "sd3", 37, 16, 16, None),
+])
+def test_each_tiny_model_keeps_its_published_layout(tiny, name, layers, channels, multiple, variant):
     """The probe's count (from the published config, no torch) is the built model's, and the
-    architecture's geometry is its VAE's."""
+    architecture's geometry is its VAE's; FLUX.1-schnell is told apart by its config."""
     backend = load_backend(tiny, device=CPU, dtype=torch.float32)
     arch = archs.get(name)
     assert backend.arch is arch and archs.tiny_model_arch(tiny) is arch
-    assert probe_model(tiny) == (name, layers)
-    assert len(arch.attention_layers(backend.denoiser)) == len(self_attention_names(backend.denoiser)) == layers
+    assert probe_model(tiny) == (name, layers, variant)
+    assert arch.count_layers(dict(backend.denoiser.config)) == layers
+    assert arch.variant_of(dict(backend.denoiser.config)) == variant
+    assert backend.preset_key == (name if variant is None else f"{name}-{variant}")
+    assert len(arch.attention_layers(backend.denoiser)) == layers
+    if name in ("sd15", "sdxl"):
+        assert len(self_attention_names(backend.denoiser)) == layers
     assert arch.latent_channels == backend.vae.config.latent_channels == channels
-    assert arch.vae_scale_factor == backend.vae_scale_factor == 8 and backend.size_multiple == 8
-    assert backend.native_size() == (64, 64)  # the tiny UNets' sample size 8 × 8 pixels per latent
+    assert arch.vae_scale_factor == backend.vae_scale_factor == 8 and backend.size_multiple == multiple
+    assert backend.native_size() == (64, 64)  # the tiny models' sample size 8 × 8 pixels per latent
     assert len(arch.preview_factors) == channels
 
 
 def test_detection_rules_claim_each_model_once():
     """The families' rules are disjoint: a pipeline, a model index and a denoiser config each have
     exactly one claimant."""
-    for tiny, name in (("tiny", "sd15"), ("tiny-sdxl", "sdxl")):
+    for tiny, name in (("tiny", "sd15"), ("tiny-sdxl", "sdxl"), ("tiny-flux", "flux"), ("tiny-sd3", "sd3")):
         components = build_tiny_components(tiny)
-        pipe = archs.get(name).pipeline(components)
-        index = {key: ["x", type(value).__name__] for key, value in components.items()} | {"_class_name": type(pipe).__name__}
-        config = dict(components["unet"].config)
+        arch = archs.get(name)
+        pipe = arch.pipeline(components)
+        index = {key: ["x", type(value).__name__] for key, value in components.items() if value is not None}
+        index["_class_name"] = type(pipe).__name__
+        denoiser = components[arch.denoiser_name]
+        config = dict(denoiser.config) | {"_class_name": type(denoiser).__name__}
         assert [a.name for a in archs.ARCHITECTURES if a.claims_pipe(pipe)] == [name]
         assert [a.name for a in archs.ARCHITECTURES if a.claims_index(index)] == [name]
         assert [a.name for a in archs.ARCHITECTURES if a.claims_denoiser_config(config)] == [name]
-    flux_index = {"_class_name": "FluxPipeline", "transformer": ["diffusers", "FluxTransformer2DModel"],
-                  "text_encoder_2": ["transformers", "T5EncoderModel"]}
-    with pytest.raises(ModelLoadError, match="is a FluxPipeline, which adcli cannot run: it runs Stable Diffusion 1.5 or SDXL"):
-        archs.detect_index(flux_index, "black-forest-labs/FLUX.1-dev")
+    other_index = {"_class_name": "LuminaPipeline", "transformer": ["diffusers", "LuminaNextDiT2DModel"]}
+    with pytest.raises(ModelLoadError, match="is a LuminaPipeline, which adcli cannot run: it runs Stable Diffusion 1.5, "
+                                             "SDXL, FLUX.1 or Stable Diffusion 3.5"):
+        archs.detect_index(other_index, "someone/lumina")
 
 
 class _Renamed(SD15):
@@ -89,9 +103,9 @@ class _Renamed(SD15):
 def test_a_new_architecture_is_one_subclass_and_one_registration(monkeypatch):
     """Registered, it is loadable, probed, listed and named by its loaded model; nothing else changes."""
     monkeypatch.setattr(archs, "ARCHITECTURES", (*archs.ARCHITECTURES, _Renamed()))
-    assert archs.names() == ("sd15", "sdxl", "renamed")
+    assert archs.names() == ("sd15", "sdxl", "flux", "sd3", "renamed")
     assert archs.default_models()["renamed"] == "someone/renamed"
-    assert probe_model("tiny-renamed") == ("renamed", 16)
+    assert probe_model("tiny-renamed") == ("renamed", 16, None)
     backend = load_backend("tiny-renamed", device=CPU, dtype=torch.float32, arch="renamed")
     assert backend.arch.name == "renamed" and backend.arch.title == "Renamed SD"
     with pytest.raises(ModelLoadError, match="arch sd15 was asked for, but model tiny-renamed is renamed"):

@@ -33,8 +33,8 @@ def saved(tmp_path_factory):
 
 
 def test_the_tiny_models(tiny_sd15, tiny_sdxl):
-    assert probe_model("tiny") == ModelProbe("sd15", len(self_attention_names(tiny_sd15.denoiser))) == ("sd15", 16)
-    assert probe_model("tiny-sdxl") == ModelProbe("sdxl", len(self_attention_names(tiny_sdxl.denoiser))) == ("sdxl", 70)
+    assert probe_model("tiny") == ModelProbe("sd15", len(self_attention_names(tiny_sd15.denoiser))) == ("sd15", 16, None)
+    assert probe_model("tiny-sdxl") == ModelProbe("sdxl", len(self_attention_names(tiny_sdxl.denoiser))) == ("sdxl", 70, None)
 
 
 def test_counting_from_a_config_matches_the_built_unet():
@@ -50,16 +50,16 @@ def test_counting_from_a_config_matches_the_built_unet():
 
 
 def test_diffusers_folders(saved):
-    assert probe_model(str(saved / "sd15")) == ("sd15", 16)
-    assert probe_model(str(saved / "sdxl")) == ("sdxl", 70)
-    assert probe_model(str(saved / "own")) == ("sd15", 10)
+    assert probe_model(str(saved / "sd15")) == ("sd15", 16, None)
+    assert probe_model(str(saved / "sdxl")) == ("sdxl", 70, None)
+    assert probe_model(str(saved / "own")) == ("sd15", 10, None)
     assert probe_model(str(saved)) is None  # not a model folder: the loader says why
 
 
 def test_single_file_checkpoints_from_their_header(saved):
-    assert probe_model(str(saved / "sd15.safetensors")) == ("sd15", 16)
-    assert probe_model(str(saved / "sdxl.safetensors")) == ("sdxl", 70)
-    assert probe_model(str(saved / "sd15.safetensors"), model_config=str(saved / "own")) == ("sd15", 16)
+    assert probe_model(str(saved / "sd15.safetensors")) == ("sd15", 16, None)
+    assert probe_model(str(saved / "sdxl.safetensors")) == ("sdxl", 70, None)
+    assert probe_model(str(saved / "sd15.safetensors"), model_config=str(saved / "own")) == ("sd15", 16, None)
     with pytest.raises(ModelLoadError, match="model_config .* is sdxl"):
         probe_model(str(saved / "sd15.safetensors"), model_config=str(saved / "sdxl"))
 
@@ -82,7 +82,7 @@ def test_a_hub_id_only_when_its_configs_are_cached(saved, tmp_path, monkeypatch)
     (tmp_path / "models--someone--tiny-xl" / "refs").mkdir()
     (tmp_path / "models--someone--tiny-xl" / "refs" / "main").write_text("abc123")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
-    assert probe_model("someone/tiny-xl") == ("sdxl", 70)
+    assert probe_model("someone/tiny-xl") == ("sdxl", 70, None)
     assert probe_model("someone/not-downloaded") is None
 
 

@@ -250,7 +250,7 @@ class Runner:
                 self.fail(planned, error)
             return
         for planned in items:
-            resolve_arch(planned, model.arch)
+            resolve_arch(planned, model.preset_arch)
         try:
             for chunk in chunks(items, self.options.batch_size):
                 if self.stop():

@@ -68,8 +68,11 @@ def _default_text(value: Any) -> str:
 
 def default_text(task: str, name: str) -> str:
     """``[default: …]`` of a setting: the built-in preset's value, and each architecture's own
-    where it differs (``[default: 2; sd15: 3]``)."""
-    by_arch = "".join(f"; {arch}: {_default_text(value)}" for arch, value in builtin_arch_defaults(task, name).items())
+    where it differs, architectures with one value together (``[default: 7.0; sd15: 7.5; flux, sd3: 3.5]``)."""
+    shown: dict[str, list[str]] = {}
+    for arch, value in builtin_arch_defaults(task, name).items():
+        shown.setdefault(_default_text(value), []).append(arch)
+    by_arch = "".join(f"; {', '.join(names)}: {value}" for value, names in shown.items())
     return f"\\[default: {_default_text(builtin_default(task, name))}{by_arch}]"
 
 

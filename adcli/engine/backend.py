@@ -87,6 +87,11 @@ class Backend:
         return self.vae_scale_factor * self.arch.patch_size
 
     @property
+    def preset_key(self) -> str:
+        """The ``by_arch`` key of this model: its family's name, or its variant's (``flux-schnell``)."""
+        return self.arch.preset_key(self.arch.variant_of(dict(self.denoiser.config)))
+
+    @property
     def prediction(self) -> Prediction:
         """What the denoiser predicts and how latents are noised (from the model's configs)."""
         if self._prediction is None:

@@ -13,7 +13,7 @@ import urllib.request
 
 from adcli.errors import setting
 
-SINGLE_FILE_SUFFIXES = (".safetensors",)
+SINGLE_FILE_SUFFIXES = (".safetensors", ".gguf")
 HUB_TIMEOUT_S = 3.0
 _HUB_ID = re.compile(r"[\w][\w.-]*/[\w][\w.-]*")
 

@@ -159,6 +159,11 @@ def load_backend(
             f"pass a matching {setting('model')}, or drop {setting('arch')}"
         )
     vae_model = load_vae(vae, model_config, base=components["vae"]) if vae else None
+    if vae_model is not None and vae_model.config.latent_channels != loaded.latent_channels:
+        raise ModelLoadError(
+            f"VAE {vae} has {vae_model.config.latent_channels} latent channels, but {loaded.title} needs "
+            f"{loaded.latent_channels}: pass a VAE made for {loaded.title} as {setting('vae')}"
+        )
     backend = backend_from_components(loaded, components, device=device, dtype=dtype, source=model, vae=vae_model)
     if loras:
         backend.loras = loaded.apply_loras(backend, loras)

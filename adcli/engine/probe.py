@@ -24,10 +24,20 @@ _HUB_ID = re.compile(r"[\w-][\w.-]*/[\w.-]+")
 
 
 class ModelProbe(NamedTuple):
-    """A model's architecture (its registry name) and its number of AD-selectable attention layers."""
+    """A model's architecture (its registry name), its number of AD-selectable attention layers and
+    its variant (``schnell`` for a FLUX.1 without guidance embedding; None for the plain family)."""
 
     arch: str
     self_attention_layers: int
+    variant: str | None = None
+
+    @property
+    def preset_key(self) -> str:
+        """The ``by_arch`` key whose preset values apply (``flux-schnell``, ``sdxl``)."""
+        return archs.get(self.arch).preset_key(self.variant)
+
+
+CHECKPOINT_SUFFIXES = (".safetensors", ".gguf")  # single files the probe reads a header of
 
 
 def read_safetensors_header(path) -> dict:
@@ -57,6 +67,16 @@ def _checkpoint_arch(path, header: dict) -> Architecture:
         raise ModelLoadError(f"{path} is not a {archs.titles()} base checkpoint in the original single-file layout")
     arch.check_checkpoint(path, header)
     return arch
+
+
+def read_checkpoint_header(path) -> dict:
+    """The tensors of a single file by name, as its header lists them (no weights are read): a
+    ``.safetensors`` header, or a GGUF file's tensor names (their shapes left out)."""
+    if Path(path).suffix.lower() == ".gguf":
+        from adcli.engine.archs.transformer_detect import read_gguf_header
+
+        return {name: {} for name in read_gguf_header(path)[1]}
+    return {k: v for k, v in read_safetensors_header(path).items() if k != "__metadata__"}
 
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
@@ -94,7 +114,7 @@ def require_safetensors_lora(path, spec: str) -> None:
 
 def detect_arch(path) -> str:
     """The architecture's name, from the tensor names in the header only (no weights are read)."""
-    return _checkpoint_arch(path, read_safetensors_header(path)).name
+    return _checkpoint_arch(path, read_checkpoint_header(path)).name
 
 
 def _read_json(path) -> dict:
@@ -112,7 +132,11 @@ def _probe_folder(folder: Path) -> ModelProbe | None:
     config = folder / arch.denoiser_name / "config.json"
     if not config.is_file():
         return None
-    return ModelProbe(arch.name, arch.count_layers(_read_json(config)))
+    return _config_probe(arch, _read_json(config))
+
+
+def _config_probe(arch: Architecture, config: dict) -> ModelProbe:
+    return ModelProbe(arch.name, arch.count_layers(config), arch.variant_of(config))
 
 
 def _probe_hub_cache(repo: str) -> ModelProbe | None:
@@ -126,20 +150,20 @@ def _probe_hub_cache(repo: str) -> ModelProbe | None:
     if index is not None:
         arch = archs.detect_index(_read_json(index), repo)
         config = cached(f"{arch.denoiser_name}/config.json")
-        return None if config is None else ModelProbe(arch.name, arch.count_layers(_read_json(config)))
+        return None if config is None else _config_probe(arch, _read_json(config))
     # no model index in the cache: the first denoiser config there that a family recognizes
     for folder in dict.fromkeys(arch.denoiser_name for arch in archs.ARCHITECTURES):
         config = cached(f"{folder}/config.json")
         found = None if config is None else archs.detect_denoiser_config(_read_json(config))
         if found is not None:
-            return ModelProbe(found.name, found.count_layers(_read_json(config)))
+            return _config_probe(found, _read_json(config))
     return None
 
 
 def _probe_checkpoint(path: Path) -> ModelProbe:
-    header = read_safetensors_header(path)
+    header = read_checkpoint_header(path)
     arch = _checkpoint_arch(path, header)
-    return ModelProbe(arch.name, arch.count_checkpoint_layers(header.keys()))
+    return ModelProbe(arch.name, arch.count_checkpoint_layers(header.keys()), arch.checkpoint_variant(header.keys()))
 
 
 def probe_model(spec: str, model_config: str | None = None) -> ModelProbe | None:
@@ -151,12 +175,12 @@ def probe_model(spec: str, model_config: str | None = None) -> ModelProbe | None
     """
     tiny = archs.tiny_model_arch(spec)
     if tiny is not None:
-        return ModelProbe(tiny.name, tiny.tiny_layers(spec))
+        return ModelProbe(tiny.name, tiny.tiny_layers(spec), tiny.tiny_variant(spec))
     path = Path(spec).expanduser()
     if path.is_dir():
         return _probe_folder(path)
     if path.is_file():
-        if path.suffix != ".safetensors":
+        if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
             return None
         found = _probe_checkpoint(path)
         config = probe_model(model_config) if model_config else None

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import yaml
 
-from adcli.engine.defaults import DEFAULT_MODELS
+from adcli.engine.defaults import DEFAULT_MODELS, PRESET_ARCH_KEYS, family_of
 from adcli.engine.probe import probe_model
 from adcli.errors import ModelLoadError, PresetError, setting
 from adcli.presets.settings import SETTINGS_FOR_TASK
@@ -109,12 +109,12 @@ def _layer(task: str, data: dict[str, Any], source: str) -> PresetLayer:
     _apply(task, values, flat, source)
     sections = data.get(BY_ARCH) or {}
     if not isinstance(sections, dict):
-        raise PresetError(f"{source}: {BY_ARCH} must map an architecture ({', '.join(ARCHS)}) to settings")
+        raise PresetError(f"{source}: {BY_ARCH} must map an architecture ({', '.join(PRESET_ARCH_KEYS)}) to settings")
     by_arch: dict[str, dict[str, Any]] = {}
     for arch, section in sections.items():
         where = f"{source}: {BY_ARCH}: {arch}"
-        if arch not in ARCHS:
-            raise PresetError(f"{source}: {BY_ARCH} names architecture {arch!r}; known: {', '.join(ARCHS)}")
+        if arch not in PRESET_ARCH_KEYS:
+            raise PresetError(f"{source}: {BY_ARCH} names architecture {arch!r}; known: {', '.join(PRESET_ARCH_KEYS)}")
         if not isinstance(section, dict):
             raise PresetError(f"{where} must be a mapping of setting: value")
         for raw in section:
@@ -147,9 +147,17 @@ def builtin_default(task: str, key: str) -> Any:
 
 
 def builtin_arch_defaults(task: str, key: str) -> dict[str, Any]:
-    """The architectures whose built-in value of ``key`` differs from the task's default, and those values."""
+    """The architectures (and variants) whose built-in value of ``key`` differs from the task's
+    default, and those values; a variant is listed where it differs from its family's value."""
     layer = builtin_layer(task)
-    return {arch: values[key] for arch, values in layer.by_arch.items() if key in values and values[key] != layer.values[key]}
+    found = {}
+    for arch in PRESET_ARCH_KEYS:
+        values = layer.by_arch.get(arch, {})
+        inherited = layer.by_arch.get(family_of(arch), {}).get(key, layer.values[key])
+        base = layer.values[key] if family_of(arch) == arch else inherited
+        if key in values and values[key] != base:
+            found[arch] = values[key]
+    return found
 
 
 def loading_defaults(task: str = "style-transfer") -> dict[str, Any]:
@@ -164,13 +172,14 @@ def default_model(arch: str | None) -> str:
 
 @functools.lru_cache(maxsize=256)
 def _probed_arch(model: str, model_config: str | None) -> str | None:
-    """The model's architecture from its configs, without loading it; None when it cannot be told
-    yet (a broken model is reported by the preflight check, with the job it belongs to)."""
+    """The model's architecture (its preset key: ``flux-schnell`` for a variant) from its configs,
+    without loading it; None when it cannot be told yet (a broken model is reported by the preflight
+    check, with the job it belongs to)."""
     try:
         probe = probe_model(model, model_config)
     except ModelLoadError:
         return None
-    return None if probe is None else probe.arch
+    return None if probe is None else probe.preset_key
 
 
 def closest_key(key: str, valid: Sequence[str]) -> str | None:
@@ -298,12 +307,17 @@ def load_settings(
     # per-architecture values matter only where nothing more specific sets the key
     pending = (builtin.keys_by_arch() - set(user.values) - set(given)) | (user.keys_by_arch() - set(given))
     named = flat.get("arch") if flat.get("arch") in ARCHS else None
-    arch = named or arch
+    model = flat["model"]
+    if named and "model" not in given and model in DEFAULT_MODELS.values():
+        model = default_model(named)  # `--arch sd15` with no model: that architecture's default model
+    if named and (arch is None or family_of(arch) != named):
+        probed = _probed_arch(model, flat.get("model_config")) if pending else None
+        arch = probed if probed is not None and family_of(probed) == named else named  # a variant of the named family
     if arch is None and pending:
-        arch = _probed_arch(flat["model"], flat.get("model_config"))
-    values = {**builtin.values, **builtin.by_arch.get(arch or "", {}), **user.values, **user.by_arch.get(arch or "", {}), **given}
-    if named and "model" not in given and values["model"] in DEFAULT_MODELS.values():
-        values["model"] = default_model(named)  # `--arch sd15` with no model: that architecture's default model
+        arch = _probed_arch(model, flat.get("model_config"))
+    values = {**builtin.values, **_arch_values(builtin, arch), **user.values, **_arch_values(user, arch), **given}
+    if model != flat["model"]:
+        values["model"] = model
     settings = SETTINGS_FOR_TASK[task](**values)
     settings.validate()
     recorded = {k: list(v) if isinstance(v, tuple) else v for k, v in given.items()}
@@ -311,6 +325,14 @@ def load_settings(
         task=task, settings=settings, preset=origin, overrides=recorded,
         arch=arch if pending else None, needs_arch=bool(pending) and arch is None,
     )
+
+
+def _arch_values(layer: PresetLayer, arch: str | None) -> dict[str, Any]:
+    """A preset layer's values for ``arch``: its family's section, then its variant's (``flux-schnell``)."""
+    if arch is None:
+        return {}
+    family = family_of(arch)
+    return {**layer.by_arch.get(family, {}), **(layer.by_arch.get(arch, {}) if arch != family else {})}
 
 
 def for_arch(resolved: ResolvedSettings, arch: str) -> ResolvedSettings:

@@ -12,6 +12,7 @@ class StyleTransferSettings(TaskSettings):
     model_config: Optional[str]
     vae: Optional[str]
     loras: tuple[str, ...]
+    arch: Literal['auto', 'sd15', 'sdxl', 'flux', 'sd3']
     dtype: Literal['bf16', 'fp16', 'fp32']
     device: str
     compile: bool
@@ -31,6 +32,7 @@ class AppearanceSettings(TaskSettings):
     model_config: Optional[str]
     vae: Optional[str]
     loras: tuple[str, ...]
+    arch: Literal['auto', 'sd15', 'sdxl', 'flux', 'sd3']
     dtype: Literal['bf16', 'fp16', 'fp32']
     device: str
     compile: bool
@@ -50,6 +52,7 @@ class TextureSettings(TaskSettings):
     model_config: Optional[str]
     vae: Optional[str]
     loras: tuple[str, ...]
+    arch: Literal['auto', 'sd15', 'sdxl', 'flux', 'sd3']
     dtype: Literal['bf16', 'fp16', 'fp32']
     device: str
     compile: bool
@@ -75,6 +78,7 @@ class T2ISettings(TaskSettings):
     model_config: Optional[str]
     vae: Optional[str]
     loras: tuple[str, ...]
+    arch: Literal['auto', 'sd15', 'sdxl', 'flux', 'sd3']
     dtype: Literal['bf16', 'fp16', 'fp32']
     device: str
     compile: bool
@@ -84,7 +88,6 @@ class T2ISettings(TaskSettings):
     layers: tuple[int, ...]
     lr: float
     preview_every: int
-    arch: Literal['auto', 'sd15', 'sdxl']
     controlnet: Optional[str]
     negative_prompt: str
     steps: int
@@ -103,6 +106,7 @@ class ExpandSettings(_ExpandRules):
     model_config: Optional[str]
     vae: Optional[str]
     loras: tuple[str, ...]
+    arch: Literal['auto', 'sd15', 'sdxl', 'flux', 'sd3']
     dtype: Literal['bf16', 'fp16', 'fp32']
     device: str
     compile: bool
@@ -126,6 +130,7 @@ class FinetuneVaeSettings(_FinetuneRules):
     model: str
     model_config: Optional[str]
     vae: Optional[str]
+    arch: Literal['auto', 'sd15', 'sdxl', 'flux', 'sd3']
     device: str
     seed: int
     steps: int

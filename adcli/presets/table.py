@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
-from adcli.engine.defaults import ARCH_NAMES
+from adcli.engine.defaults import ARCH_NAMES, TINY_MODELS
 
 ARCHS: tuple[str, ...] = ARCH_NAMES  # the architectures adcli knows (engine/archs registry)
 Dtype = Literal["bf16", "fp16", "fp32"]
@@ -65,9 +65,16 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
+def _either(names) -> str:
+    """'a, b or c'."""
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
 _MODEL_HELP = (
-    "Model: a Hugging Face hub id, a local diffusers folder, a single .safetensors checkpoint, "
-    "or 'tiny' / 'tiny-sdxl' (random-weight test models built in code: fast, but they draw noise)."
+    "Model: a Hugging Face hub id, a local diffusers folder, a single .safetensors checkpoint (FLUX.1/SD3.5: "
+    f"also .gguf; both with --model-config), or {_either(TINY_MODELS)} (random-weight test models built in code: "
+    "fast, but they draw noise)."
 )
 _SAMPLE_STEPS = "DDIM sampling steps."
 _AD_ITERATIONS = "Adam iterations on the latent after each sampling step; 0 gives plain sampling with the same seed."
@@ -82,7 +89,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("vae", Optional[str], "A separate VAE for encoding/decoding: diffusers folder (e.g. from `adcli finetune-vae`), hub id or .safetensors file.", loading=True,
                 help_for={"finetune-vae": "Start from this VAE (folder, hub id or .safetensors) instead of the model's."}),
         Setting("loras", tuple[str, ...], "A LoRA to fuse into the model: file, folder or hub id, with an optional :SCALE (default 1.0), e.g. ink.safetensors:0.8. Repeat for several.", loading=True, metavar="LORA", option="--lora"),
-        Setting("arch", Arch, f"{' or '.join(ARCHS)}: without --model, use that architecture's default model; with --model, check it. Settings with per-architecture defaults follow it.", loading=True),
+        Setting("arch", Arch, f"{_either(ARCHS)}: without --model, use that architecture's default model; with --model, check it. Settings with per-architecture defaults follow it.", loading=True),
         Setting("controlnet", Optional[str], "ControlNet: hub id, diffusers folder or .safetensors file for the model's architecture ('tiny' with a tiny model). Needs --control.", loading=True),
         Setting("dtype", Dtype, "UNet precision on CUDA: bf16, fp16 or fp32. The CPU always uses fp32.", loading=True),
         Setting("device", str, "auto (CUDA if present), cpu, cuda or cuda:N.", loading=True, pixels=False),
@@ -126,7 +133,7 @@ SETTINGS: dict[str, Setting] = {
 
 # The loading settings, in the order load_model takes them; t2i alone also takes arch and controlnet.
 LOADING_KEYS: tuple[str, ...] = tuple(name for name, s in SETTINGS.items() if s.loading)
-_T2I_LOADING = ("arch", "controlnet")
+_T2I_LOADING = ("controlnet",)
 _LOADING = tuple(name for name in LOADING_KEYS if name not in _T2I_LOADING)
 _IMAGE = (*_LOADING, "seed", "size", "layers", "lr", "preview_every")
 _OPTIMIZE = ("iterations", "content_weight")
@@ -138,7 +145,7 @@ TASK_KEYS: dict[str, tuple[str, ...]] = {
     "texture": (*_IMAGE, *_OPTIMIZE, "mask_content_weight", "tile", "mode", *_SAMPLE),
     "t2i": (*_IMAGE, *_T2I_LOADING, "negative_prompt", *_SAMPLE, "guidance", "content_weight", "strength", "control_scale", "tile"),
     "expand": (*_IMAGE, *_SAMPLE, "window", "stride", "window_batch", "tile"),
-    "finetune-vae": ("model", "model_config", "vae", "device", "seed", "steps", "lr", "crop_size", "batch_size"),
+    "finetune-vae": ("model", "model_config", "vae", "arch", "device", "seed", "steps", "lr", "crop_size", "batch_size"),
 }
 
 

@@ -34,6 +34,11 @@ class Model:
         """The architecture's name (``sd15``, …), as metadata records it."""
         return self.backend.arch.name
 
+    @property
+    def preset_arch(self) -> str:
+        """The ``by_arch`` key whose preset values apply: the family's name, or its variant's (``flux-schnell``)."""
+        return self.backend.preset_key
+
     def __repr__(self) -> str:
         """One line, as a notebook shows it: what was loaded, its architecture, where and how it runs."""
         dtype = str(getattr(self.backend, "dtype", "?")).removeprefix("torch.")

@@ -108,6 +108,10 @@ class Architecture:
         """The variant (one of :attr:`variants`) a denoiser with this config is, or None for the plain family."""
         return None
 
+    def checkpoint_variant(self, keys: Collection[str]) -> str | None:
+        """The variant of a single-file checkpoint with these tensor names."""
+        return None
+
     def tiny_variant(self, name: str) -> str | None:
         """The variant of the tiny model ``name``."""
         return None

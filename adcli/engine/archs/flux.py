@@ -71,6 +71,12 @@ class Flux(TransformerArchitecture):
         """``schnell`` for a FLUX.1 without a guidance embedding; None for dev."""
         return None if denoiser_config.get("guidance_embeds", True) else "schnell"
 
+    def checkpoint_variant(self, keys) -> str | None:
+        from adcli.engine.archs.transformer_detect import probe_transformer_keys
+
+        probe = probe_transformer_keys(keys)
+        return "schnell" if probe is not None and probe.variant == "schnell" else None
+
     def tiny_variant(self, name: str) -> str | None:
         return "schnell" if name.endswith("schnell") else None
 
