@@ -128,12 +128,14 @@ def _stop_watch(callback: Callback | None) -> tuple[Callable[[dict[str, Any]], b
     return watch, state
 
 
-def _run(name: str, model: Model, resolved: ResolvedSettings, items: list[dict[str, Any]], callback: Callback | None) -> list[Image.Image]:
-    """Each item as the CLI makes one job: its seed derived the same way, alone, with its metadata."""
+def _run(name: str, model: Model, resolved: ResolvedSettings, items: list[dict[str, Any]], callback: Callback | None,
+         options: list[dict[str, Any]] | None = None) -> list[Image.Image]:
+    """Each item as the CLI makes one job: its seed derived the same way, alone, with its metadata.
+    ``options``: one mapping per item of what only the API gives the run function (t2i's start latents)."""
     spec = task(name)
     watch, state = _stop_watch(callback)
     images, notes = [], []
-    for item in items:
+    for number, item in enumerate(items):
         if "stopped_at" in state:
             break
         inputs = spec.inputs.of(item)
@@ -142,8 +144,11 @@ def _run(name: str, model: Model, resolved: ResolvedSettings, items: list[dict[s
             warnings.warn(render(note), UserWarning, stacklevel=3)
         notes.clear()
         seed = derive_seed(resolved.settings.seed, job.key)
-        image = make_images(model, name, [inputs], resolved.settings, [seed], watch)[0]
+        extra = {key: [value] for key, value in (options[number] if options else {}).items()}
+        image = make_images(model, name, [inputs], resolved.settings, [seed], watch, **extra)[0]
         metadata = model.record(job_metadata(resolved, job.inputs, list(job.files), seed), image)
+        if extra.get("latents") is not None and extra["latents"][0] is not None:
+            metadata["start_latents_sha256"] = tensor_digest(extra["latents"][0])  # not the seed's noise: a rerun cannot redo it
         if "stopped_at" in state:
             metadata["stopped_at_step"] = state["stopped_at"]
         image.info[METADATA_KEY] = json.dumps(metadata, sort_keys=True)
@@ -176,15 +181,26 @@ def texture(model: Model, reference: ImageSource | Sequence[ImageSource], *, num
 
 
 def t2i(model: Model, prompt: str, style: ImageSource | Sequence[ImageSource], *, num_images: int = 1,
-        layout: ImageSource | None = None, control: ImageSource | None = None,
+        layout: ImageSource | None = None, control: ImageSource | None = None, latents: Any = None,
         callback: Callback | None = None, **settings: Any) -> list[Image.Image]:
-    """``num_images`` images of ``prompt`` in the style of ``style`` (AD-guided sampling)."""
+    """``num_images`` images of ``prompt`` in the style of ``style`` (AD-guided sampling).
+
+    ``latents``: the start latents instead of each image's seeded noise — the very tensor the model
+    family's diffusers pipeline takes as ``latents=`` (FLUX: packed, (B, h/2·w/2, 64); SD3.5, SD1.5,
+    SDXL: (B, C, h, w)), one item per image (``num_images`` of them).
+    """
     resolved = _resolve("t2i", "t2i", model, settings)
+    count = _count(num_images)
     items = [
         {"prompt": prompt, "style": as_list(style), "image_index": index, "layout": layout, "control": control}
-        for index in range(_count(num_images))
+        for index in range(count)
     ]
-    return _run("t2i", model, resolved, items, callback)
+    options = None
+    if latents is not None:
+        if len(latents) != count:
+            raise ValueError(f"latents holds {len(latents)} start latents for num_images={count}: give one per image")
+        options = [{"latents": latents[index : index + 1]} for index in range(count)]
+    return _run("t2i", model, resolved, items, callback, options)
 
 
 def expand(model: Model, reference: ImageSource | Sequence[ImageSource], *, callback: Callback | None = None,
@@ -212,6 +228,17 @@ def save(image: Image.Image, path: str | Path, *, quality: int = 95, overwrite: 
 
     metadata = json.loads(image.info[METADATA_KEY]) if METADATA_KEY in image.info else {}
     return write_image(image, Path(path), metadata, overwrite=overwrite, quality=quality)
+
+
+def tensor_digest(tensor: Any) -> str:
+    """SHA-256 of a tensor's values (fp32, C order) and shape: what an image records of given start latents."""
+    import hashlib
+
+    import numpy as np
+    import torch
+
+    array = np.ascontiguousarray(torch.as_tensor(tensor).detach().float().cpu().numpy())
+    return hashlib.sha256(str(array.shape).encode() + array.tobytes()).hexdigest()
 
 
 def _count(num_images: int) -> int:

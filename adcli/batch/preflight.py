@@ -14,8 +14,8 @@ from adcli.presets import parse_lora_spec
 
 
 def check_model(settings: object) -> None:
-    """``--arch`` and ``--layers`` against the model's configs, when they can be read without
-    loading; local LoRA files are .safetensors."""
+    """``--arch``, ``--layers``, ``--size`` and MultiDiffusion windows against the model's configs,
+    when they can be read without loading; local LoRA files are .safetensors."""
     for spec in getattr(settings, "loras", ()):
         path = Path(parse_lora_spec(spec)[0]).expanduser()
         if path.is_file():
@@ -29,14 +29,27 @@ def check_model(settings: object) -> None:
             f"{setting('arch')} {arch} was asked for, but model {settings.model} is {probe.arch}: "
             f"pass a matching {setting('model')}, or drop {setting('arch')}"
         )
-    count = probe.self_attention_layers
-    kind = archs.get(probe.arch).layer_kind
+    family = archs.get(probe.arch)
+    count, kind = probe.self_attention_layers, family.layer_kind
     for index in getattr(settings, "layers", ()):
         if not -count <= index < count:
             raise InputError(
                 f"{setting('layers')} {index} does not exist: model {settings.model} has {count} {kind} layers "
                 f"(use 0..{count - 1}, or -{count}..-1 from the end)"
             )
+    check_geometry(settings, family)
+
+
+def check_geometry(settings: object, family: archs.Architecture) -> None:
+    """A ``size`` side or MultiDiffusion window the model family cannot take (FLUX.1 and SD3.5: multiples
+    of 16 px, windows of whole tokens), before the model loads."""
+    spec = settings.size_spec() if hasattr(settings, "size_spec") else None
+    if spec is not None and spec.exact is not None:
+        family.check_size(spec.exact)
+    elif spec is not None and spec.kind == "longer":
+        family.check_size((spec.width, spec.width))
+    if hasattr(settings, "window"):
+        family.check_window(settings.window, settings.stride)
 
 
 def check_inputs(plan: list[PlannedJob]) -> dict[int, AdcliError]:
@@ -50,7 +63,8 @@ def check_inputs(plan: list[PlannedJob]) -> dict[int, AdcliError]:
     for planned in plan:
         settings = planned.resolved.settings
         key = (settings.model, getattr(settings, "model_config", None), getattr(settings, "arch", None),
-               tuple(getattr(settings, "layers", ())), tuple(getattr(settings, "loras", ())))
+               tuple(getattr(settings, "layers", ())), tuple(getattr(settings, "loras", ())),
+               getattr(settings, "size", None), getattr(settings, "window", None), getattr(settings, "stride", None))
         if key not in models:
             models[key] = _error_of(lambda: check_model(settings))
         problems = [models[key]]

@@ -108,12 +108,7 @@ class Backend:
 
     def check_size(self, size: tuple[int, int]) -> None:
         """A (width, height) the model can work at: sides multiples of :attr:`size_multiple`."""
-        multiple = self.size_multiple
-        if any(side < multiple or side % multiple for side in size):
-            raise InputError(
-                f"size {size[0]}x{size[1]} does not fit {self.arch.title}: both sides must be multiples of "
-                f"{multiple} pixels; pick another {setting('size')}"
-            )
+        self.arch.check_size(size)
 
     def latent_noise(self, size: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
         """Gaussian latents (1, C, H/8, W/8) for an image of ``size`` = (width, height), drawn on the

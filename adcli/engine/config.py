@@ -18,7 +18,9 @@ class SamplingConfig:
     """AD-guided DDIM sampling (Alg. 2): ``steps`` DDIM steps, each followed by ``ad_iterations``
     Adam iterations at ``lr`` on the AD loss of the self-attention ``layers`` (indices, negative
     from the end); AdaIN to the noised reference first when ``adain``. ``strength`` < 1 starts
-    from a layout latent part-way (SDEdit) and is ignored without one."""
+    from a layout latent part-way (SDEdit) and is ignored without one. ``wrap_x``/``wrap_y``: the
+    result tiles in that direction (a UNet by its circular padding, a transformer by rolling the
+    latent, :mod:`adcli.engine.rolling`; MultiDiffusion by wrapping its windows)."""
 
     steps: int
     ad_iterations: int
@@ -26,6 +28,8 @@ class SamplingConfig:
     layers: Sequence[int]
     adain: bool = False
     strength: float = 1.0
+    wrap_x: bool = False
+    wrap_y: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))  # frozen all the way down
@@ -49,8 +53,6 @@ class ExpansionConfig(SamplingConfig):
     window: int = 64
     stride: int = 8
     window_batch: int = 1
-    wrap_x: bool = False
-    wrap_y: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -10,6 +10,7 @@ from adcli.engine.backend import Backend
 from adcli.engine.features import CleanFeatureChunks, FeatureExtractor, Guide, distillation_losses
 from adcli.engine.optimize import REPORT_EVERY, optimize_latents
 from adcli.engine.progress import Progress, ProgressCallback
+from adcli.engine.rolling import needs_rolling
 
 __all__ = ["FEATURE_CHUNK", "Guide", "distill_by_optimization"]
 
@@ -30,6 +31,8 @@ def distill_by_optimization(
     callback: ProgressCallback | None = None,
     feature_chunk: int = FEATURE_CHUNK,
     report_every: int = REPORT_EVERY,
+    wrap_x: bool = False,
+    wrap_y: bool = False,
 ) -> torch.Tensor:
     """Algorithm 1: Adam on the latents while the denoiser's timestep falls from T to 0.
 
@@ -39,7 +42,8 @@ def distill_by_optimization(
     is never used. ``callback`` gets ``{step, total, loss, losses, latents}`` after every iteration
     (``losses``: each latent's own, ``loss`` their mean), read back from the device every
     ``report_every`` iterations only (between reads it repeats the latest); returning False stops
-    the run, which returns the latents of that report.
+    the run, which returns the latents of that report. ``wrap_x``/``wrap_y`` on a denoiser without
+    circular padding: each iteration's target pass sees the latent rolled (:mod:`adcli.engine.rolling`).
     """
     extract = FeatureExtractor(backend, layers)
     init_latents = init_latents.to(backend.device)
@@ -51,12 +55,14 @@ def distill_by_optimization(
     # (a sign) is as large as a real one, and would make results depend on how images were batched.
     starts_at_content = content is not None and content.shape == init_latents.shape and torch.equal(content, init_latents)
     clean = CleanFeatureChunks(guide, extract, timesteps, feature_chunk)
+    rolling = needs_rolling(backend, wrap_y, wrap_x)
+    latent_hw = tuple(init_latents.shape[-2:])
 
     def losses(z: torch.Tensor, i: int) -> torch.Tensor:
         """(B,) each latent's own loss: their sum gives each the gradient it would get alone."""
         reference_features, content_features = clean[i]
         weight = 0.0 if i == 0 and starts_at_content else guide.content_weight
-        target = extract(z, timesteps[i])
+        target = extract(z, timesteps[i], shift=None if rolling is None else rolling.shift(i, latent_hw))
         return distillation_losses(target, reference_features, content_features, weight, guide.mask_fn)
 
     progress = Progress(callback, iterations)

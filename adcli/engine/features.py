@@ -17,6 +17,7 @@ import torch
 from adcli.engine.attention import FeaturesComplete, FeatureStore, LayerFeatures, select_layers
 from adcli.engine.backend import Backend, Conditioning
 from adcli.engine.compile import is_compiled
+from adcli.engine.rolling import roll, unroll_features
 from adcli.losses import ad_loss_per_item, content_loss_per_item
 
 Features = dict[int, LayerFeatures]
@@ -44,11 +45,18 @@ class FeatureExtractor:
         with self.capture.installed():
             yield self
 
-    def __call__(self, latents: torch.Tensor, timestep: torch.Tensor, conditioning: Conditioning | None = None) -> Features:
+    def __call__(
+        self, latents: torch.Tensor, timestep: torch.Tensor, conditioning: Conditioning | None = None,
+        shift: tuple[int, int] | None = None,
+    ) -> Features:
         """Features of ``latents`` (B, C, h, w) at ``timestep`` (a scalar, or one per item (B,));
-        the empty prompt unless ``conditioning`` is given."""
+        the empty prompt unless ``conditioning`` is given. With ``shift`` the denoiser sees the latent
+        rolled by it (seamless tiling without circular padding, :mod:`adcli.engine.rolling`) and the
+        features come back in the unrolled picture's token order."""
         backend = self.backend
         batch, latent_hw = latents.shape[0], tuple(latents.shape[-2:])
+        if shift:
+            latents = roll(latents, shift)
         inputs = (self._empty_prompt_inputs(batch, latent_hw) if conditioning is None
                   else backend.model_inputs(conditioning, batch, latent_hw))
         self.store.clear()
@@ -63,7 +71,7 @@ class FeatureExtractor:
             self.store.stop_after = None
         features = dict(self.store.layers)
         self.store.clear()
-        return features
+        return unroll_features(features, shift, latent_hw) if shift else features
 
     def _empty_prompt_inputs(self, batch: int, latent_hw: tuple[int, int]) -> dict:
         """Denoiser inputs for the empty prompt, built once per shape: building them copies small

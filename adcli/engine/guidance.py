@@ -21,6 +21,7 @@ from adcli.engine.backend import Backend
 from adcli.engine.config import SamplingConfig
 from adcli.engine.features import Features, FeatureExtractor, Guide, distillation_losses
 from adcli.engine.optimize import optimize_latents
+from adcli.engine.rolling import Rolling
 from adcli.engine.schedule import Point
 from adcli.errors import NumericalError
 
@@ -66,11 +67,13 @@ class ADGuidance:
     AD iterations, their learning rate and whether to AdaIN first.
     """
 
-    def __init__(self, backend: Backend, guide: Guide, generator: torch.Generator, config: SamplingConfig):
+    def __init__(self, backend: Backend, guide: Guide, generator: torch.Generator, config: SamplingConfig,
+                 rolling: Rolling | None = None):
         self.backend = backend
         self.guide = guide
         self.generator = generator
         self.config = config
+        self.rolling = rolling  # seamless tiling of a transformer: each step's passes see the latent rolled
         self.extract = FeatureExtractor(backend, config.layers)
 
     def prepare(self, point: Point) -> StepReference:
@@ -107,9 +110,11 @@ class ADGuidance:
             latents = self.backend.arch.adain(latents.float(), step.noised.float())
         guide = self.guide
 
+        shift = None if self.rolling is None else self.rolling.shift(step.point.index, tuple(latents.shape[-2:]))
+
         def losses(z: torch.Tensor, _: int) -> torch.Tensor:
             """(B,): several latents (MultiDiffusion windows) each get the gradient they would get alone."""
-            target = self.extract(z, step.timestep)
+            target = self.extract(z, step.timestep, shift=shift)
             return distillation_losses(target, step.reference, step.content, guide.content_weight, guide.mask_fn)
 
         try:

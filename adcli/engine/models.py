@@ -42,7 +42,8 @@ def _load_pretrained(source: str, dtype: torch.dtype, local_only: bool) -> tuple
 def _load_components(model: str, model_config: str | None, dtype: torch.dtype) -> tuple[Architecture, Components]:
     tiny = archs.tiny_model_arch(model)
     if tiny is not None:
-        return tiny, tiny.build_tiny(model)
+        with quiet_loading():  # importing a pipeline's module makes transformers log about image processors
+            return tiny, tiny.build_tiny(model)
     path = Path(model).expanduser()
     if path.is_dir():
         if not (path / "model_index.json").is_file():
@@ -169,5 +170,6 @@ def load_backend(
         backend.loras = loaded.apply_loras(backend, loras)
     if controlnet:
         local_only = controlnet != "tiny" and not Path(controlnet).expanduser().is_dir() and hub_unavailable()
-        backend.controlnet = loaded.load_controlnet(backend, controlnet, local_only)
+        with quiet_loading():
+            backend.controlnet = loaded.load_controlnet(backend, controlnet, local_only)
     return backend

@@ -40,10 +40,12 @@ class Window:
     width: int
 
 
-def _starts(extent: int, size: int, stride: int, wrap: bool) -> tuple[list[int], int]:
-    """Window starts along one axis and the window's length there."""
+def _starts(extent: int, size: int, stride: int, wrap: bool, wraps_itself: bool = True) -> tuple[list[int], int]:
+    """Window starts along one axis and the window's length there. An axis no longer than a window
+    is one window, unless it wraps on a denoiser that does not wrap by itself (no circular padding):
+    then the window covers the whole axis from every ``stride``-th start, each view rolled (wrapped)."""
     span = min(size, extent)
-    if wrap and extent > size:
+    if wrap and (extent > size or not wraps_itself):
         return list(range(0, extent, stride)), span
     last = extent - span
     starts = list(range(0, last + 1, stride))
@@ -52,13 +54,17 @@ def _starts(extent: int, size: int, stride: int, wrap: bool) -> tuple[list[int],
     return starts, span
 
 
-def windows(height: int, width: int, size: int, stride: int, wrap_x: bool = False, wrap_y: bool = False) -> list[Window]:
+def windows(
+    height: int, width: int, size: int, stride: int, wrap_x: bool = False, wrap_y: bool = False,
+    wraps_itself: bool = True,
+) -> list[Window]:
     """Windows of ``size``×``size`` latents every ``stride`` latents that cover a ``height``×``width``
-    latent completely; an axis shorter than ``size`` gets one window of its full length."""
+    latent completely; an axis shorter than ``size`` gets one window of its full length (several
+    rolled ones when it wraps and the denoiser does not wrap by itself, ``wraps_itself`` False)."""
     if size < 1 or stride < 1:
         raise InputError(f"{setting('window')} and {setting('stride')} must be positive, got {size} and {stride}")
-    rows, window_height = _starts(height, size, stride, wrap_y)
-    cols, window_width = _starts(width, size, stride, wrap_x)
+    rows, window_height = _starts(height, size, stride, wrap_y, wraps_itself)
+    cols, window_width = _starts(width, size, stride, wrap_x, wraps_itself)
     return [Window(top, left, window_height, window_width) for top in rows for left in cols]
 
 
@@ -120,6 +126,12 @@ class WindowAverage:
         return self.total / self.counts
 
 
+def check_window(backend: Backend, config: ExpansionConfig) -> None:
+    """Windows and their steps in whole tokens: on a 2×2-patch transformer, ``window`` and ``stride``
+    must be multiples of 2 latents (a one-line error naming the multiple)."""
+    backend.arch.check_window(config.window, config.stride)
+
+
 def expand_by_sampling(
     backend: Backend,
     guide: Guide,
@@ -140,11 +152,13 @@ def expand_by_sampling(
     and ``ad_iteration == ad_iterations``) carries x_{t−1}. Returning False stops the run and
     returns the latents of that report.
     """
+    check_window(backend, config)
     z = backend.latent_noise(size, generator).float()  # the schedule's start is the noise itself
     height, width = z.shape[-2:]
-    schedule = backend.schedule(config.steps, (config.window, config.window))
+    schedule = backend.schedule(config.steps, (min(config.window, height), min(config.window, width)))
     step = backend.prediction.step
-    tiles = windows(height, width, config.window, config.stride, config.wrap_x, config.wrap_y)
+    wraps_itself = bool(backend.arch.circular_modules(backend))
+    tiles = windows(height, width, config.window, config.stride, config.wrap_x, config.wrap_y, wraps_itself)
     groups = window_batches(tiles, config.window_batch)
     guidance = None
     if config.ad_iterations > 0:

@@ -23,13 +23,13 @@ from collections.abc import Callable
 import torch
 
 from adcli.engine.backend import Backend, Conditioning
-from adcli.engine.config import SamplingConfig
+from adcli.engine.config import SamplingConfig, sdedit_start
 from adcli.engine.controlnet import Control
 from adcli.engine.features import Guide
-from adcli.engine.config import SamplingConfig, sdedit_start
 from adcli.engine.guidance import ADGuidance, IterationReport
 from adcli.engine.prediction import Step
 from adcli.engine.progress import Progress, ProgressCallback
+from adcli.engine.rolling import needs_rolling
 from adcli.engine.schedule import Point, Schedule
 from adcli.errors import NumericalError, setting
 
@@ -134,22 +134,28 @@ def distill_by_sampling(
     size: tuple[int, int],
     generator: torch.Generator,
     init: torch.Tensor | None = None,
+    start: torch.Tensor | None = None,
     callback: ProgressCallback | None = None,
 ) -> torch.Tensor:
     """Algorithm 2: sampling with ``config.ad_iterations`` AD iterations after each step.
 
     The start is Gaussian noise for an image of ``size`` = (width, height), drawn on the CPU
     from ``generator``; with ``init`` (a layout latent) it is ``init`` noised to the SDEdit start
-    point for ``config.strength``. 0 AD iterations is plain sampling with the same seed.
-    ``callback``: see :func:`sample`.
+    point for ``config.strength``; with ``start`` (the caller's own start latents, (1, C, h, w) in
+    the engine's layout) no noise is drawn. 0 AD iterations is plain sampling with the same seed.
+    ``config.wrap_x``/``wrap_y`` on a denoiser without circular padding roll the latent each pass
+    (:mod:`adcli.engine.rolling`). ``callback``: see :func:`sample`.
     """
-    noise = backend.latent_noise(size, generator)
+    noise = backend.latent_noise(size, generator) if start is None else start.to(backend.device).float()
     schedule = backend.schedule(config.steps, tuple(noise.shape[-2:]))
     latents = noise  # the start of a variance-preserving or flow schedule is the noise itself
     if init is not None:
         schedule = schedule.starting_at(sdedit_start(config.steps, config.strength))
         latents = backend.prediction.noised(init.to(backend.device).float(), noise, schedule.sigmas[0])
+    rolling = needs_rolling(backend, config.wrap_y, config.wrap_x)
+    if rolling is not None:
+        denoise = rolling.around(denoise, lambda point: point.index)
     hook = None
     if config.ad_iterations > 0:
-        hook = ADGuidance(backend, guide.to(backend.device), generator, config)
+        hook = ADGuidance(backend, guide.to(backend.device), generator, config, rolling)
     return sample(denoise, latents, schedule, backend.prediction.step, hook, callback)

@@ -20,11 +20,12 @@ import torch
 
 @dataclass(frozen=True)
 class Point:
-    """One schedule point: the noise level ``sigma`` (0-dim, CPU, float64) and the denoiser's
-    ``timestep`` there (0-dim, on the model's device)."""
+    """One schedule point: the noise level ``sigma`` (0-dim, CPU, float64), the denoiser's
+    ``timestep`` there (0-dim, on the model's device) and its ``index`` in the schedule."""
 
     sigma: torch.Tensor
     timestep: torch.Tensor
+    index: int = 0
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,8 @@ class Schedule:
         return len(self.sigmas) - 1
 
     def __getitem__(self, index: int) -> Point:
-        return Point(self.sigmas[index], self.timesteps[index])
+        index = index + len(self.sigmas) if index < 0 else index
+        return Point(self.sigmas[index], self.timesteps[index], index)
 
     def step_timesteps(self) -> torch.Tensor:
         """(N,) the timesteps the N steps start from (Algorithm 1 runs one iteration at each)."""

@@ -90,7 +90,8 @@ def seamless_model(backend: Backend, axes: str, denoiser: bool = True) -> Iterat
     if axes == "none":
         yield
         return
-    modules = (backend.arch.circular_modules(backend) if denoiser else []) + [backend.vae.decoder, backend.vae.post_quant_conv]
+    decoder = [backend.vae.decoder, backend.vae.post_quant_conv]  # FLUX's and SD3's VAEs have no post_quant_conv
+    modules = (backend.arch.circular_modules(backend) if denoiser else []) + [m for m in decoder if m is not None]
     with seamless(modules, axes):
         yield
 

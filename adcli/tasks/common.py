@@ -23,20 +23,33 @@ def native_size(backend: Backend) -> tuple[int, int]:
     return backend.native_size()
 
 
-def resolve_size(spec: SizeSpec, native: tuple[int, int], aspect_of: tuple[int, int] | None = None) -> tuple[int, int]:
+def resolve_size(
+    spec: SizeSpec, native: tuple[int, int], aspect_of: tuple[int, int] | None = None, multiple: int = 8,
+) -> tuple[int, int]:
     """(width, height) for ``spec``: exact as given; ``longer`` side N or ``auto`` (the native pixel
-    count) keeping the aspect ratio of ``aspect_of`` (an input image's size; square without one)."""
+    count) keeping the aspect ratio of ``aspect_of`` (an input image's size; square without one),
+    sides rounded to ``multiple`` (8 for the UNets, 16 for the 2×2-patch transformers)."""
     if spec.exact is not None:
         return spec.exact
     width, height = aspect_of or (1, 1)
     if spec.kind == "longer":
-        return fit_longer_side(width, height, spec.width)
-    return native if aspect_of is None else fit_to_pixels(width, height, native[0] * native[1])
+        return fit_longer_side(width, height, spec.width, multiple)
+    return native if aspect_of is None else fit_to_pixels(width, height, native[0] * native[1], multiple)
 
 
-def reference_size(image_size: tuple[int, int], output_size: tuple[int, int]) -> tuple[int, int]:
+def model_size(backend: Backend, spec: SizeSpec, aspect_of: tuple[int, int] | None = None) -> tuple[int, int]:
+    """:func:`resolve_size` for ``backend``'s model: a side the user gave (``WxH``, or ``N`` for the
+    longer side) that the model cannot take is a one-line error naming the multiple it needs."""
+    if spec.exact is not None:
+        backend.check_size(spec.exact)
+    elif spec.kind == "longer":
+        backend.check_size((spec.width, spec.width))
+    return resolve_size(spec, native_size(backend), aspect_of, backend.size_multiple)
+
+
+def reference_size(image_size: tuple[int, int], output_size: tuple[int, int], multiple: int = 8) -> tuple[int, int]:
     """A reference of ``image_size`` resized to about the pixels of ``output_size``, its own aspect ratio."""
-    return fit_to_pixels(*image_size, output_size[0] * output_size[1])
+    return fit_to_pixels(*image_size, output_size[0] * output_size[1], multiple)
 
 
 class ImageCache:
@@ -72,7 +85,7 @@ class ImageCache:
     def references(self, backend: Backend, sources: Sequence[ImageSource], output_size: tuple[int, int]) -> torch.Tensor:
         """(R, C, h, w) latents of a reference set, all at the first reference's aspect ratio and the
         output's pixel count (several references share one tensor)."""
-        size = reference_size(self.image(sources[0]).size, output_size)
+        size = reference_size(self.image(sources[0]).size, output_size, backend.size_multiple)
         return torch.cat([self.latents(backend, source, size) for source in sources])
 
 

@@ -51,18 +51,34 @@ _PREPARED: OrderedDict[tuple, MaskedInputs] = OrderedDict()
 _PREPARED_KEPT = 8
 
 
-def prepare(inputs: Any, settings: Any) -> MaskedInputs:
-    """The checked and sized inputs of a masked texture, read once however many images use them."""
+def size_multiple(settings: Any) -> int:
+    """The side multiple of the settings' model, read from its configs before it loads (8 when they
+    cannot be read yet: the run sizes the texture again with the loaded model's)."""
+    from adcli.engine import archs
+    from adcli.engine.probe import probe_model
+    from adcli.errors import ModelLoadError
+
+    try:
+        probe = probe_model(settings.model, getattr(settings, "model_config", None))
+    except ModelLoadError:
+        probe = None
+    return 8 if probe is None else archs.get(probe.arch).size_multiple
+
+
+def prepare(inputs: Any, settings: Any, multiple: int | None = None) -> MaskedInputs:
+    """The checked and sized inputs of a masked texture, read once however many images use them;
+    sides multiples of ``multiple`` (default: the settings' model's, see :func:`size_multiple`)."""
+    multiple = size_multiple(settings) if multiple is None else multiple
     key = (*map(_identity, [*inputs["reference"], inputs.get("source_mask"), inputs.get("target_mask")]),
-           settings.mode, _longer_side(settings))
+           settings.mode, _longer_side(settings), multiple)
     if key not in _PREPARED:
-        _PREPARED[key] = _read_and_check(inputs, settings)
+        _PREPARED[key] = _read_and_check(inputs, settings, multiple)
         if len(_PREPARED) > _PREPARED_KEPT:
             _PREPARED.popitem(last=False)
     return _PREPARED[key]
 
 
-def _read_and_check(inputs: Any, settings: Any) -> MaskedInputs:
+def _read_and_check(inputs: Any, settings: Any, multiple: int) -> MaskedInputs:
     """Check the inputs of a masked texture (the maps' colours, the reference's shape) and size them."""
     source_mask, target_mask = inputs.get("source_mask"), inputs.get("target_mask")
     if source_mask is None or target_mask is None:
@@ -86,7 +102,8 @@ def _read_and_check(inputs: Any, settings: Any) -> MaskedInputs:
         )
     longer = _longer_side(settings)
     target_shape = (int(maps.target.shape[1]), int(maps.target.shape[0]))
-    return MaskedInputs(maps, fit_longer_side(*target_shape, longer), fit_longer_side(*reference.size, longer), reference)
+    return MaskedInputs(maps, fit_longer_side(*target_shape, longer, multiple),
+                        fit_longer_side(*reference.size, longer, multiple), reference)
 
 
 def _size(size: tuple[int, int]) -> str:

@@ -32,7 +32,7 @@ def run_masked_texture(
     backend = model.backend
     images = []
     for item, seed in zip(items, seeds):
-        masked = prepare(item, settings)
+        masked = prepare(item, settings, backend.size_multiple)
         reference_pixels = to_tensor(masked.reference, masked.reference_size)  # (1, 3, H, W) in [-1, 1]
         init = fill_from_source(reference_pixels, masked.maps, masked.output_size, torch.Generator("cpu").manual_seed(seed))
         init_latents = backend.encode_images(init)
@@ -43,7 +43,7 @@ def run_masked_texture(
         with tiled(backend, settings.tile):
             latents = distill_by_optimization(
                 backend, init_latents, guide, layers=settings.layers, iterations=settings.iterations, lr=settings.lr,
-                callback=callback,
+                callback=callback, wrap_x="x" in settings.tile, wrap_y="y" in settings.tile,
             )
             images.extend(decode_all(backend, latents))
     return images

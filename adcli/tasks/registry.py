@@ -51,9 +51,9 @@ class RunFunction:
     keywords: dict[str, Any] = field(default_factory=dict)
 
     def __call__(self, model: Model, items: Sequence[Any], settings: Any, seeds: Sequence[int],
-                 callback: ProgressCallback | None = None) -> list[Image.Image]:
+                 callback: ProgressCallback | None = None, **options: Any) -> list[Image.Image]:
         run = getattr(importlib.import_module(self.module), self.function)
-        return run(model, items, settings, seeds, callback, **self.keywords)
+        return run(model, items, settings, seeds, callback, **self.keywords, **options)
 
 
 @dataclass(frozen=True)
@@ -99,15 +99,16 @@ TASKS: dict[str, Task] = {
 
 def make_images(
     model: Model, name: str, items: Sequence[Any], settings: Any, seeds: Sequence[int],
-    callback: ProgressCallback | None = None,
+    callback: ProgressCallback | None = None, **options: Any,
 ) -> list[Image.Image]:
     """The pictures of ``items`` by the task ``name``, as the batch runner and the public API make
-    them: torch's global seed set from the first item's (a bit-exact rerun), inside the model's session."""
+    them: torch's global seed set from the first item's (a bit-exact rerun), inside the model's session.
+    ``options``: what only the API gives a run function (t2i's start ``latents``)."""
     import torch  # loaded with the model, never by planning
 
     torch.manual_seed(seeds[0])
     with model.session():
-        return task(name).run(model, items, settings, seeds, callback)
+        return task(name).run(model, items, settings, seeds, callback, **options)
 
 
 def task(name: str) -> Task:

@@ -15,15 +15,16 @@ from adcli.engine.features import Guide
 from adcli.engine.progress import ProgressCallback
 from adcli.engine.config import SamplingConfig
 from adcli.engine.sampler import distill_by_sampling, text_denoiser
-from adcli.tasks.common import decode_all, native_size, resolve_size, tiled
+from adcli.tasks.common import decode_all, model_size, tiled
 from adcli.tasks.masked_texture import run_masked_texture
 from adcli.tasks.model import Model
 
 
 def sampling_config(settings: Any, strength: float = 1.0) -> SamplingConfig:
+    tile = getattr(settings, "tile", "none")
     return SamplingConfig(
         steps=settings.steps, ad_iterations=settings.ad_iterations, lr=settings.lr, adain=settings.adain,
-        layers=tuple(settings.layers), strength=strength,
+        layers=tuple(settings.layers), strength=strength, wrap_x="x" in tile, wrap_y="y" in tile,
     )
 
 
@@ -35,7 +36,7 @@ def run_texture(
     if items[0].get("source_mask") is not None or items[0].get("target_mask") is not None:
         return run_masked_texture(model, items, settings, seeds, callback)
     backend, cache = model.backend, model.cache
-    size = resolve_size(settings.size_spec(), native_size(backend))
+    size = model_size(backend, settings.size_spec())
     references = items[0]["reference"]
     guide = Guide(reference=cache.references(backend, references, size))
     with tiled(backend, settings.tile):
@@ -53,6 +54,6 @@ def run_texture(
             noise = torch.cat([backend.latent_noise(size, torch.Generator("cpu").manual_seed(seed)) for seed in seeds])
             latents = distill_by_optimization(
                 backend, noise, guide, layers=settings.layers, iterations=settings.iterations, lr=settings.lr,
-                callback=callback,
+                callback=callback, wrap_x="x" in settings.tile, wrap_y="y" in settings.tile,
             )
         return decode_all(backend, latents)

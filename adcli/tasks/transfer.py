@@ -12,7 +12,7 @@ from PIL import Image
 from adcli.engine.distill import distill_by_optimization
 from adcli.engine.features import Guide
 from adcli.engine.progress import ProgressCallback
-from adcli.tasks.common import decode_all, native_size, resolve_size
+from adcli.tasks.common import decode_all, model_size
 from adcli.tasks.inputs import Inputs, StyleTransferInputs
 from adcli.tasks.model import Model
 
@@ -26,9 +26,8 @@ def run_transfer(
     class, which names the content image and the reference set."""
     content_role, reference_role = inputs.role_of_kind("image"), inputs.role_of_kind("images")
     backend, cache = model.backend, model.cache
-    native = native_size(backend)
     spec = settings.size_spec()
-    sizes = [resolve_size(spec, native, cache.image(item[content_role]).size) for item in items]
+    sizes = [model_size(backend, spec, cache.image(item[content_role]).size) for item in items]
     images: list[Image.Image | None] = [None] * len(items)
     for size in dict.fromkeys(sizes):
         indices = [i for i, s in enumerate(sizes) if s == size]

@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
+from adcli.errors import InputError, setting
+
 if TYPE_CHECKING:
     import torch
 
@@ -79,6 +81,26 @@ class Architecture:
 
     def __repr__(self) -> str:
         return f"<architecture {self.name}>"
+
+    def check_size(self, size: tuple[int, int]) -> None:
+        """A (width, height) the family can work at: sides multiples of :attr:`size_multiple`
+        (a one-line :class:`~adcli.errors.InputError` naming the multiple)."""
+        multiple = self.size_multiple
+        if any(side < multiple or side % multiple for side in size):
+            raise InputError(
+                f"size {size[0]}x{size[1]} does not fit {self.title}: both sides must be multiples of "
+                f"{multiple} pixels; pick another {setting('size')}"
+            )
+
+    def check_window(self, window: int, stride: int) -> None:
+        """MultiDiffusion windows and their steps in whole tokens (2 latents on a 2×2-patch transformer)."""
+        multiple = self.patch_size
+        if window % multiple or stride % multiple:
+            raise InputError(
+                f"{setting('window')} {window} and {setting('stride')} {stride} must be multiples of {multiple} "
+                f"latents on {self.title} (one token is {multiple}×{multiple} latents, {self.size_multiple} px): "
+                f"pick even values"
+            )
 
     # -- probe: JSON configs and checkpoint headers only (no torch) ------------------------------
     def claims_index(self, model_index: dict) -> bool:
