@@ -100,7 +100,7 @@ def test_unreadable_files(sd15, tmp_path, kind):
 def test_not_a_stable_diffusion_checkpoint(tmp_path):
     path = tmp_path / "other.safetensors"
     save_file({"weight": torch.zeros(2)}, str(path))
-    with pytest.raises(ModelLoadError, match="not a Stable Diffusion 1.5 or SDXL"):
+    with pytest.raises(ModelLoadError, match="not a Stable Diffusion 1.5, SDXL, FLUX.1 or Stable Diffusion 3.5"):
         detect_arch(path)
 
 

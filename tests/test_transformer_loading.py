@@ -124,6 +124,6 @@ def test_a_separate_vae_must_have_16_channels(saved, tmp_path):
     own.save_pretrained(tmp_path / "own-vae")
     _, components = load_transformer_components(str(root / "flux"), dtype=F32, vae=str(tmp_path / "own-vae"))
     assert same_weights(components["vae"], own)
-    build_tiny_components("sd15")["vae"].save_pretrained(tmp_path / "sd-vae")
+    build_tiny_components("tiny")["vae"].save_pretrained(tmp_path / "sd-vae")
     with pytest.raises(ModelLoadError, match="has 4 latent channels; FLUX and SD3 need a 16-channel VAE"):
         load_transformer_components(str(root / "flux"), dtype=F32, vae=str(tmp_path / "sd-vae"))

@@ -66,8 +66,10 @@ class Backend:
     device: torch.device
     dtype: torch.dtype
     source: str
-    # low_vram: the VAE lives on the CPU and visits ``device`` only to encode or decode.
+    # low_vram: the VAE lives on the CPU and visits ``device`` only to encode or decode; the text
+    # encoders likewise visit it only to encode a prompt (once per prompt: the results are cached).
     vae_offloaded: bool = False
+    encoders_offloaded: bool = False
     _prompt_cache: dict = field(default_factory=dict, repr=False)
     controlnet: torch.nn.Module | None = None
     # LoRAs fused into the weights at load time (see :mod:`adcli.engine.loras`), for the metadata.
@@ -128,7 +130,8 @@ class Backend:
         """Encode prompts the way the architecture's pipeline does; results are cached."""
         key = tuple(prompts)
         if key not in self._prompt_cache:
-            self._prompt_cache[key] = self.arch.encode_prompts(self, list(prompts))
+            with self._on_device(self.text_encoders, self.encoders_offloaded):
+                self._prompt_cache[key] = self.arch.encode_prompts(self, list(prompts))
         return self._prompt_cache[key]
 
     def model_inputs(
@@ -162,16 +165,22 @@ class Backend:
             pixels = self.vae.decode(latents.to(self.device, self.vae_dtype)).sample
         return ((pixels.float() + 1) / 2).clamp(0, 1).cpu()
 
+    def _vae_on_device(self):
+        return self._on_device([self.vae], self.vae_offloaded)
+
     @contextmanager
-    def _vae_on_device(self) -> Iterator[None]:
-        if not self.vae_offloaded:
+    def _on_device(self, modules: Sequence[torch.nn.Module], offloaded: bool) -> Iterator[None]:
+        """``modules`` on the model's device for the block, back on the CPU after it when ``offloaded``."""
+        if not offloaded or self.device.type == "cpu":
             yield
             return
-        self.vae.to(self.device)
+        for module in modules:
+            module.to(self.device)
         try:
             yield
         finally:
-            self.vae.to("cpu")
+            for module in modules:
+                module.to("cpu")
 
 
 def _place(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> None:

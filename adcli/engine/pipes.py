@@ -135,7 +135,7 @@ def borrowed(backend: Backend, keep_weights: Sequence[torch.nn.Module] = ()) -> 
     weighted = {id(m) for m in keep_weights}
     states = [_ModuleState.snapshot(m, id(m) in weighted) for m in _modules_of(backend)]
     extra = [_ModuleState.snapshot(m, True) for m in keep_weights if id(m) not in {id(s.root) for s in states}]
-    backend_state = (backend.vae_offloaded, backend.device, backend.dtype)
+    backend_state = (backend.vae_offloaded, backend.encoders_offloaded, backend.device, backend.dtype)
     try:
         for state in states:
             state.root.eval().requires_grad_(False)
@@ -143,4 +143,4 @@ def borrowed(backend: Backend, keep_weights: Sequence[torch.nn.Module] = ()) -> 
     finally:
         for state in [*extra, *states]:
             state.restore()
-        backend.vae_offloaded, backend.device, backend.dtype = backend_state
+        backend.vae_offloaded, backend.encoders_offloaded, backend.device, backend.dtype = backend_state
