@@ -32,7 +32,7 @@ def start_latents(backend: Any, latents: torch.Tensor, size: tuple[int, int]) ->
     expected = (1, backend.arch.latent_channels, *latent_hw)
     try:
         unpacked = backend.arch.from_pipeline_latents(torch.as_tensor(latents), latent_hw)
-    except RuntimeError:
+    except (RuntimeError, ValueError):  # a tensor that does not unpack to the grid
         unpacked = None
     if unpacked is None or tuple(unpacked.shape) != expected:
         raise InputError(
