@@ -14,8 +14,8 @@ from adcli.presets import parse_lora_spec
 
 
 def check_model(settings: object) -> None:
-    """``--arch``, ``--layers``, ``--size`` and MultiDiffusion windows against the model's configs,
-    when they can be read without loading; local LoRA files are .safetensors."""
+    """``--arch``, ``--layers``, ``--size``, MultiDiffusion windows and tiling with a ControlNet against
+    the model's configs, when they can be read without loading; local LoRA files are .safetensors."""
     for spec in getattr(settings, "loras", ()):
         path = Path(parse_lora_spec(spec)[0]).expanduser()
         if path.is_file():
@@ -50,6 +50,7 @@ def check_geometry(settings: object, family: archs.Architecture) -> None:
         family.check_size((spec.width, spec.width))
     if hasattr(settings, "window"):
         family.check_window(settings.window, settings.stride)
+    family.check_tiling_control(getattr(settings, "tile", "none"), bool(getattr(settings, "controlnet", None)))
 
 
 def check_inputs(plan: list[PlannedJob]) -> dict[int, AdcliError]:
@@ -64,7 +65,8 @@ def check_inputs(plan: list[PlannedJob]) -> dict[int, AdcliError]:
         settings = planned.resolved.settings
         key = (settings.model, getattr(settings, "model_config", None), getattr(settings, "arch", None),
                tuple(getattr(settings, "layers", ())), tuple(getattr(settings, "loras", ())),
-               getattr(settings, "size", None), getattr(settings, "window", None), getattr(settings, "stride", None))
+               getattr(settings, "size", None), getattr(settings, "window", None), getattr(settings, "stride", None),
+               getattr(settings, "tile", None), getattr(settings, "controlnet", None))
         if key not in models:
             models[key] = _error_of(lambda: check_model(settings))
         problems = [models[key]]

@@ -157,8 +157,8 @@ def expand_by_sampling(
     height, width = z.shape[-2:]
     schedule = backend.schedule(config.steps, (min(config.window, height), min(config.window, width)))
     step = backend.prediction.step
-    wraps_itself = bool(backend.arch.circular_modules(backend))
-    tiles = windows(height, width, config.window, config.stride, config.wrap_x, config.wrap_y, wraps_itself)
+    tiles = windows(height, width, config.window, config.stride, config.wrap_x, config.wrap_y,
+                    backend.arch.circular_padding)
     groups = window_batches(tiles, config.window_batch)
     guidance = None
     if config.ad_iterations > 0:

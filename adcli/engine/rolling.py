@@ -6,7 +6,8 @@ pass sees the latent *rolled* (a circular shift, in whole tokens) by an offset t
 pass to pass, and its result is rolled back: the wrap-around seam sits at another place in every
 pass, inside the picture where the model makes neighbours agree, and no place stays an edge for
 long (the idea of SpotDiffusion's shifted windows, with one window that covers the picture). The
-offsets follow the R2 low-discrepancy sequence, so a few passes already spread them evenly.
+offsets along each axis follow an irrational-step (Kronecker) sequence — the golden ratio across,
+√2 down — so that a few passes already visit every part of the picture.
 
 The AD passes roll the same way, and their features are rolled back to the picture's own token
 order (:func:`unroll_features`): masks and the content loss compare the tokens of one place.
@@ -22,8 +23,9 @@ import torch
 
 from adcli.engine.attention import LayerFeatures
 
-# R2 sequence steps (1/φ₂ and 1/φ₂², φ₂ the plastic number): offsets spread evenly in 2-D.
-_STEP_Y, _STEP_X = 0.7548776662466927, 0.5698402909980532
+# Kronecker sequence steps: frac(k·α) with α = √2 − 1 down and 1/φ across (φ the golden ratio) visits
+# every one of n tokens within about n passes, and the two axes do not move in step.
+_STEP_Y, _STEP_X = 0.41421356237309515, 0.6180339887498949
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ def unroll(latents: torch.Tensor, shift: tuple[int, int]) -> torch.Tensor:
 def needs_rolling(backend, wrap_y: bool, wrap_x: bool) -> Rolling | None:
     """The rolling that tiles ``backend``'s model in the wrapped axes, or None: no axis wraps, or its
     denoiser wraps by itself (circular padding)."""
-    if not (wrap_y or wrap_x) or backend.arch.circular_modules(backend):
+    if not (wrap_y or wrap_x) or backend.arch.circular_padding:
         return None
     return Rolling(wrap_y, wrap_x, backend.arch.patch_size)
 

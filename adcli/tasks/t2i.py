@@ -70,11 +70,8 @@ def run_t2i(
             backend, backend.encode_prompts([str(item["prompt"])]),
             negative_conditioning(backend, settings.negative_prompt), settings.guidance, conditioning,
         )
-        if conditioning is not None and settings.tile != "none" and not backend.arch.circular_modules(backend):
-            raise InputError(
-                f"{setting('tile')} with a ControlNet needs circular padding, which {backend.arch.title} has not: "
-                f"drop {setting('tile')} or the control image"
-            )
+        if conditioning is not None:
+            backend.arch.check_tiling_control(settings.tile, True)
         with tiled(backend, settings.tile):
             result = distill_by_sampling(
                 backend, denoise, guide, sampling_config(settings, settings.strength if layout is not None else 1.0),

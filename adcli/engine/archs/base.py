@@ -74,6 +74,11 @@ class Architecture:
     # the outputs. False: the value is an input of the denoiser (FLUX.1-dev), or there is none.
     classifier_free_guidance: bool = True
 
+    # -- tiling --------------------------------------------------------------------------------
+    # True: the denoiser's convolutions can pad circularly (:meth:`circular_modules`), so it wraps by
+    # itself. False (transformers): tiling rolls the latent per pass or wraps MultiDiffusion windows.
+    circular_padding: bool = False
+
     @property
     def size_multiple(self) -> int:
         """Image sides must be multiples of this: one token is ``vae_scale_factor × patch_size`` pixels."""
@@ -90,6 +95,15 @@ class Architecture:
             raise InputError(
                 f"size {size[0]}x{size[1]} does not fit {self.title}: both sides must be multiples of "
                 f"{multiple} pixels; pick another {setting('size')}"
+            )
+
+    def check_tiling_control(self, tile: str, control: bool) -> None:
+        """Seamless tiling with a ControlNet needs circular padding: rolling the latent would move it
+        away from its control image."""
+        if control and tile != "none" and not self.circular_padding:
+            raise InputError(
+                f"{setting('tile')} with a ControlNet needs circular padding, which {self.title} has not: "
+                f"drop {setting('tile')} or the ControlNet"
             )
 
     def check_window(self, window: int, stride: int) -> None:

@@ -65,6 +65,7 @@ class UNetArchitecture(Architecture):
     """A Stable Diffusion UNet family; subclasses set the names and what differs."""
 
     denoiser_name = "unet"
+    circular_padding = True
     # "transformers" class names of the text encoders, in the order of ``text_parts``
     text_encoder_classes: tuple[str, ...] = ()
     # the CLIP layer a prompt is read from: the last (SD1.5) or the penultimate (SDXL)
