@@ -1,4 +1,5 @@
-"""Every command's output on the tiny SD1.5 and SDXL models, recorded before the engine moved.
+"""Every command's output on the tiny SD1.5, SDXL, FLUX.1 and SD3.5 models, recorded so that later work
+cannot move them silently (SD1.5/SDXL before the engine moved; FLUX.1/SD3.5 when they arrived).
 
 ``python -m tests.golden.record`` writes ``tests/golden/<case>.png``; ``tests/test_golden.py``
 makes each case again and compares. A case is a plain call of the public API (which equals the
@@ -75,10 +76,58 @@ def _cases() -> dict[str, tuple[str, Case]]:
         "sd15_finetuned_vae_texture": ("tiny", _finetuned_vae_texture),
         "sd15_controlnet_t2i": ("tiny+controlnet", lambda m: _one(adcli.t2i(
             m, "a tower", STYLE, control=STRUCTURE, size="64x64", seed=14, steps=4, ad_iterations=1, guidance=7.0))),
+        **_transformer_cases("flux", "tiny-flux"),
+        **_transformer_cases("sd3", "tiny-sd3"),
+        "flux_schnell_t2i": ("tiny-flux-schnell", lambda m: _one(adcli.t2i(
+            m, "a lighthouse", STYLE, size="64x64", seed=8, steps=4, ad_iterations=2, lr=0.01, adain=True,
+            layers=LAST_SEVEN))),
     }
 
 
-def _finetuned_vae_texture(model) -> Image.Image:
+LAST_SEVEN = tuple(range(-7, 0))
+
+
+def _transformer_cases(prefix: str, model: str) -> dict[str, tuple[str, Case]]:
+    """Every command once on a tiny transformer, its settings explicit (the by_arch defaults may move)."""
+    import adcli
+
+    layers = {"layers": LAST_SEVEN}
+    return {
+        f"{prefix}_style_transfer": (model, lambda m: adcli.style_transfer(
+            m, CONTENT, STYLE, size="64", seed=3, iterations=8, lr=0.05, content_weight=0.25, **layers)),
+        f"{prefix}_appearance": (model, lambda m: adcli.appearance(
+            m, STRUCTURE, STYLE_2, size="64", seed=2, iterations=6, content_weight=0.2, **layers)),
+        f"{prefix}_texture_optimize": (model, lambda m: _one(adcli.texture(
+            m, STYLE_2, size="64x64", seed=4, iterations=6, **layers))),
+        f"{prefix}_texture_sample": (model, lambda m: _one(adcli.texture(
+            m, STYLE_2, mode="sample", size="64x64", seed=5, steps=4, ad_iterations=2, adain=True, lr=0.01, **layers))),
+        f"{prefix}_texture_masked": (model, lambda m: _one(adcli.texture(
+            m, MASKS / "source_texture.png", source_mask=MASKS / "source_labels.png",
+            target_mask=MASKS / "target_labels.png", size="64", seed=6, iterations=5, **layers))),
+        f"{prefix}_texture_tiled": (model, lambda m: _one(adcli.texture(
+            m, GRASS, tile="xy", size="64x64", seed=7, iterations=5, **layers))),
+        f"{prefix}_t2i": (model, lambda m: _one(adcli.t2i(
+            m, "a red house", STYLE, size="64x48", seed=8, steps=4, ad_iterations=2, guidance=3.5, lr=0.01, adain=True,
+            **layers))),
+        f"{prefix}_t2i_layout": (model, lambda m: _one(adcli.t2i(
+            m, "a cat", STYLE, layout=CONTENT, size="64", seed=10, steps=6, ad_iterations=1, guidance=3.0, strength=0.5,
+            lr=0.01, **layers))),
+        f"{prefix}_t2i_tiled": (model, lambda m: _one(adcli.t2i(
+            m, "moss", STYLE_2, tile="x", size="64x64", seed=11, steps=3, ad_iterations=1, guidance=3.0, lr=0.01,
+            **layers))),
+        f"{prefix}_expand": (model, lambda m: adcli.expand(
+            m, GRASS, size=(128, 64), window=8, stride=4, seed=12, steps=3, ad_iterations=1, window_batch=2, lr=0.01,
+            **layers)),
+        f"{prefix}_expand_tiled": (model, lambda m: adcli.expand(
+            m, GRASS, size=(64, 64), window=8, stride=4, seed=13, steps=2, ad_iterations=1, tile="xy", lr=0.01, **layers)),
+        f"{prefix}_controlnet_t2i": (f"{model}+controlnet", lambda m: _one(adcli.t2i(
+            m, "a tower", STYLE, control=STRUCTURE, size="64x64", seed=14, steps=3, ad_iterations=1, guidance=3.5,
+            lr=0.01, **layers))),
+        f"{prefix}_finetuned_vae_texture": (model, lambda m: _finetuned_vae_texture(m, model)),
+    }
+
+
+def _finetuned_vae_texture(model, name: str = "tiny") -> Image.Image:
     """finetune-vae for a few steps, then a texture decoded with the fine-tuned VAE."""
     import tempfile
 
@@ -86,15 +135,16 @@ def _finetuned_vae_texture(model) -> Image.Image:
 
     with tempfile.TemporaryDirectory() as folder:
         vae = adcli.finetune_vae(model, STYLE_2, Path(folder) / "vae", steps=4, crop_size=64, seed=1)
-        tuned = adcli.load_model("tiny", device="cpu", vae=str(vae))
-        return _one(adcli.texture(tuned, STYLE_2, size="64x64", seed=4, iterations=3))
+        tuned = adcli.load_model(name, device="cpu", vae=str(vae))
+        layers = {} if name == "tiny" else {"layers": LAST_SEVEN}
+        return _one(adcli.texture(tuned, STYLE_2, size="64x64", seed=4, iterations=3, **layers))
 
 
 def load(name: str):
     import adcli
 
-    if name == "tiny+controlnet":
-        return adcli.load_model("tiny", device="cpu", controlnet="tiny")
+    if name.endswith("+controlnet"):
+        return adcli.load_model(name.removesuffix("+controlnet"), device="cpu", controlnet="tiny")
     return adcli.load_model(name, device="cpu")
 
 
