@@ -36,7 +36,7 @@ def test_components_are_the_pipelines_own_modules(arch):
 
 def test_other_pipelines_are_refused():
     with pytest.raises(ModelLoadError, match="has no FLUX or SD3 transformer: pass a FluxPipeline"):
-        components_from_pipe(tiny_pipeline("sd15"))
+        components_from_pipe(tiny_pipeline("tiny"))
     pipe = tiny_flux_pipeline()
     pipe.text_encoder_2 = None
     with pytest.raises(ModelLoadError, match="this FluxPipeline has no text_encoder_2"):
@@ -44,9 +44,9 @@ def test_other_pipelines_are_refused():
 
 
 def as_backend(components: dict) -> SimpleNamespace:
-    """What :func:`borrowed` reads of a backend; the transformer where the UNet is today."""
+    """What :func:`borrowed` reads of a backend: the transformer as its denoiser."""
     encoders = [components[n] for n in ("text_encoder", "text_encoder_2", "text_encoder_3") if components.get(n)]
-    return SimpleNamespace(unet=components["transformer"], vae=components["vae"], text_encoders=encoders,
+    return SimpleNamespace(denoiser=components["transformer"], vae=components["vae"], text_encoders=encoders,
                            controlnet=None, vae_offloaded=False, device=torch.device("cpu"), dtype=torch.float32)
 
 
