@@ -99,7 +99,7 @@ def test_single_file_mistakes_are_one_line_errors(saved, tmp_path):
         (dict(model=str(flux_file), model_config=str(root / "flux"), arch="sd3"), "is a FLUX transformer, but arch sd3"),
         (dict(model=str(root / "sd3"), arch="flux"), "is an SD3 transformer, but arch flux"),
         (dict(model=str(tmp_path / "missing.gguf")), "does not exist"),
-        (dict(model="nobody/no-such-flux"), "could not be loaded from the Hugging Face hub or its cache"),
+        (dict(model="nobody/no-such-flux"), "model 'nobody/no-such-flux' could not be loaded: HF_HUB_OFFLINE is set"),
     ]
     for kwargs, message in cases:
         with pytest.raises(ModelLoadError) as error:

@@ -29,6 +29,7 @@ from adcli.engine.archs.transformer_detect import (
     probe_transformer,
     probe_transformer_file,
 )
+from adcli.engine.hub import hub_hint, hub_unavailable, is_hub_id
 from adcli.engine.quiet import quiet_loading
 from adcli.errors import ModelLoadError, setting
 
@@ -43,27 +44,12 @@ def _classes(arch: str) -> tuple[type, type]:
     return {"flux": (FluxPipeline, FluxTransformer2DModel), "sd3": (StableDiffusion3Pipeline, SD3Transformer2DModel)}[arch]
 
 
-def _hub_unavailable() -> bool:
-    from adcli.engine.models import hub_unavailable
-
-    return hub_unavailable()
-
-
-def _is_hub_id(text: str) -> bool:
-    from adcli.engine.models import is_hub_id
-
-    return is_hub_id(text)
-
-
 def _detail(error: BaseException) -> str:
     return " ".join(str(error).split())[:200] or type(error).__name__
 
 
-def _hub_error(name: str, what: str, error: BaseException) -> ModelLoadError:
-    return ModelLoadError(
-        f"{what} {name!r} could not be loaded from the Hugging Face hub or its cache ({_detail(error)}): download it "
-        f"once with `hf download {name}` on a machine with network, or pass a local diffusers folder"
-    )
+def _hub_error(name: str, option: str) -> ModelLoadError:
+    return ModelLoadError(hub_hint(name, option))
 
 
 def _check_loaded(name: str, part: str, module) -> None:
@@ -181,7 +167,7 @@ def load_vae16(spec: str, *, dtype: torch.dtype, model_config: str | None = None
             elif path.is_dir():
                 sub = "vae" if (path / "vae" / "config.json").is_file() else None
                 vae = AutoencoderKL.from_pretrained(str(path), subfolder=sub, torch_dtype=dtype, local_files_only=True)
-            elif _is_hub_id(spec):
+            elif is_hub_id(spec):
                 vae = AutoencoderKL.from_pretrained(spec, torch_dtype=dtype, local_files_only=local_only)
             else:
                 raise ModelLoadError(f"VAE {spec} does not exist: check the path given to {setting('vae')}")
@@ -190,7 +176,7 @@ def load_vae16(spec: str, *, dtype: torch.dtype, model_config: str | None = None
         except (OSError, ValueError) as error:
             if path.exists():
                 raise ModelLoadError(f"VAE {path} could not be read ({_detail(error)})") from None
-            raise _hub_error(spec, "VAE", error) from None
+            raise _hub_error(spec, "vae") from None
     _check_loaded(spec, "VAE", vae)
     channels = vae.config.latent_channels
     if channels != LATENT_CHANNELS:
@@ -201,7 +187,7 @@ def load_vae16(spec: str, *, dtype: torch.dtype, model_config: str | None = None
 
 
 def _configs_local(config: str) -> bool:
-    return Path(config).expanduser().is_dir() or _hub_unavailable()
+    return Path(config).expanduser().is_dir() or hub_unavailable()
 
 
 def load_transformer_components(
@@ -242,15 +228,15 @@ def load_transformer_components(
         given["transformer"] = load_transformer_file(
             path, probe, config=model_config, dtype=dtype, quantization=quantization, local_only=local_only
         )
-    elif _is_hub_id(model):
-        source, local_only = model, _hub_unavailable()
+    elif is_hub_id(model):
+        source, local_only = model, hub_unavailable()
         probe = probe_transformer(model)
         try:
             found = probe.arch if probe is not None else _arch_of_pretrained(model, local_only)
         except (OSError, ValueError) as error:
             if isinstance(error, ModelLoadError):
                 raise
-            raise _hub_error(model, "model", error) from None
+            raise _hub_error(model, "model") from None
         if probe is not None:
             check_arch(probe, arch, model)
         elif arch not in (None, "auto") and arch != found:
@@ -268,5 +254,5 @@ def load_transformer_components(
     except (OSError, ValueError) as error:
         if Path(source).expanduser().exists():
             raise ModelLoadError(f"model folder {source} could not be read ({_detail(error)})") from None
-        raise _hub_error(source, "model", error) from None
+        raise _hub_error(source, "model" if source == model else "model_config") from None
     return found, components
