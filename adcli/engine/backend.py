@@ -184,9 +184,11 @@ class Backend:
 
 
 def _place(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> None:
-    """Move a module, casting only when its dtype differs (a no-op cast makes diffusers warn)."""
+    """Move a module, casting only when its dtype differs (a no-op cast makes diffusers warn) and never
+    a quantized one (GGUF, int8…: its compute dtype was set when it loaded)."""
     current = next(module.parameters()).dtype
-    module.to(device) if current == dtype else module.to(device, dtype)
+    quantized = getattr(module, "is_quantized", False) or getattr(module, "hf_quantizer", None) is not None
+    module.to(device) if current == dtype or quantized else module.to(device, dtype)
 
 
 def backend_from_components(
