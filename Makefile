@@ -52,6 +52,10 @@ demo: setup
 	$(RUN) tile-preview outputs/grass_tiled.png -o outputs/grass_tiled_2x2.png --overwrite
 	# texture expansion to a wide panorama (MultiDiffusion windows)
 	$(RUN) expand --reference samples/style/grass.jpg --model tiny --size 256x128 --window 8 --steps 10 --quiet -o outputs/grass_expanded.png --overwrite
+	# FLUX.1 and SD3.5 (tiny models with their real block layouts): text-to-image on FLUX.1-dev's defaults
+	# (guidance 3.5, 2 AD iterations at lr 0.01, the last 7 attention layers), style transfer on SD3.5 Medium's layout
+	$(RUN) t2i "a lighthouse at dusk" --style samples/style/hubble.jpg --model tiny-flux --size 128x128 --steps 10 --quiet -o outputs/lighthouse_flux.png --overwrite
+	$(RUN) style-transfer samples/content/chelsea.jpg --style samples/style/hubble.jpg --model tiny-sd3 --size 128 --iterations 50 --quiet -o outputs/chelsea_sd35.png --overwrite
 	# VAE decoder fine-tuning, then decoding a texture with it
 	$(RUN) finetune-vae samples/style/brick.jpg --model tiny --steps 30 --crop-size 128 -o outputs/brick-vae --overwrite
 	$(RUN) texture --reference samples/style/brick.jpg --vae outputs/brick-vae $(TINY) --iterations 50 -o outputs/brick_finetuned_vae.png --overwrite

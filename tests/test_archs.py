@@ -110,3 +110,14 @@ def test_a_new_architecture_is_one_subclass_and_one_registration(monkeypatch):
     assert backend.arch.name == "renamed" and backend.arch.title == "Renamed SD"
     with pytest.raises(ModelLoadError, match="arch sd15 was asked for, but model tiny-renamed is renamed"):
         load_backend("tiny-renamed", device=CPU, dtype=torch.float32, arch="sd15")
+
+
+@pytest.mark.parametrize("name, layers", [("sd15", 16), ("sdxl", 70), ("flux", 57), ("sd3", 37)])
+def test_published_configs_build_the_released_layout(name, layers):
+    """The full-size denoisers the benchmarks build (on the meta device here: shapes only) have the
+    released layer counts, the count the probe reads from their configs."""
+    from benchmarks.archs import meta_denoiser
+
+    arch = archs.get(name)
+    denoiser = meta_denoiser(name)
+    assert len(arch.attention_layers(denoiser)) == layers == arch.count_layers(arch.published_configs[arch.denoiser_name])

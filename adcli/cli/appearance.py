@@ -27,6 +27,10 @@ def appearance(
 
       adcli appearance house.jpg --appearance autumn-house.jpg -o result.png
 
+      adcli appearance house.jpg --appearance autumn-house.jpg --arch flux --size 512
+
+      adcli appearance house.jpg --appearance autumn.jpg --model stabilityai/stable-diffusion-3.5-large
+
       adcli appearance shoes/ --appearance 'materials/*.jpg' --pair zip -o out/ --resume
 
       adcli appearance samples/content/coffee.jpg --appearance samples/style/gravel.jpg --model tiny --size 128x128

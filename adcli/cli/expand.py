@@ -29,6 +29,8 @@ def expand(
 
       adcli expand --reference bark.jpg --size 2048x1024 -o bark-wide.png
 
+      adcli expand -r bark.jpg --arch sd3 --size 2048x1024 --stride 16 --tile x -o bark-sd35.png
+
       adcli expand -r moss.png --size 4096x4096 --window-batch 8 --tile xy -o moss-4k.png
 
       adcli expand -r 'textures/*.jpg' --size 2048x2048 --name '{reference}_big' --resume -o big/

@@ -31,6 +31,8 @@ def finetune_vae(
 
       adcli finetune-vae bark.jpg -o bark-vae/ && adcli texture -r bark.jpg --vae bark-vae/
 
+      adcli finetune-vae bark.jpg --arch flux -o flux-vae/ && adcli texture -r bark.jpg --arch flux --vae flux-vae/
+
       adcli finetune-vae tiles/*.png -o tiles-vae/ --steps 150
 
       adcli finetune-vae samples/style/brick.jpg --model tiny -o brick-vae/ --steps 20

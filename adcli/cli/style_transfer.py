@@ -27,6 +27,10 @@ def style_transfer(
 
       adcli style-transfer photo.jpg --style painting.png -o result.png
 
+      adcli style-transfer photo.jpg --style painting.png --arch flux --size 512
+
+      adcli style-transfer photo.jpg --style painting.png --arch sd3 --low-vram
+
       adcli style-transfer a.jpg b.jpg --style s1.png --style s2.png --iterations 300
 
       adcli style-transfer photos/ --style 'styles/*.png' --name '{content}_{style}' --resume --report run.jsonl

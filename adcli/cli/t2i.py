@@ -34,6 +34,12 @@ def t2i(
 
       adcli t2i "a cat sitting on a bench" --style ref.png -o cat.png
 
+      adcli t2i "a cat on a bench" --style ref.png --arch flux -o cat.png
+
+      adcli t2i "a cat" --style ref.png --model flux1-dev.safetensors --model-config black-forest-labs/FLUX.1-dev
+
+      adcli t2i "a tower" --style ref.png --arch flux --controlnet InstantX/FLUX.1-dev-Controlnet-Canny --control edges.png
+
       adcli t2i --prompts prompts.txt --style ink.png --arch sd15 --num-images 2 -o out/
 
       adcli t2i --prompts prompts.txt --style styles/ --name '{style}/{prompt}' --resume --report run.jsonl

@@ -38,6 +38,12 @@ def texture(
 
       adcli texture -r bark.jpg --mode sample --steps 50 -o bark-sampled.png
 
+      adcli texture -r bark.jpg --arch flux --size 512x512 --tile xy -o bark-flux.png
+
+      adcli texture -r bark.jpg --model black-forest-labs/FLUX.1-schnell --mode sample
+
+      adcli texture -r wall.png --source-mask wall-labels.png --target-mask layout.png --arch sd3
+
       adcli texture -r samples/masks/source_texture.png --source-mask samples/masks/source_labels.png --target-mask samples/masks/target_labels.png
 
       adcli texture -r exemplars/ --num-images 2 --batch-size 4 --resume -o textures/

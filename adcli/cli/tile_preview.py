@@ -27,6 +27,8 @@ def tile_preview(
 
       adcli texture -r bark.jpg --tile xy -o bark.png && adcli tile-preview bark.png
 
+      adcli texture -r bark.jpg --arch sd3 --tile xy -o bark-sd3.png && adcli tile-preview bark-sd3.png
+
       adcli tile-preview outputs/brick_texture.png -o preview.png
     """
     if not image.is_file():

@@ -76,7 +76,7 @@ _MODEL_HELP = (
     f"also .gguf; both with --model-config), or {_either(TINY_MODELS)} (random-weight test models built in code: "
     "fast, but they draw noise)."
 )
-_SAMPLE_STEPS = "DDIM sampling steps."
+_SAMPLE_STEPS = "Sampling steps (DDIM on SD1.5/SDXL, flow-matching Euler on FLUX.1/SD3.5)."
 _AD_ITERATIONS = "Adam iterations on the latent after each sampling step; 0 gives plain sampling with the same seed."
 
 SETTINGS: dict[str, Setting] = {
@@ -91,38 +91,38 @@ SETTINGS: dict[str, Setting] = {
         Setting("loras", tuple[str, ...], "A LoRA to fuse into the model: file, folder or hub id, with an optional :SCALE (default 1.0), e.g. ink.safetensors:0.8. Repeat for several.", loading=True, metavar="LORA", option="--lora"),
         Setting("arch", Arch, f"{_either(ARCHS)}: without --model, use that architecture's default model; with --model, check it. Settings with per-architecture defaults follow it.", loading=True),
         Setting("controlnet", Optional[str], "ControlNet: hub id, diffusers folder or .safetensors file for the model's architecture ('tiny' with a tiny model). Needs --control.", loading=True),
-        Setting("dtype", Dtype, "UNet precision on CUDA: bf16, fp16 or fp32. The CPU always uses fp32.", loading=True),
+        Setting("dtype", Dtype, "Precision of the denoiser (UNet or transformer) and text encoders on CUDA: bf16, fp16 or fp32. The CPU always uses fp32.", loading=True),
         Setting("device", str, "auto (CUDA if present), cpu, cuda or cuda:N.", loading=True, pixels=False),
-        Setting("compile", bool, "torch.compile the UNet: the first iterations are slow (compiling), long runs and batches get faster.", loading=True, pixels=False),
-        Setting("low_vram", bool, "For 4–8 GB GPUs: gradient checkpointing, text encoders and VAE off the GPU while the UNet works, tiled VAE. Slower.", loading=True, pixels=False),
+        Setting("compile", bool, "torch.compile the denoiser: the first iterations are slow (compiling), long runs and batches get faster.", loading=True, pixels=False),
+        Setting("low_vram", bool, "For small GPUs: gradient checkpointing (per transformer block on FLUX.1/SD3.5), text encoders and VAE off the GPU but while they encode or decode, tiled VAE. Slower.", loading=True, pixels=False),
         # what every image command computes
         Setting("seed", int, "Base seed; each image's seed is derived from it and the image's inputs.", minimum=0, maximum=2**63 - 1,
                 help_for={"finetune-vae": "Seed of the random crops and flips."}),
-        Setting("size", str, "Output size: WIDTHxHEIGHT (exact), N (the longer side; the input's aspect ratio is kept), or auto (the model's native pixel count, the input's aspect ratio). Sides are multiples of 8.", metavar="SIZE",
+        Setting("size", str, "Output size: WIDTHxHEIGHT (exact), N (the longer side; the input's aspect ratio is kept), or auto (the model's native pixel count, the input's aspect ratio). Sides are multiples of 8 (16 on FLUX.1 and SD3.5).", metavar="SIZE",
                 help_for={
-                    "texture": "Texture size: WIDTHxHEIGHT, N (N×N; with --target-mask the longer side) or auto (the model's native size). Multiples of 8.",
-                    "expand": "Output size WIDTHxHEIGHT in pixels, multiples of 8, up to 16384 per side.",
-                    "t2i": "Output size: WIDTHxHEIGHT, N (longer side), or auto: the model's native size (1024x1024 SDXL, 512x512 SD1.5); with --layout, its aspect ratio.",
+                    "texture": "Texture size: WIDTHxHEIGHT, N (N×N; with --target-mask the longer side) or auto (the model's native size). Multiples of 8 (16 on FLUX.1 and SD3.5).",
+                    "expand": "Output size WIDTHxHEIGHT in pixels, multiples of 8 (16 on FLUX.1 and SD3.5), up to 16384 per side.",
+                    "t2i": "Output size: WIDTHxHEIGHT, N (longer side), or auto: the model's native size (1024x1024 SDXL and SD3.5, 512x512 SD1.5); with --layout, its aspect ratio.",
                 }),
-        Setting("layers", tuple[int, ...], "Self-attention layers for the losses, comma-separated, in forward order; negative counts from the end (write --layers=-6,-5,…).", metavar="LIST"),
+        Setting("layers", tuple[int, ...], "Attention layers for the losses (the UNets' self-attention; FLUX.1's 19 double + 38 single blocks, SD3.5's joint attentions), comma-separated, in forward order; negative counts from the end (write --layers=-6,-5,…).", metavar="LIST"),
         Setting("lr", float, "Adam learning rate on the latent.", above=0,
                 help_for={"finetune-vae": "Adam learning rate on the decoder weights."}),
         Setting("iterations", int, "Optimization iterations (the UNet timestep falls from T to 0 over them).", minimum=1, maximum=100_000, short="-n"),
         Setting("content_weight", float, "λ, the weight of the content loss (L = L_AD + λ·L_content).", minimum=0, maximum=1000,
                 help_for={"t2i": "λ of the content loss on the --layout image (used only with --layout)."}),
         Setting("mask_content_weight", float, "λ for masked synthesis: how closely the output keeps the label-filled init image's layout.", minimum=0, maximum=1000),
-        Setting("mode", Literal["optimize", "sample"], "optimize (Adam on the latent for --iterations) or sample (AD-guided DDIM sampling: --steps × --ad-iterations, no prompt, no CFG)."),
+        Setting("mode", Literal["optimize", "sample"], "optimize (Adam on the latent for --iterations) or sample (AD-guided sampling: --steps × --ad-iterations, no prompt, no CFG)."),
         Setting("steps", int, _SAMPLE_STEPS, minimum=1, maximum=1000,
                 help_for={"finetune-vae": "Adam steps on the decoder.", "texture": "--mode sample: " + _SAMPLE_STEPS}),
         Setting("ad_iterations", int, _AD_ITERATIONS, minimum=0, maximum=1000),
         Setting("adain", bool, "AdaIN the latent's per-channel mean/std to the noised reference before each AD step."),
-        Setting("negative_prompt", str, "What the images should not show (classifier-free guidance)."),
-        Setting("guidance", float, "Classifier-free guidance scale (1 turns it off).", minimum=1, maximum=100),
+        Setting("negative_prompt", str, "What the images should not show (classifier-free guidance; FLUX.1 has none and ignores it)."),
+        Setting("guidance", float, "Classifier-free guidance scale (1 turns it off); on FLUX.1-dev the guidance value it embeds (schnell has none).", minimum=1, maximum=100),
         Setting("strength", float, "With --layout: the share of the sampling steps run from the noised layout.", above=0, maximum=1),
         Setting("control_scale", float, "Weight of the ControlNet's residuals.", minimum=0, maximum=100),
-        Setting("tile", Tile, "Seamless tiling: x, y or xy makes the result wrap around in that direction (circular padding in the UNet's and VAE's convolutions); none turns it off."),
-        Setting("window", int, "Window side in latents (64 = 512 px, what SD1.5 was trained on); the reference is resized to it.", minimum=8, maximum=512),
-        Setting("stride", int, "Latents between neighbouring windows (smaller: more overlap, slower); at most --window.", minimum=1, maximum=512),
+        Setting("tile", Tile, "Seamless tiling: x, y or xy makes the result wrap around in that direction (circular padding in the UNet's and VAE's convolutions; FLUX.1/SD3.5: the latent rolled each pass, the VAE padding circularly); none turns it off."),
+        Setting("window", int, "Window side in latents (64 = 512 px, what SD1.5 was trained on; even on FLUX.1 and SD3.5: whole tokens); the reference is resized to it.", minimum=8, maximum=512),
+        Setting("stride", int, "Latents between neighbouring windows (smaller: more overlap, slower); at most --window, even on FLUX.1 and SD3.5.", minimum=1, maximum=512),
         Setting("window_batch", int, "Windows denoised and guided together in one UNet batch.", minimum=1, maximum=1024, pixels=False),
         Setting("crop_size", int, "Side of the random square crops, in pixels, a multiple of 8.", minimum=8, maximum=4096),
         Setting("batch_size", int, "Crops per step.", minimum=1, maximum=1024),
