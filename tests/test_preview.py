@@ -29,10 +29,14 @@ def test_latent_colours_are_the_linear_map(arch):
 
 def test_preview_has_the_decoded_size_and_refuses_other_latents():
     assert latent_preview(torch.randn(4, 8, 6), "sd15").size == (48, 64)
+    assert latent_preview(torch.randn(16, 8, 6), "flux").size == (48, 64)  # FLUX.1 and SD3.5: 16 channels
+    assert latent_preview(torch.randn(16, 4, 4), "sd3").size == (32, 32)
     with pytest.raises(InputError, match="architecture"):
-        latent_to_rgb(torch.randn(4, 8, 8), "flux")
+        latent_to_rgb(torch.randn(4, 8, 8), "sd4")
     with pytest.raises(InputError, match="shape"):
         latent_to_rgb(torch.randn(16, 8, 8), "sd15")
+    with pytest.raises(InputError, match=r"\(16, h, w\) latent"):
+        latent_to_rgb(torch.randn(4, 8, 8), "flux")
 
 
 def test_preview_file_appears_during_a_run_and_is_gone_after(tmp_path):

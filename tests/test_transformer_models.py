@@ -123,3 +123,17 @@ def test_sd3_without_its_t5_runs(tmp_path):
 def test_arch_picks_its_hub_model_and_offline_says_which_is_missing(arch, hub_id, tmp_path):
     line = one_line_error(run("t2i", "a cat", "--style", BRICK, "--arch", arch, "-o", tmp_path / "o.png", "--quiet"))
     assert hub_id in line and "Traceback" not in line
+
+
+@pytest.mark.parametrize("name", ["tiny-flux", "tiny-sd3"])
+def test_low_vram_checkpoints_each_block_and_keeps_the_picture(name):
+    """Gradient checkpointing per transformer block, text encoders and VAE off the GPU but while they
+    work, a tiled VAE: the same picture as without (at 64² no VAE tile is needed)."""
+    low = adcli.load_model(name, device="cpu", low_vram=True)
+    backend = low.backend
+    assert backend.denoiser.is_gradient_checkpointing and backend.encoders_offloaded and backend.vae_offloaded
+    assert backend.vae.use_tiling
+    plain = adcli.load_model(name, device="cpu")
+    settings = dict(size="64x64", steps=2, ad_iterations=2, seed=4)
+    [made], [expected] = adcli.t2i(low, "a cat", BRICK, **settings), adcli.t2i(plain, "a cat", BRICK, **settings)
+    assert np.array_equal(np.asarray(made), np.asarray(expected))

@@ -47,7 +47,7 @@ def as_backend(components: dict) -> SimpleNamespace:
     """What :func:`borrowed` reads of a backend: the transformer as its denoiser."""
     encoders = [components[n] for n in ("text_encoder", "text_encoder_2", "text_encoder_3") if components.get(n)]
     return SimpleNamespace(denoiser=components["transformer"], vae=components["vae"], text_encoders=encoders,
-                           controlnet=None, vae_offloaded=False, device=torch.device("cpu"), dtype=torch.float32)
+                           controlnet=None, vae_offloaded=False, encoders_offloaded=False, device=torch.device("cpu"), dtype=torch.float32)
 
 
 @pytest.mark.parametrize("arch", ["flux", "sd3"])
