@@ -242,7 +242,7 @@ def test_defaults_follow_the_papers_flux_code_and_schnell_and_sd35():
         return load_settings("t2i", None, {"model": model, **given}).settings
 
     dev, schnell, sd3 = resolved("tiny-flux"), resolved("tiny-flux-schnell"), resolved("tiny-sd3")
-    assert (dev.steps, dev.guidance, dev.ad_iterations, dev.lr, dev.size, dev.adain) == (50, 3.5, 2, 0.01, "512x512", True)
+    assert (dev.steps, dev.guidance, dev.ad_iterations, dev.lr, dev.size, dev.adain) == (50, 3.5, 2, 0.01, "512", True)
     assert tuple(dev.layers) == tuple(range(-7, 0))  # the last 7 attention layers: FLUX.1's 50–56
     assert (schnell.steps, schnell.ad_iterations, schnell.lr) == (4, 2, 0.01)
     assert (sd3.steps, sd3.guidance, sd3.ad_iterations, sd3.lr, tuple(sd3.layers)) == (40, 4.5, 2, 0.01, tuple(range(-7, 0)))
