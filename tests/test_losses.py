@@ -114,3 +114,17 @@ def test_content_loss_broadcasts_one_content_over_a_batch():
     q, _, _, _, _ = tensors(batch=3)
     content = q[:1].clone()
     assert content_loss(q, content).item() == pytest.approx((q - content).abs().mean().item())
+
+
+def test_a_query_with_no_allowed_key_attends_to_every_key():
+    """Masked AD where a target label has no reference token at a layer's grid: that query row
+    falls back to plain attention over all keys (never NaN, never an all-zero output)."""
+    q, k, v, ref_k, ref_v = tensors(tokens=5, refs=2, ref_tokens=4)
+    mask = torch.rand(5, 8, generator=torch.Generator().manual_seed(3)) > 0.5
+    mask[:, 0] = True
+    mask[2] = False  # query 2: no key of its label
+    fallback = mask.clone()
+    fallback[2] = True
+    assert torch.allclose(ad_loss(q, k, v, ref_k, ref_v, mask), direct_ad_loss(q, k, v, ref_k, ref_v, fallback), atol=1e-10)
+    ideal = reference_attention(q, ref_k, ref_v, mask)
+    assert torch.allclose(ideal[:, :, 2], reference_attention(q, ref_k, ref_v)[:, :, 2], atol=1e-10)
