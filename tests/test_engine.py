@@ -128,9 +128,19 @@ def test_optimization_lowers_the_ad_loss(tiny_sd15):
     assert loss_at(result) < loss_at(start)
 
 
-def test_optimization_is_deterministic(tiny_sd15):
-    reference, start = torch.randn(1, 4, 8, 8), torch.randn(1, 4, 8, 8)
-    guide = Guide(reference, content=start, content_weight=0.25)
-    runs = [distill_by_optimization(tiny_sd15, start, guide, layers=[-1, -2], iterations=4, lr=0.05) for _ in range(2)]
+def test_optimization_is_deterministic_and_lambda_weighs_the_content(tiny_sd15):
+    """From the content latent (style transfer's start): the same run twice is bit-identical, and λ
+    decides how far the latent moves from the content (the content loss pulls it back)."""
+    generator = torch.Generator().manual_seed(0)
+    reference, start = torch.randn(1, 4, 8, 8, generator=generator), torch.randn(1, 4, 8, 8, generator=generator)
+
+    def run(weight: float) -> torch.Tensor:
+        guide = Guide(reference, content=start, content_weight=weight)
+        return distill_by_optimization(tiny_sd15, start, guide, layers=[-1, -2], iterations=6, lr=0.05)
+
+    runs = [run(0.25) for _ in range(2)]
     assert torch.equal(runs[0], runs[1])
     assert not torch.equal(runs[0], start)
+    distance = {weight: float((run(weight) - start).abs().mean()) for weight in (0.0, 50.0)}
+    assert not torch.equal(run(0.0), runs[0])
+    assert distance[50.0] < distance[0.0]  # a heavy content term keeps the latent nearer the content
