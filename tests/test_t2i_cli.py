@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -166,13 +167,41 @@ def test_controlnet_without_control_image_is_a_clear_error(tmp_path, style):
 
 
 def test_control_image_of_another_size_is_resized_to_the_output(tmp_path, style):
+    """A 96×64 control image with a 64×64 output, exact and auto (the tiny model's native size)."""
     control = image(tmp_path / "edges.png", size=(96, 64))
-    args = ["t2i", "a cat", "--style", style, "--model", "tiny", "--controlnet", "tiny", "--control", control, "--quiet"]
-    for size in (["--size", "64x64"], []):  # exact, and auto (the model's native size)
+    args = ["t2i", "a cat", "--style", style, "--model", "tiny", "--controlnet", "tiny", "--control", control, *FAST]
+    for size in (["--size", "64x64"], []):
         out = tmp_path / f"o{len(size)}.png"
-        result = run(*args, *size, "-o", out, *FAST)
+        result = run(*args, *size, "-o", out)
         assert result.exit_code == 0, result.output
-        assert out.is_file() and (not size or Image.open(out).size == (64, 64))
+        assert Image.open(out).size == (64, 64) and read_metadata(out)["size_used"] == "64x64"
+
+
+def test_the_control_image_is_stretched_to_the_output_as_diffusers_does(tmp_path, style):
+    """The control image reaches the ControlNet resized to the output: a 96×64 image gives what the
+    same image stretched to 64×64 by hand gives, and another image gives another picture.
+
+    The tiny ControlNet, like every fresh diffusers ControlNet, ends its control-image embedding in
+    a zero convolution, so its control image changes nothing; the test gives that layer weights."""
+    import adcli
+
+    model = adcli.load_model("tiny", device="cpu", controlnet="tiny")
+    embedding = model.backend.controlnet.controlnet_cond_embedding.conv_out
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(0)
+        embedding.weight.normal_(std=0.5)
+    wide = Image.open(image(tmp_path / "edges.png", size=(96, 64), seed=4)).convert("RGB")
+    by_hand = wide.resize((64, 64), Image.Resampling.LANCZOS)
+    other = wide.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+
+    def made(control, **settings):
+        return np.asarray(adcli.t2i(model, "a cat", style, control=control, steps=3, ad_iterations=1, **settings)[0])
+
+    for size in ({"size": "64x64"}, {}):  # exact, and auto (the tiny model's native 64×64)
+        picture = made(wide, **size)
+        assert picture.shape == (64, 64, 3)
+        assert np.array_equal(picture, made(by_hand, **size))
+        assert not np.array_equal(picture, made(other, **size))
 
 
 def test_control_image_follows_the_output_size():
