@@ -84,7 +84,7 @@ def from_pipe(pipe: Any) -> Model:
         backend = backend_from_pipe(pipe, source=str(name))
     except AdcliError as error:
         raise ValueError(str(error)) from None
-    loaded = {"model": str(name), "arch": backend.arch}
+    loaded = {"model": str(name), "arch": backend.arch.name}
     return Model(backend, loaded, session=lambda: borrowed(backend))
 
 

@@ -2,7 +2,9 @@
 
 Every tensor is one self-attention layer, shaped ``(batch, heads, tokens, head_dim)``.
 The engine sums these over the selected layers: ``L = Σ ad_loss + λ · Σ content_loss``
-(paper Eqs. 3–5).
+(paper Eqs. 3–5). The ``*_per_item`` forms give each item of a batch its own loss ``(batch,)``:
+a batch of images optimized together is a sum of independent problems, and each image's
+progress is reported as its own.
 """
 
 from __future__ import annotations
@@ -74,6 +76,23 @@ def ad_loss_from_output(
     return (_wide(out) - _wide(ideal)).abs().mean()
 
 
+def _l1_per_item(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``mean |a − b|`` over every axis but the first: (B, …) → (B,)."""
+    return (a - b).abs().flatten(1).mean(dim=1)
+
+
+def ad_loss_per_item(
+    out: torch.Tensor,
+    q: torch.Tensor,
+    ref_k: torch.Tensor,
+    ref_v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """:func:`ad_loss_from_output` for each target item on its own: ``(B,)``, whose mean is the batch's loss."""
+    ideal = reference_attention(q, ref_k, ref_v, mask)
+    return _l1_per_item(_wide(out), _wide(ideal))
+
+
 def ad_loss(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -99,3 +118,9 @@ def content_loss(q: torch.Tensor, q_content: torch.Tensor) -> torch.Tensor:
     q: ``(B, H, N, D)``; q_content: ``(B, H, N, D)`` or ``(1, H, N, D)`` shared by the batch.
     """
     return (_wide(q) - _wide(q_content.detach())).abs().mean()
+
+
+def content_loss_per_item(q: torch.Tensor, q_content: torch.Tensor) -> torch.Tensor:
+    """:func:`content_loss` for each item of ``q`` on its own: ``(B,)``, whose mean is the batch's loss."""
+    difference = _wide(q) - _wide(q_content.detach())  # (B, H, N, D); a shared q_content broadcasts
+    return difference.abs().flatten(1).mean(dim=1)

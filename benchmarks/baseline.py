@@ -1,37 +1,55 @@
 """Literal Algorithms 1 and 2 (paper, supplementary A) and MultiDiffusion expansion: the speed
 baselines ``make bench`` compares against.
 
-Written the way the paper describes them, on purpose: each iteration runs separate full UNet
+Written the way the paper describes them, on purpose: each iteration runs separate full denoiser
 passes (content, style/reference, target — none stopped early, reference features recomputed
 every iteration and, for expansion, for every window), recomputes the target's attention inside
 ``adcli.losses.ad_loss`` and reads the loss back to the host. They share only model loading
-(:class:`~adcli.engine.models.Backend`), the attention capture processors, the DDIM scheduler
-set-up and the denoiser with the engine, so that a speed-up over them is the engine's own.
+(:class:`~adcli.engine.backend.Backend` and its architecture's denoiser call), the attention
+capture processors, the schedule, the sampler step and the denoiser with the engine, so that a
+speed-up over them is the engine's own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-from diffusers import DDIMScheduler
+from contextlib import AbstractContextManager
 
-from adcli.engine.attention import FeatureStore, LayerFeatures, capture, select_layers
+import torch
+
+from adcli.engine.attention import FeatureStore, LayerFeatures, select_layers
+from adcli.engine.backend import Backend
 from adcli.engine.config import ExpansionConfig, SamplingConfig
-from adcli.engine.models import Backend
-from adcli.engine.sampler import Denoiser, make_scheduler
+from adcli.engine.sampler import Denoiser
+from adcli.engine.schedule import Point
 from adcli.losses import ad_loss, content_loss
 
 
 def _features(backend: Backend, store: FeatureStore, z: torch.Tensor, t: torch.Tensor) -> dict[int, LayerFeatures]:
-    """{Q, K, V} ← ε_θ(z, t, ∅): one full UNet pass; the noise prediction is thrown away."""
+    """{Q, K, V} ← ε_θ(z, t, ∅): one full denoiser pass; the prediction is thrown away."""
     store.clear()
-    store.grid_hint = tuple(z.shape[-2:])
-    inputs = backend.unet_inputs(backend.encode_prompts([""]), z.shape[0], tuple(z.shape[-2:]))
-    backend.unet(z.to(backend.dtype), t.to(backend.device).reshape(1).expand(z.shape[0]), **inputs)
+    inputs = backend.model_inputs(backend.encode_prompts([""]), z.shape[0], tuple(z.shape[-2:]))
+    backend.predict(z, t.to(backend.device).reshape(1).expand(z.shape[0]), inputs)
     features = dict(store.layers)
     store.clear()
     return features
+
+
+def _positions(backend: Backend, layers) -> list[int]:
+    return select_layers(len(backend.arch.attention_layers(backend.denoiser)), layers)
+
+
+def _capture(backend: Backend, positions: list[int], store: FeatureStore) -> AbstractContextManager:
+    """The architecture's capture processors on the layers at ``positions``, every pass run whole."""
+    return backend.arch.capture(backend.denoiser, positions, store).installed()
+
+
+def _noise(backend: Backend, size: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
+    """The start latent (1, C, H/8, W/8) of a ``size`` = (width, height) image, drawn on the CPU."""
+    factor = backend.vae_scale_factor
+    shape = (1, backend.vae.config.latent_channels, size[1] // factor, size[0] // factor)
+    return torch.randn(shape, generator=generator).to(backend.device)
 
 
 def literal_algorithm1(
@@ -49,15 +67,14 @@ def literal_algorithm1(
 
     ``content`` None (texture) drops line 6 and the content loss; otherwise line for line.
     """
-    positions = select_layers(backend.unet, layers)
-    store = FeatureStore()  # no stop_after: every pass runs the whole UNet
-    scheduler = DDIMScheduler.from_config(backend.scheduler.config)
-    scheduler.set_timesteps(iterations)
+    positions = _positions(backend, layers)
+    store = FeatureStore()  # no stop_after: every pass runs the whole denoiser
+    timesteps = backend.schedule(iterations, tuple(init.shape[-2:])).step_timesteps()
     z = init.detach().float().clone().to(backend.device).requires_grad_(True)
     optimizer = torch.optim.Adam([z], lr=lr)
     losses = []
-    with capture(backend.unet, positions, store):
-        for t in scheduler.timesteps:  # t = T … 1
+    with _capture(backend, positions, store):
+        for t in timesteps:  # t = T … 1
             with torch.no_grad():
                 content_features = _features(backend, store, content, t) if content is not None else None
                 style_features = _features(backend, store, style, t)
@@ -105,11 +122,10 @@ def _ad_iterations(
     return z.detach(), losses
 
 
-def _noised_reference(backend: Backend, scheduler: DDIMScheduler, reference: torch.Tensor,
-                      t: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """z_ref at ``t``; the noise is drawn on the CPU from the run's generator, as the engine does."""
+def _noised_reference(backend: Backend, reference: torch.Tensor, point: Point, generator: torch.Generator) -> torch.Tensor:
+    """z_ref at ``point``; the noise is drawn on the CPU from the run's generator, as the engine does."""
     noise = torch.randn(reference.shape, generator=generator).to(backend.device)
-    return scheduler.add_noise(reference, noise, t.reshape(1))
+    return backend.prediction.noised(reference, noise, point.sigma)
 
 
 def literal_algorithm2(
@@ -121,31 +137,26 @@ def literal_algorithm2(
     size: tuple[int, int],
     generator: torch.Generator,
 ) -> tuple[torch.Tensor, list[list[float]]]:
-    """AD-guided DDIM sampling of a ``size`` = (width, height) image; returns the latent and the
-    losses of every AD iteration, per step. Each step: a DDIM step t → t−1, then at t−1 the
-    reference noised afresh, AdaIN when asked, and ``config.ad_iterations`` AD iterations."""
-    scheduler = make_scheduler(backend, config.steps)
-    width, height = size
-    factor = backend.vae_scale_factor
-    shape = (1, backend.unet.config.in_channels, height // factor, width // factor)
-    z = torch.randn(shape, generator=generator).to(backend.device) * scheduler.init_noise_sigma
+    """AD-guided sampling of a ``size`` = (width, height) image; returns the latent and the losses
+    of every AD iteration, per step. Each step: a sampler step σ → σ', then at σ' the reference
+    noised afresh, AdaIN when asked, and ``config.ad_iterations`` AD iterations."""
+    z = _noise(backend, size, generator)
+    schedule = backend.schedule(config.steps, tuple(z.shape[-2:]))
     reference = reference.to(backend.device).float()
-    positions = select_layers(backend.unet, config.layers)
+    positions = _positions(backend, config.layers)
     store = FeatureStore()
-    stride = scheduler.config.num_train_timesteps // config.steps
     losses = []
-    for t in scheduler.timesteps:
+    for index in range(schedule.steps):
+        here, there = schedule[index], schedule[index + 1]
         with torch.no_grad():
-            eps = denoise(scheduler.scale_model_input(z, t), t)
-            z = scheduler.step(eps, t, z).prev_sample
+            z = backend.prediction.step(z, denoise(z, here), here.sigma, there.sigma)
         if config.ad_iterations == 0:
             continue
-        t_prev = (t - stride).clamp(min=0)
-        noised = _noised_reference(backend, scheduler, reference, t_prev, generator)
+        noised = _noised_reference(backend, reference, there, generator)
         if config.adain:
             z = _adain(z, noised)
-        with capture(backend.unet, positions, store):
-            z, step_losses = _ad_iterations(backend, store, z, noised, t_prev, config.ad_iterations, config.lr)
+        with _capture(backend, positions, store):
+            z, step_losses = _ad_iterations(backend, store, z, noised, there.timestep, config.ad_iterations, config.lr)
         losses.append(step_losses)
     return z, losses
 
@@ -177,33 +188,29 @@ def literal_multidiffusion(
     with the reference features recomputed per window and per iteration — and only then are all
     windows averaged into x_{t−1}. Returns the latent and every AD loss, per step (windows in
     order). No wrap-around windows (``config.wrap_x``/``wrap_y`` are not read)."""
-    scheduler = make_scheduler(backend, config.steps)
-    factor = backend.vae_scale_factor
-    height, width = size[1] // factor, size[0] // factor
-    z = torch.randn((1, backend.unet.config.in_channels, height, width), generator=generator).to(backend.device)
-    z = z * scheduler.init_noise_sigma
+    z = _noise(backend, size, generator)
+    height, width = z.shape[-2:]
+    schedule = backend.schedule(config.steps, (config.window, config.window))
     reference = reference.to(backend.device).float()
     tiles = views(height, width, config.window, config.stride)
-    positions = select_layers(backend.unet, config.layers)
+    positions = _positions(backend, config.layers)
     store = FeatureStore()
-    t_stride = scheduler.config.num_train_timesteps // config.steps
     losses = []
-    for t in scheduler.timesteps:
-        t_prev = (t - t_stride).clamp(min=0)
+    for index in range(schedule.steps):
+        here, there = schedule[index], schedule[index + 1]
         if config.ad_iterations > 0:
-            noised = _noised_reference(backend, scheduler, reference, t_prev, generator)
+            noised = _noised_reference(backend, reference, there, generator)
         value, count, step_losses = torch.zeros_like(z), torch.zeros_like(z), []
         for top, left, h, w in tiles:
             crop = z[..., top : top + h, left : left + w]
             with torch.no_grad():
-                eps = denoise(scheduler.scale_model_input(crop, t), t)
-                stepped = scheduler.step(eps, t, crop).prev_sample
+                stepped = backend.prediction.step(crop, denoise(crop, here), here.sigma, there.sigma)
             if config.ad_iterations > 0:
                 if config.adain:
                     stepped = _adain(stepped, noised)
-                with capture(backend.unet, positions, store):
+                with _capture(backend, positions, store):
                     stepped, window_losses = _ad_iterations(
-                        backend, store, stepped, noised, t_prev, config.ad_iterations, config.lr
+                        backend, store, stepped, noised, there.timestep, config.ad_iterations, config.lr
                     )
                 step_losses += window_losses
             value[..., top : top + h, left : left + w] += stepped

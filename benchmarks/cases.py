@@ -14,11 +14,11 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from adcli.engine.compile import compiled_unet
+from adcli.engine.compile import compiled_denoiser
 from adcli.engine.distill import FEATURE_CHUNK, distill_by_optimization
 from adcli.engine.features import Guide
 from adcli.engine.lowvram import low_vram
-from adcli.engine.models import Backend
+from adcli.engine.backend import Backend
 from adcli.views.preview import PreviewWriter
 from benchmarks.baseline import literal_algorithm1
 from benchmarks.sampling import counting_reference_passes, sampling_workload, window_count
@@ -113,13 +113,14 @@ def plan(
 def _latents(backend: Backend, size: int, count: int, seed: int) -> torch.Tensor:
     side = size // backend.vae_scale_factor
     generator = torch.Generator("cpu").manual_seed(seed)
-    return torch.randn(count, backend.unet.config.in_channels, side, side, generator=generator).to(backend.device)
+    channels = backend.vae.config.latent_channels
+    return torch.randn(count, channels, side, side, generator=generator).to(backend.device)
 
 
 def workload(backend: Backend, case: Case) -> Callable[[int], object]:
     """``run(n)`` does the case's work for ``n`` iterations (the inputs' values do not change the cost)."""
     if case.sampling:
-        side = backend.unet.config.sample_size * backend.vae_scale_factor if case.task == "expand" else case.size
+        side = backend.native_size()[0] if case.task == "expand" else case.size
         return sampling_workload(backend, case, _latents(backend, side, 1, seed=1), LAYERS, LR)
     reference = _latents(backend, case.size, 1, seed=1)
     content = _latents(backend, case.size, 1, seed=2) if case.task == "style-transfer" else None
@@ -145,7 +146,7 @@ def preview_workload(backend: Backend, latents: torch.Tensor) -> Callable[[int],
     folder = Path(tempfile.mkdtemp(prefix="adcli-bench-preview-"))
 
     def run(n: int) -> None:
-        writer = PreviewWriter(folder / "bench.png", backend.arch, every=1)
+        writer = PreviewWriter(folder / "bench.png", backend.arch.name, every=1)
         try:
             for step in range(1, n + 1):
                 writer({"step": step, "total": n, "loss": None, "latents": latents})
@@ -161,7 +162,7 @@ def options(backend: Backend, case: Case) -> ExitStack:
     if case.variant == "low-vram":
         stack.enter_context(low_vram(backend))
     if case.variant == "compile":
-        stack.enter_context(compiled_unet(backend.unet))
+        stack.enter_context(compiled_denoiser(backend.denoiser))
     return stack
 
 
@@ -176,7 +177,7 @@ class Measurement:
     peak_bytes: int | None
     flops: int
     host_syncs: int | None  # times the host waited for the GPU in the first timed run (CUDA only)
-    reference_passes: float | None = None  # sampling: no-gradient UNet passes for the reference, per step
+    reference_passes: float | None = None  # sampling: no-gradient denoiser passes for the reference, per step
     windows: int | None = None  # expand: MultiDiffusion windows
 
 
@@ -228,7 +229,7 @@ def measure(backend: Backend, case: Case, warmup: int, repeat: int = 1) -> Measu
             walls.append(time.perf_counter() - started)
         peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
         passes: list = []
-        with counting_reference_passes(backend.unet, passes) if case.sampling else nullcontext():
+        with counting_reference_passes(backend.denoiser, passes) if case.sampling else nullcontext():
             flops = count_flops(lambda: run(short), device) * case.iterations // short
     return Measurement(
         min(walls), peak, flops, len(syncs) if device.type == "cuda" else None,
@@ -237,7 +238,7 @@ def measure(backend: Backend, case: Case, warmup: int, repeat: int = 1) -> Measu
 
 
 def count_flops(fn: Callable[[], object], device: torch.device) -> int:
-    """FLOPs of ``fn`` by torch's FlopCounterMode, run eagerly (a compiled UNet does the same work).
+    """FLOPs of ``fn`` by torch's FlopCounterMode, run eagerly (a compiled denoiser does the same work).
 
     On the CPU, attention is counted through the math kernel: the CPU's fused kernel is not in
     the counter's table.

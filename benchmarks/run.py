@@ -1,6 +1,6 @@
 """``make bench`` / ``python -m benchmarks.run``: adcli's engine side by side with literal Algorithms 1 and 2.
 
-On a CUDA GPU it runs full-size SD1.5 and SDXL architectures with random weights in bf16 at the
+On a CUDA GPU it runs full-size architectures (SD1.5, SDXL) with random weights in bf16 at the
 paper's sizes; on a CPU, the tiny models at small sizes and few steps (only the speed-up means
 anything there).
 Results go to ``benchmarks/results/`` as JSON and Markdown, and the table is printed.
@@ -15,7 +15,9 @@ from pathlib import Path
 
 import torch
 
-from adcli.engine.models import Backend, load_backend
+from adcli.engine import archs
+from adcli.engine.backend import Backend
+from adcli.engine.models import load_backend
 from benchmarks.cases import Case, measure, plan
 from benchmarks.report import make_rows, markdown, metadata, write
 
@@ -34,7 +36,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, help="timed runs per row, the fastest kept (default: 1 on CUDA, 3 on a CPU)")
     parser.add_argument("--only", action="append", default=[],
                         help="run rows whose name and size ('expand engine 1024x512') contain this (repeatable)")
-    parser.add_argument("--arch", choices=["sd15", "sdxl"], action="append", help="only these architectures")
+    parser.add_argument("--arch", choices=archs.names(), action="append", help="only these architectures")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="include the --compile rows (default: on CUDA only)")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"results folder (default {RESULTS})")
@@ -43,7 +45,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def _backend(arch: str, models: str, device: torch.device) -> Backend:
     if models == "tiny":
-        return load_backend("tiny" if arch == "sd15" else "tiny-sdxl", device=device, dtype=torch.float32)
+        return load_backend(archs.get(arch).tiny_models[0], device=device, dtype=torch.float32)
     from benchmarks.archs import build_full_backend
 
     return build_full_backend(arch, device, torch.bfloat16 if device.type == "cuda" else torch.float32)

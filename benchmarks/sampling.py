@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from adcli.engine.attention import CaptureProcessor
+from adcli.engine.attention import FeatureStore
+from adcli.engine.backend import Backend
 from adcli.engine.config import ExpansionConfig, SamplingConfig
 from adcli.engine.features import Guide
-from adcli.engine.models import Backend
 from adcli.engine.multidiffusion import expand_by_sampling, windows
 from adcli.engine.sampler import distill_by_sampling, negative_conditioning, text_denoiser
 from benchmarks.baseline import literal_algorithm2, literal_multidiffusion
@@ -36,7 +36,7 @@ def sampling_workload(
     """``run(n)``: ``n`` DDIM steps with ``case.ad_iterations`` AD iterations after each, from a
     fresh seed each run: texture sampling (no prompt), expansion (MultiDiffusion windows, the
     ``reference`` one window big) or SDXL text-to-image (prompt, CFG, AdaIN); latents only, no decode."""
-    window = backend.unet.config.sample_size
+    window = backend.native_size()[0] // backend.vae_scale_factor
     t2i = case.task == "t2i"
     config = SamplingConfig(1, case.ad_iterations, T2I_LR if t2i else lr, layers, adain=t2i)
     if t2i:
@@ -69,12 +69,12 @@ def window_count(backend: Backend, case: Case) -> int | None:
     if case.task != "expand":
         return None
     width, height = (side // backend.vae_scale_factor for side in case.pixels)
-    return len(windows(height, width, backend.unet.config.sample_size, case.stride))
+    return len(windows(height, width, backend.native_size()[0] // backend.vae_scale_factor, case.stride))
 
 
 @contextmanager
-def counting_reference_passes(unet: torch.nn.Module, found: list) -> Iterator[None]:
-    """Record each UNet pass that reads attention features without gradient: a reference pass.
+def counting_reference_passes(denoiser: torch.nn.Module, found: list) -> Iterator[None]:
+    """Record each denoiser pass that reads attention features without gradient: a reference pass.
 
     Both the engine and the baselines install the capture processors only around their AD
     work, so denoising passes (also without gradient) are not counted; target passes need a
@@ -82,12 +82,13 @@ def counting_reference_passes(unet: torch.nn.Module, found: list) -> Iterator[No
     """
 
     def seen(module: torch.nn.Module, args: tuple) -> None:
+        # a capture processor (of any architecture) records into a FeatureStore
         if not torch.is_grad_enabled() and any(
-            isinstance(p, CaptureProcessor) for p in module.attn_processors.values()
+            isinstance(getattr(p, "store", None), FeatureStore) for p in module.attn_processors.values()
         ):
             found.append(1)
 
-    handle = unet.register_forward_pre_hook(seen)
+    handle = denoiser.register_forward_pre_hook(seen)
     try:
         yield
     finally:

@@ -156,7 +156,7 @@ def test_from_pipe_shares_the_pipeline_and_leaves_it_as_it_was(files):
     processors = dict(pipe.unet.attn_processors)
     grads = [p.requires_grad for p in pipe.unet.parameters()]
     model = adcli.from_pipe(pipe)
-    assert model.backend.unet is pipe.unet and model.backend.vae is pipe.vae  # shared, not copied
+    assert model.backend.denoiser is pipe.unet and model.backend.vae is pipe.vae  # shared, not copied
     result = adcli.texture(model, files["style"], iterations=3, size="64x64", tile="xy")[0]
     assert result.size == (64, 64)
     assert torch.equal(own_output(), before)

@@ -20,7 +20,7 @@ from adcli.engine.lowvram import low_vram
 from adcli.engine.models import load_backend
 from adcli.engine.multidiffusion import expand_by_sampling, windows
 from adcli.engine.sampler import distill_by_sampling, negative_conditioning, text_denoiser
-from benchmarks.archs import meta_unet
+from benchmarks.archs import meta_denoiser
 from benchmarks.baseline import literal_algorithm1, literal_algorithm2, literal_multidiffusion, views
 from benchmarks.cases import Case, Measurement
 from benchmarks.report import make_rows, markdown
@@ -161,12 +161,12 @@ def test_low_vram_keeps_the_result_and_restores_the_model(sd15):
     _, plain = engine_losses(sd15, init, guide)
     image = sd15.decode_latents(content)
     with low_vram(sd15):
-        assert sd15.unet.is_gradient_checkpointing and sd15.vae_offloaded and sd15.vae.use_tiling
+        assert sd15.denoiser.is_gradient_checkpointing and sd15.vae_offloaded and sd15.vae.use_tiling
         _, saving = engine_losses(sd15, init, guide)
         saving_image = sd15.decode_latents(content)
     assert_same_losses(plain, saving)
     torch.testing.assert_close(saving_image, image)
-    assert not sd15.unet.is_gradient_checkpointing
+    assert not sd15.denoiser.is_gradient_checkpointing
     assert not sd15.vae_offloaded and not sd15.vae.use_tiling
 
 
@@ -175,9 +175,9 @@ def test_low_vram_keeps_the_result_and_restores_the_model(sd15):
     [("sd15", 64, 0.80, 1.73), ("sdxl", 128, 6.76, 14.2)],
 )
 def test_full_size_architectures_cost_what_the_published_models_cost(arch, side, forward, forward_backward):
-    """The configs written out in benchmarks/archs.py are the published ones: their FLOPs at 512²
+    """The configs each architecture holds (``published_configs``) are the published ones: their FLOPs at 512²
     (SD1.5) and 1024² (SDXL) are the published architectures' (counted on the meta device)."""
-    unet = meta_unet(arch)
+    unet = meta_denoiser(arch)
     with torch.device("meta"):
         z = torch.randn(1, 4, side, side, requires_grad=True)
         text = torch.randn(1, 77, unet.config.cross_attention_dim)

@@ -9,13 +9,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from adcli.engine.compile import compiled_unet, is_compiled
+from adcli.engine.compile import compiled_denoiser, is_compiled
 from adcli.engine.distill import distill_by_optimization
 from adcli.engine.features import Guide
 from adcli.engine.models import load_backend
 
 
-def test_compiled_unet_gives_the_eager_losses():
+def test_compiled_denoiser_gives_the_eager_losses():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -34,11 +34,11 @@ def test_compiled_unet_gives_the_eager_losses():
 
         eager = losses()
         torch._dynamo.utils.counters.clear()
-        with compiled_unet(backend.unet, backend="eager"):
-            assert is_compiled(backend.unet)
+        with compiled_denoiser(backend.denoiser, backend="eager"):
+            assert is_compiled(backend.denoiser)
             compiled = losses()
         assert not torch._dynamo.utils.counters["graph_break"], "the UNet should trace into whole graphs"
-        assert not is_compiled(backend.unet) and backend.unet._compiled_call_impl is None
+        assert not is_compiled(backend.denoiser) and backend.denoiser._compiled_call_impl is None
         assert compiled == pytest.approx(eager, rel=1e-5)
     finally:
         torch.set_num_threads(threads)

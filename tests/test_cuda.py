@@ -116,7 +116,7 @@ def test_optimization_loop_waits_for_the_gpu_only_to_read_the_loss():
 
 def test_vae_stays_fp32_under_bf16():
     model = backend(torch.bfloat16)
-    assert next(model.unet.parameters()).dtype == torch.bfloat16
+    assert next(model.denoiser.parameters()).dtype == torch.bfloat16
     assert {p.dtype for p in model.vae.parameters()} == {torch.float32}
     pixels = model.decode_latents(latents(4).to(CUDA))
     assert pixels.dtype == torch.float32 and torch.isfinite(pixels).all()

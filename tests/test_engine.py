@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from adcli.engine.attention import FeatureStore, capture, select_layers, self_attention_names
+from adcli.engine.archs.unet_attention import capture, self_attention_names
+from adcli.engine.attention import FeatureStore, select_layers
 from adcli.engine.distill import distill_by_optimization
 from adcli.engine.features import FeatureExtractor, Guide, distillation_loss, split_features
 from adcli.errors import AdcliError
@@ -16,14 +17,14 @@ def forward_call_order(backend) -> list[str]:
     order: list[str] = []
     hooks = [
         module.register_forward_pre_hook(lambda m, a, name=name: order.append(name))
-        for name, module in backend.unet.named_modules()
+        for name, module in backend.denoiser.named_modules()
         if name.endswith("attn1")
     ]
     try:
         latents = torch.randn(1, 4, 8, 8)
-        inputs = backend.unet_inputs(backend.encode_prompts([""]), 1, (8, 8))
+        inputs = backend.model_inputs(backend.encode_prompts([""]), 1, (8, 8))
         with torch.no_grad():
-            backend.unet(latents, torch.tensor([10]), **inputs)
+            backend.denoiser(latents, torch.tensor([10]), **inputs)
     finally:
         for hook in hooks:
             hook.remove()
@@ -36,33 +37,33 @@ def forward_call_order(backend) -> list[str]:
 ])
 def test_self_attention_layers_are_in_forward_order(request, fixture, count, last_six):
     backend = request.getfixturevalue(fixture)
-    names = self_attention_names(backend.unet)
+    names = self_attention_names(backend.denoiser)
     assert len(names) == count
     assert names == forward_call_order(backend)
-    assert select_layers(backend.unet, range(-6, 0)) == last_six
+    assert select_layers(len(names), range(-6, 0)) == last_six
     assert all("attn2" not in name for name in names)
 
 
 def test_last_six_layers_are_the_highest_resolution_decoder_blocks(tiny_sd15):
-    names = self_attention_names(tiny_sd15.unet)
-    chosen = [names[i] for i in select_layers(tiny_sd15.unet, [-6, -5, -4, -3, -2, -1])]
+    names = self_attention_names(tiny_sd15.denoiser)
+    chosen = [names[i] for i in select_layers(len(names), [-6, -5, -4, -3, -2, -1])]
     assert all(name.startswith(("up_blocks.2.", "up_blocks.3.")) for name in chosen)
 
 
 def test_selecting_a_missing_layer_fails_loudly(tiny_sd15):
     with pytest.raises(AdcliError, match="16 self-attention layers"):
-        select_layers(tiny_sd15.unet, [16])
+        select_layers(len(self_attention_names(tiny_sd15.denoiser)), [16])
     with pytest.raises(AdcliError, match="-17"):
-        select_layers(tiny_sd15.unet, [-17])
+        select_layers(16, [-17])
 
 
 def test_capture_records_per_head_tensors_and_restores_processors(tiny_sd15):
-    unet = tiny_sd15.unet
+    unet = tiny_sd15.denoiser
     before = dict(unet.attn_processors)
     store = FeatureStore()
-    positions = select_layers(unet, [0, 15])
+    positions = select_layers(len(self_attention_names(unet)), [0, 15])
     latents = torch.randn(2, 4, 8, 12)
-    inputs = tiny_sd15.unet_inputs(tiny_sd15.encode_prompts([""]), 2, (8, 12))
+    inputs = tiny_sd15.model_inputs(tiny_sd15.encode_prompts([""]), 2, (8, 12))
     with torch.no_grad():
         plain = unet(latents, torch.tensor([500, 500]), **inputs).sample
         with capture(unet, positions, store):
@@ -79,7 +80,7 @@ def test_capture_records_per_head_tensors_and_restores_processors(tiny_sd15):
 
 
 def test_processors_are_restored_when_the_pass_fails(tiny_sd15):
-    unet = tiny_sd15.unet
+    unet = tiny_sd15.denoiser
     before = {k: type(v) for k, v in unet.attn_processors.items()}
     with pytest.raises(RuntimeError):
         with capture(unet, [3], FeatureStore()):

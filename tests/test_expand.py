@@ -19,7 +19,9 @@ from adcli.engine.multidiffusion import (
     window_batches,
     windows,
 )
-from adcli.engine.sampler import distill_by_sampling, make_scheduler, previous_timestep, text_denoiser
+from diffusers import DDIMScheduler
+
+from adcli.engine.sampler import distill_by_sampling, text_denoiser
 from adcli.engine.tiling import seam_ratio
 from adcli.outputs.files import read_metadata
 
@@ -100,15 +102,19 @@ def test_expansion_guides_each_windows_own_step_then_averages(tiny_sd15):
         return total
 
     def by_hand(paper_order: bool) -> torch.Tensor:
+        """diffusers' DDIM scheduler stepping each window (ours: the pure step from one point)."""
         generator = torch.Generator().manual_seed(2)
-        scheduler = make_scheduler(tiny_sd15, 2)
+        scheduler = DDIMScheduler.from_config(tiny_sd15.scheduler_config)
+        scheduler.set_timesteps(2)
+        points = tiny_sd15.schedule(2, (8, 8))
         x = torch.randn(1, 4, 8, 12, generator=generator) * scheduler.init_noise_sigma
-        guidance = ADGuidance(tiny_sd15, Guide(reference), scheduler, generator, config)
-        for t in scheduler.timesteps:
+        guidance = ADGuidance(tiny_sd15, Guide(reference), generator, config)
+        for index, t in enumerate(scheduler.timesteps):
+            assert int(points[index].timestep) == int(t)
             with guidance.installed():
-                step = guidance.prepare(previous_timestep(scheduler, t))
+                step = guidance.prepare(points[index + 1])
             with torch.no_grad():
-                eps = [denoise(x[..., columns], t) for columns in halves]
+                eps = [denoise(x[..., columns], points[index]) for columns in halves]
             assert (eps[0][..., 4:] - eps[1][..., :4]).abs().max() > 1e-2  # the overlap's predictions differ
             if paper_order:
                 stepped = [scheduler.step(e, t, x[..., columns]).prev_sample for e, columns in zip(eps, halves)]
@@ -157,9 +163,9 @@ def test_a_callback_returning_false_stops_expansion(tiny_sd15):
 def test_reference_features_once_per_step(tiny_sd15, monkeypatch):
     prepared = []
     original = ADGuidance.prepare
-    monkeypatch.setattr(ADGuidance, "prepare", lambda self, t: prepared.append(int(t)) or original(self, t))
+    monkeypatch.setattr(ADGuidance, "prepare", lambda self, point: prepared.append(int(point.timestep)) or original(self, point))
     passes = []
-    hook = tiny_sd15.unet.register_forward_pre_hook(lambda module, args: passes.append(args[0].shape[0]))
+    hook = tiny_sd15.denoiser.register_forward_pre_hook(lambda module, args: passes.append(args[0].shape[0]))
     steps, iterations = 3, 2
     tiles = windows(12, 20, 8, 4)  # 96×160 px → 2 × 4 = 8 windows
     batches = -(-len(tiles) // 5)
@@ -216,3 +222,25 @@ def test_tiled_expansion_wraps(cli, images, tmp_path):
         ratios[tile] = seam_ratio(pixels, "x")
     assert ratios["x"] < ratios["none"]
     assert ratios["x"] < 1.5
+
+
+def test_every_window_steps_from_the_same_schedule_point(tiny_sd15, monkeypatch):
+    """MultiDiffusion takes the pure step per window: all windows of a step go σ → σ' of that step,
+    in schedule order (a scheduler object stepped per window would advance σ on every call)."""
+    from adcli.engine.prediction import Epsilon
+
+    calls = []
+
+    class Recording(Epsilon):
+        def step(self, x, output, sigma, sigma_next):
+            calls.append((float(sigma), float(sigma_next), x.shape[0]))
+            return super().step(x, output, sigma, sigma_next)
+
+    monkeypatch.setattr(tiny_sd15, "_prediction", Recording())
+    expand_by_sampling(
+        tiny_sd15, Guide(torch.randn(1, 4, 8, 8)), _expansion(steps=3, iterations=0, window_batch=3), size=(160, 96),
+        generator=torch.Generator().manual_seed(0),
+    )
+    sigmas = tiny_sd15.schedule(3, (8, 8)).sigmas.tolist()
+    # 8 windows in batches of 3, 3 and 2, each batch stepped once per step, all from that step's point
+    assert calls == [(sigmas[i], sigmas[i + 1], n) for i in range(3) for n in (3, 3, 2)]

@@ -18,18 +18,19 @@ from pathlib import Path
 CHILD = textwrap.dedent('''
     import json, os, sys, time
     import torch
-    from adcli.engine import models
+    from adcli.engine import hub, models
     from adcli.errors import ModelLoadError
+    from adcli.presets import SETTINGS
 
     def attempt(model, endpoint):
         os.environ["HF_ENDPOINT"] = endpoint
-        models.hub_reachable.cache_clear()
+        hub.hub_reachable.cache_clear()
         began = time.perf_counter()
         try:
             backend = models.load_backend(model, device=torch.device("cpu"), dtype=torch.float32)
-            outcome = "loaded " + backend.arch
+            outcome = "loaded " + backend.arch.name
         except ModelLoadError as error:
-            outcome = str(error)
+            outcome = error.render(lambda name: SETTINGS[name].flag)  # as the command line spells it
         return {"outcome": outcome, "seconds": time.perf_counter() - began}
 
     print(json.dumps({name: attempt(model, endpoint) for name, model, endpoint in json.loads(sys.argv[1])}))
@@ -45,7 +46,7 @@ def save_in_hub_cache(home: Path, repo: str) -> None:
     folder = home / "hub" / f"models--{repo.replace('/', '--')}"
     revision = "0" * 40
     StableDiffusionPipeline(
-        **build_tiny_components("sd15"), safety_checker=None, feature_extractor=None, requires_safety_checker=False
+        **build_tiny_components("tiny"), safety_checker=None, feature_extractor=None, requires_safety_checker=False
     ).save_pretrained(folder / "snapshots" / revision)
     (folder / "refs").mkdir()
     (folder / "refs" / "main").write_text(revision)

@@ -9,6 +9,7 @@ from safetensors.torch import save_file
 
 from adcli.engine.models import load_backend
 from adcli.engine.tiny import build_tiny_components
+from adcli.presets import SETTINGS
 from adcli.errors import ModelLoadError
 from adcli.outputs.files import read_metadata
 from tests.support.ldm_checkpoint import save_ldm_checkpoint
@@ -24,7 +25,7 @@ def same_weights(a, b):
 @pytest.fixture(scope="module")
 def sd15_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models") / "tiny-sd15"
-    components = build_tiny_components("sd15")
+    components = build_tiny_components("tiny")
     StableDiffusionPipeline(
         **components, safety_checker=None, feature_extractor=None, requires_safety_checker=False
     ).save_pretrained(folder)
@@ -34,7 +35,7 @@ def sd15_folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def changed_vae(tmp_path_factory):
     """A VAE that differs from the tiny one, saved as a diffusers folder and as one file."""
-    vae = build_tiny_components("sd15")["vae"]
+    vae = build_tiny_components("tiny")["vae"]
     with torch.no_grad():
         vae.decoder.conv_out.bias.add_(0.5)
     root = tmp_path_factory.mktemp("vae")
@@ -46,17 +47,17 @@ def changed_vae(tmp_path_factory):
 def test_local_diffusers_folder(sd15_folder):
     folder, components = sd15_folder
     backend = load_backend(str(folder), device=CPU, dtype=torch.float32)
-    assert backend.arch == "sd15"
-    assert same_weights(backend.unet, components["unet"])
+    assert backend.arch.name == "sd15"
+    assert same_weights(backend.denoiser, components["unet"])
     assert same_weights(backend.text_encoders[0], components["text_encoder"])
     assert backend.tokenizers[0]("a cat").input_ids == components["tokenizer"]("a cat").input_ids
 
 
 def test_local_sdxl_folder(tmp_path):
-    components = build_tiny_components("sdxl")
+    components = build_tiny_components("tiny-sdxl")
     StableDiffusionXLPipeline(**components).save_pretrained(tmp_path / "xl")
     backend = load_backend(str(tmp_path / "xl"), device=CPU, dtype=torch.float32)
-    assert backend.arch == "sdxl" and len(backend.text_encoders) == 2
+    assert backend.arch.name == "sdxl" and len(backend.text_encoders) == 2
     assert same_weights(backend.text_encoders[1], components["text_encoder_2"])
 
 
@@ -70,7 +71,7 @@ def test_single_file_checkpoint_through_the_cli(cli, sd15_folder, images, tmp_pa
     assert result.exit_code == 0, result.output
     assert read_metadata(out)["settings"]["model"] == str(checkpoint)
     backend = load_backend(str(checkpoint), model_config=str(folder), device=CPU, dtype=torch.float32)
-    assert same_weights(backend.unet, components["unet"])
+    assert same_weights(backend.denoiser, components["unet"])
 
 
 @pytest.mark.parametrize("form", ["folder", "vae.safetensors"])
@@ -91,8 +92,9 @@ def test_hub_id_without_network_names_the_model_and_the_way_out(monkeypatch, tmp
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
     with pytest.raises(ModelLoadError) as caught:
         load_backend("someone/not-downloaded", device=CPU, dtype=torch.float32)
-    message = str(caught.value)
+    message = caught.value.render(lambda name: SETTINGS[name].flag)  # as the command line spells it
     assert "someone/not-downloaded" in message and "--model /path" in message and "\n" not in message
+    assert "model /path" in str(caught.value)  # the API names the keyword
 
 
 def test_folder_that_is_not_a_model(tmp_path):

@@ -9,8 +9,9 @@ import sys
 import pytest
 from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
-from adcli.engine.attention import self_attention_names
-from adcli.engine.probe import ModelProbe, count_self_attention, probe_model
+from adcli.engine.archs.unet_attention import self_attention_names
+from adcli.engine.archs.unet import count_self_attention
+from adcli.engine.probe import ModelProbe, probe_model
 from adcli.engine.tiny import build_tiny_components
 from adcli.errors import ModelLoadError
 from tests.support.ldm_checkpoint import save_ldm_checkpoint
@@ -21,7 +22,7 @@ from tests.support.pipelines import own_sd15_pipeline
 def saved(tmp_path_factory):
     """The tiny SD1.5 and SDXL models as diffusers folders and single-file checkpoints, and a user's pipeline folder."""
     root = tmp_path_factory.mktemp("probe")
-    sd15, sdxl = build_tiny_components("sd15"), build_tiny_components("sdxl")
+    sd15, sdxl = build_tiny_components("tiny"), build_tiny_components("tiny-sdxl")
     StableDiffusionPipeline(**sd15, safety_checker=None, feature_extractor=None,
                             requires_safety_checker=False).save_pretrained(root / "sd15")
     StableDiffusionXLPipeline(**sdxl).save_pretrained(root / "sdxl")
@@ -32,8 +33,8 @@ def saved(tmp_path_factory):
 
 
 def test_the_tiny_models(tiny_sd15, tiny_sdxl):
-    assert probe_model("tiny") == ModelProbe("sd15", len(self_attention_names(tiny_sd15.unet))) == ("sd15", 16)
-    assert probe_model("tiny-sdxl") == ModelProbe("sdxl", len(self_attention_names(tiny_sdxl.unet))) == ("sdxl", 70)
+    assert probe_model("tiny") == ModelProbe("sd15", len(self_attention_names(tiny_sd15.denoiser))) == ("sd15", 16)
+    assert probe_model("tiny-sdxl") == ModelProbe("sdxl", len(self_attention_names(tiny_sdxl.denoiser))) == ("sdxl", 70)
 
 
 def test_counting_from_a_config_matches_the_built_unet():
@@ -59,7 +60,7 @@ def test_single_file_checkpoints_from_their_header(saved):
     assert probe_model(str(saved / "sd15.safetensors")) == ("sd15", 16)
     assert probe_model(str(saved / "sdxl.safetensors")) == ("sdxl", 70)
     assert probe_model(str(saved / "sd15.safetensors"), model_config=str(saved / "own")) == ("sd15", 16)
-    with pytest.raises(ModelLoadError, match="--model-config .* is sdxl"):
+    with pytest.raises(ModelLoadError, match="model_config .* is sdxl"):
         probe_model(str(saved / "sd15.safetensors"), model_config=str(saved / "sdxl"))
 
 
@@ -75,7 +76,9 @@ def test_a_hub_id_only_when_its_configs_are_cached(saved, tmp_path, monkeypatch)
     snapshot = tmp_path / "models--someone--tiny-xl" / "snapshots" / "abc123"
     (snapshot / "unet").mkdir(parents=True)
     (snapshot / "unet" / "config.json").write_text((saved / "sdxl" / "unet" / "config.json").read_text())
-    (snapshot / "model_index.json").write_text(json.dumps({"text_encoder_2": ["transformers", "CLIPTextModelWithProjection"]}))
+    (snapshot / "model_index.json").write_text(json.dumps({
+        "unet": ["diffusers", "UNet2DConditionModel"], "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+    }))
     (tmp_path / "models--someone--tiny-xl" / "refs").mkdir()
     (tmp_path / "models--someone--tiny-xl" / "refs" / "main").write_text("abc123")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))

@@ -13,9 +13,7 @@ from adcli.engine.guidance import ADGuidance, adain
 from adcli.engine.models import load_backend
 from adcli.engine.sampler import (
     distill_by_sampling,
-    make_scheduler,
     negative_conditioning,
-    previous_timestep,
     sample,
     sdedit_start,
     text_denoiser,
@@ -84,9 +82,9 @@ def test_sdxl_empty_negative_prompt_is_the_encoded_empty_string(tiny_sdxl):
         hidden.append(output.hidden_states[-2])
         pooled = output.text_embeds if hasattr(output, "text_embeds") else pooled
     negative = negative_conditioning(tiny_sdxl, "")
-    torch.testing.assert_close(negative.embeds, torch.cat(hidden, dim=-1))
-    torch.testing.assert_close(negative.pooled, pooled)
-    assert negative.embeds.abs().sum() > 0 and negative.pooled.abs().sum() > 0  # not zero embeddings
+    torch.testing.assert_close(negative["embeds"], torch.cat(hidden, dim=-1))
+    torch.testing.assert_close(negative["pooled"], pooled)
+    assert negative["embeds"].abs().sum() > 0 and negative["pooled"].abs().sum() > 0  # not zero embeddings
 
 
 def test_zero_ad_iterations_is_plain_ddim_with_the_same_seed(backend):
@@ -94,20 +92,33 @@ def test_zero_ad_iterations_is_plain_ddim_with_the_same_seed(backend):
     steps, seed = 3, 3
     ours = _sample(backend, seed=seed, iterations=0, steps=steps)
 
-    scheduler = DDIMScheduler.from_config(backend.scheduler.config)
+    scheduler = DDIMScheduler.from_config(backend.scheduler_config)
     scheduler.set_timesteps(steps)
     z = torch.randn((1, 4, 8, 8), generator=torch.Generator().manual_seed(seed))
-    cond = torch.cat([backend.encode_prompts([""]).embeds, backend.encode_prompts(["a cat"]).embeds])
+    cond = torch.cat([backend.encode_prompts([""])["embeds"], backend.encode_prompts(["a cat"])["embeds"]])
     extra = {}
-    if backend.arch == "sdxl":  # the empty negative prompt encoded, as the paper's code does (not zeros)
-        pooled = torch.cat([backend.encode_prompts([""]).pooled, backend.encode_prompts(["a cat"]).pooled])
+    if backend.arch.name == "sdxl":  # the empty negative prompt encoded, as the paper's code does (not zeros)
+        pooled = torch.cat([backend.encode_prompts([""])["pooled"], backend.encode_prompts(["a cat"])["pooled"]])
         time_ids = torch.tensor([[64, 64, 0, 0, 64, 64]] * 2, dtype=torch.float32)
         extra = {"added_cond_kwargs": {"text_embeds": pooled, "time_ids": time_ids}}
     with torch.no_grad():
         for t in scheduler.timesteps:
-            uncond, text = backend.unet(torch.cat([z, z]), t, encoder_hidden_states=cond, **extra).sample.chunk(2)
+            uncond, text = backend.denoiser(torch.cat([z, z]), t, encoder_hidden_states=cond, **extra).sample.chunk(2)
             z = scheduler.step(uncond + 7.0 * (text - uncond), t, z).prev_sample
     torch.testing.assert_close(ours, z, atol=1e-5, rtol=1e-5)
+
+
+def test_the_schedule_is_ddims_timesteps_with_their_noise_levels(backend):
+    """By hand from the scheduler's ᾱ table: σ = √((1 − ᾱ_t)/ᾱ_t) at each of DDIM's timesteps,
+    then timestep 0 at the final ᾱ (where DDIM's last step lands and the last AD step runs)."""
+    scheduler = DDIMScheduler.from_config(backend.scheduler_config)
+    scheduler.set_timesteps(4)  # leading spacing, offset 1: 751, 501, 251, 1
+    schedule = backend.schedule(4, (8, 8))
+    assert schedule.timesteps.tolist() == [751, 501, 251, 1, 0] == scheduler.timesteps.tolist() + [0]
+    alphas = [float(scheduler.alphas_cumprod[t]) for t in (751, 501, 251, 1)] + [float(scheduler.alphas_cumprod[0])]
+    expected = torch.tensor([((1 - a) / a) ** 0.5 for a in alphas], dtype=torch.float64)
+    torch.testing.assert_close(schedule.sigmas, expected, rtol=1e-6, atol=0)
+    assert schedule.steps == 4 and schedule.starting_at(2).timesteps.tolist() == [251, 1, 0]
 
 
 def test_ad_guided_sampling_is_reproducible_and_differs_from_plain(backend):
@@ -117,20 +128,17 @@ def test_ad_guided_sampling_is_reproducible_and_differs_from_plain(backend):
 
 
 def test_ad_iterations_lower_the_ad_loss_at_a_step(backend):
-    scheduler = make_scheduler(backend, 10)
-    t_prev = previous_timestep(scheduler, scheduler.timesteps[5])
+    point = backend.schedule(10, (8, 8))[6]  # where step 5 lands
     guide = Guide(reference=_reference(seed=1))
     latents = torch.randn((1, 4, 8, 8), generator=torch.Generator().manual_seed(2))
 
     def ad_loss_after(iterations: int) -> float:
-        hook = ADGuidance(
-            backend, guide, scheduler, torch.Generator().manual_seed(0), _config(10, max(iterations, 1), adain=False)
-        )
+        hook = ADGuidance(backend, guide, torch.Generator().manual_seed(0), _config(10, max(iterations, 1), adain=False))
         with hook.installed():
-            step = hook.prepare(t_prev)
+            step = hook.prepare(point)
             z = hook.apply(latents, step) if iterations else latents
             with torch.no_grad():
-                return float(distillation_loss(hook.extract(z, t_prev), step.reference))
+                return float(distillation_loss(hook.extract(z, point.timestep), step.reference))
 
     assert ad_loss_after(3) < ad_loss_after(0)
 
@@ -138,9 +146,9 @@ def test_ad_iterations_lower_the_ad_loss_at_a_step(backend):
 def test_reference_features_are_computed_once_per_step(backend, monkeypatch):
     """Each AD step runs the UNet once for the reference and once per iteration for the latent."""
     calls = []
-    unet = backend.unet
-    original = unet.forward
-    monkeypatch.setattr(unet, "forward", lambda x, *a, **k: calls.append(x.shape[0]) or original(x, *a, **k))
+    denoiser = backend.denoiser
+    original = denoiser.forward
+    monkeypatch.setattr(denoiser, "forward", lambda x, *a, **k: calls.append(x.shape[0]) or original(x, *a, **k))
     steps, iterations = 2, 3
     _sample(backend, iterations=iterations, steps=steps)
     # per step: one CFG pass (batch 2), one reference pass (batch 1), then one pass per iteration
@@ -151,14 +159,15 @@ def test_layout_strength_sets_the_start_timestep(backend):
     assert [sdedit_start(50, s) for s in (1.0, 0.6, 0.3, 0.01)] == [0, 20, 35, 49]
     assert sdedit_start(4, 0.5) == 2
     seen = []
-    denoise = lambda z, t: seen.append(int(t)) or torch.zeros_like(z)  # noqa: E731
+    denoise = lambda z, point: seen.append(int(point.timestep)) or torch.zeros_like(z)  # noqa: E731
     layout = _reference(seed=5)
     distill_by_sampling(
         backend, denoise, Guide(reference=_reference()), _config(10, 0, adain=False, strength=0.6), size=SIZE,
         generator=torch.Generator().manual_seed(0), init=layout,
     )
-    timesteps = [int(t) for t in make_scheduler(backend, 10).timesteps]
-    assert seen == timesteps[4:]
+    scheduler = DDIMScheduler.from_config(backend.scheduler_config)
+    scheduler.set_timesteps(10)
+    assert seen == [int(t) for t in scheduler.timesteps][4:]
 
 
 def test_layout_start_is_the_noised_layout_latent(backend):
@@ -166,10 +175,11 @@ def test_layout_start_is_the_noised_layout_latent(backend):
     prediction and no AD, DDIM then returns the layout exactly."""
     layout = _reference(seed=5)
     out = distill_by_sampling(
-        backend, lambda z, t: torch.zeros_like(z), Guide(reference=_reference()), _config(10, 0, adain=False, strength=0.5),
+        backend, lambda z, point: torch.zeros_like(z), Guide(reference=_reference()), _config(10, 0, adain=False, strength=0.5),
         size=SIZE, generator=torch.Generator().manual_seed(0), init=layout,
     )
-    scheduler = make_scheduler(backend, 10)
+    scheduler = DDIMScheduler.from_config(backend.scheduler_config)
+    scheduler.set_timesteps(10)
     start = scheduler.timesteps[sdedit_start(10, 0.5)]
     noise = torch.randn((1, 4, 8, 8), generator=torch.Generator().manual_seed(0))
     expected = scheduler.add_noise(layout, noise, start.reshape(1))
@@ -183,25 +193,28 @@ def test_controlnet_residuals_reach_the_unet(backend):
     prompt, negative = backend.encode_prompts(["a cat"]), backend.encode_prompts([""])
     image = torch.rand((1, 3, 64, 64), generator=torch.Generator().manual_seed(0))
     z = torch.randn((1, 4, 8, 8), generator=torch.Generator().manual_seed(1))
-    t = make_scheduler(backend, 10).timesteps[3]
-    plain = text_denoiser(backend, prompt, negative, 7.0)(z, t)
-    controlled = text_denoiser(backend, prompt, negative, 7.0, Control(backend.controlnet, image, 1.0))(z, t)
-    muted = text_denoiser(backend, prompt, negative, 7.0, Control(backend.controlnet, image, 0.0))(z, t)
+    point = backend.schedule(10, (8, 8))[3]
+    plain = text_denoiser(backend, prompt, negative, 7.0)(z, point)
+    controlled = text_denoiser(backend, prompt, negative, 7.0, Control(backend.controlnet, image, 1.0))(z, point)
+    muted = text_denoiser(backend, prompt, negative, 7.0, Control(backend.controlnet, image, 0.0))(z, point)
     assert (controlled - plain).abs().max() > 1e-4
     torch.testing.assert_close(muted, plain, atol=1e-6, rtol=1e-6)
 
 
 def test_a_nan_stops_sampling_with_a_clear_error(backend):
-    scheduler = make_scheduler(backend, 4)
-    broken = lambda z, t: torch.full_like(z, float("nan")) if int(t) < 500 else torch.zeros_like(z)  # noqa: E731
-    with pytest.raises(NumericalError, match=r"step 3 of 4 .*NaN or Inf"):
-        sample(broken, torch.randn(1, 4, 8, 8), scheduler, scheduler.timesteps)
+    schedule = backend.schedule(4, (8, 8))  # timesteps 751, 501, 251, 1
+    broken = lambda z, point: torch.full_like(z, float("nan")) if int(point.timestep) < 500 else torch.zeros_like(z)  # noqa: E731
+    with pytest.raises(NumericalError, match=r"step 3 of 4 .*NaN or Inf") as error:
+        sample(broken, torch.randn(1, 4, 8, 8), schedule, backend.prediction.step)
+    assert "lr" in str(error.value) and "--lr" in error.value.render(lambda name: "--" + name.replace("_", "-"))
 
 
 def test_a_nan_ad_loss_names_the_ad_step(backend, monkeypatch):
     import adcli.engine.guidance as guidance
 
-    monkeypatch.setattr(guidance, "distillation_loss", lambda target, *a, **k: target[max(target)].out.sum() * float("nan"))
+    monkeypatch.setattr(
+        guidance, "distillation_losses", lambda target, *a, **k: target[max(target)].out.sum().reshape(1) * float("nan")
+    )
     with pytest.raises(NumericalError, match=r"AD step at timestep \d+ failed: the loss became nan"):
         _sample(backend, iterations=2)
 
@@ -210,8 +223,8 @@ def test_mixed_precision_unet_passes_with_fp32_latents(monkeypatch):
     """UNet (and ControlNet) passes run in the backend's half precision; the optimized latent stays fp32."""
     backend = load_backend("tiny", device=torch.device("cpu"), dtype=torch.bfloat16, controlnet="tiny")
     dtypes = []
-    original = backend.unet.forward
-    monkeypatch.setattr(backend.unet, "forward", lambda x, *a, **k: dtypes.append(x.dtype) or original(x, *a, **k))
+    original = backend.denoiser.forward
+    monkeypatch.setattr(backend.denoiser, "forward", lambda x, *a, **k: dtypes.append(x.dtype) or original(x, *a, **k))
     control = Control(backend.controlnet, torch.rand((1, 3, 64, 64)), 1.0)
     denoise = text_denoiser(backend, backend.encode_prompts(["a cat"]), negative_conditioning(backend, ""), 7.0, control)
     reference = _reference()
@@ -226,14 +239,13 @@ def test_mixed_precision_unet_passes_with_fp32_latents(monkeypatch):
 def test_denoiser_and_hook_take_latents_of_any_size(backend):
     """MultiDiffusion will call both per window: one step's reference features serve a window of
     another shape than the reference."""
-    scheduler = make_scheduler(backend, 10)
-    t = scheduler.timesteps[4]
-    hook = ADGuidance(backend, Guide(reference=_reference()), scheduler, torch.Generator().manual_seed(0), _config(10, 1))
+    schedule = backend.schedule(10, (8, 8))
+    hook = ADGuidance(backend, Guide(reference=_reference()), torch.Generator().manual_seed(0), _config(10, 1))
     denoise = text_denoiser(backend, backend.encode_prompts(["a cat"]), negative_conditioning(backend, ""), 7.0)
     window = torch.randn((1, 4, 8, 16), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        eps = denoise(window, t)
+        eps = denoise(window, schedule[4])
     with hook.installed():
-        step = hook.prepare(previous_timestep(scheduler, t))
+        step = hook.prepare(schedule[5])
         out = hook.apply(window, step)
     assert eps.shape == out.shape == window.shape and not torch.equal(out, window)

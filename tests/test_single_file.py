@@ -7,7 +7,8 @@ import torch
 from diffusers import DDIMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
 from safetensors.torch import load_file, save_file
 
-from adcli.engine.single_file import detect_arch, load_single_file_components, load_single_file_vae
+from adcli.engine import archs
+from adcli.engine.single_file import detect_arch, load_single_file_vae
 from adcli.engine.tiny import build_tiny_components
 from adcli.errors import ModelLoadError
 from tests.support.ldm_checkpoint import save_ldm_checkpoint
@@ -27,7 +28,7 @@ def sd15(tmp_path_factory):
     """Tiny SD1.5 as a diffusers config folder and as an original-layout single file. The file also
     carries the extra tensors real checkpoints have (position_ids, schedule buffers), to be ignored."""
     root = tmp_path_factory.mktemp("sd15")
-    components = build_tiny_components("sd15")
+    components = build_tiny_components("tiny")
     StableDiffusionPipeline(
         **components, safety_checker=None, feature_extractor=None, requires_safety_checker=False
     ).save_pretrained(root / "config")
@@ -42,7 +43,7 @@ def sd15(tmp_path_factory):
 @pytest.fixture(scope="module")
 def sdxl(tmp_path_factory):
     root = tmp_path_factory.mktemp("sdxl")
-    components = build_tiny_components("sdxl")
+    components = build_tiny_components("tiny-sdxl")
     StableDiffusionXLPipeline(**components).save_pretrained(root / "config")
     path = save_ldm_checkpoint(components, root / "model.safetensors", "sdxl")
     return components, path, root / "config"
@@ -51,7 +52,7 @@ def sdxl(tmp_path_factory):
 def test_sd15_round_trip(sd15):
     components, path, config = sd15
     assert detect_arch(path) == "sd15"
-    loaded = load_single_file_components(path, arch="sd15", config=str(config), dtype=F32, local_files_only=True)
+    loaded = archs.get("sd15").load_single_file(path, str(config), F32, True)
     assert set(loaded) == set(components)
     for name in ("unet", "vae", "text_encoder"):
         assert_same_weights(components[name], loaded[name])
@@ -63,7 +64,7 @@ def test_sd15_round_trip(sd15):
 def test_sdxl_round_trip(sdxl):
     components, path, config = sdxl
     assert detect_arch(path) == "sdxl"
-    loaded = load_single_file_components(path, arch="sdxl", config=str(config), dtype=F32, local_files_only=True)
+    loaded = archs.get("sdxl").load_single_file(path, str(config), F32, True)
     assert set(loaded) == set(components)
     for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
         assert_same_weights(components[name], loaded[name])
@@ -72,9 +73,7 @@ def test_sdxl_round_trip(sdxl):
 
 def test_dtype_is_applied(sd15):
     _, path, config = sd15
-    loaded = load_single_file_components(
-        path, arch="sd15", config=str(config), dtype=torch.float16, local_files_only=True
-    )
+    loaded = archs.get("sd15").load_single_file(path, str(config), torch.float16, True)
     assert {loaded[n].dtype for n in ("unet", "vae", "text_encoder")} == {torch.float16}
 
 
@@ -93,7 +92,7 @@ def test_unreadable_files(sd15, tmp_path, kind):
         detect_arch(path)
     assert "\n" not in str(err.value) and str(path) in str(err.value)
     with pytest.raises(ModelLoadError):
-        load_single_file_components(path, arch="sd15", config=str(config), dtype=F32, local_files_only=True)
+        archs.get("sd15").load_single_file(path, str(config), F32, True)
     with pytest.raises(ModelLoadError):
         load_single_file_vae(path, config=str(config), dtype=F32, local_files_only=True)
 
@@ -108,12 +107,12 @@ def test_not_a_stable_diffusion_checkpoint(tmp_path):
 def test_wrong_arch_and_wrong_config(sd15, sdxl):
     _, path, config = sd15
     with pytest.raises(ModelLoadError, match="not sdxl"):
-        load_single_file_components(path, arch="sdxl", config=str(config), dtype=F32, local_files_only=True)
+        archs.get("sdxl").load_single_file(path, str(config), F32, True)
     with pytest.raises(ModelLoadError) as err:  # an SDXL config folder for an SD1.5 file
-        load_single_file_components(path, arch="sd15", config=str(sdxl[2]), dtype=F32, local_files_only=True)
+        archs.get("sd15").load_single_file(path, str(sdxl[2]), F32, True)
     assert "\n" not in str(err.value)
     with pytest.raises(ModelLoadError, match="folder not found"):
-        load_single_file_components(path, arch="sd15", config="/no/such/dir", dtype=F32, local_files_only=True)
+        archs.get("sd15").load_single_file(path, "/no/such/dir", F32, True)
 
 
 def test_missing_configs_offline(sd15, tmp_path, monkeypatch):
@@ -124,9 +123,10 @@ def test_missing_configs_offline(sd15, tmp_path, monkeypatch):
     _, path, _ = sd15
     for config in (None, "adcli-tests/no-such-repo"):
         with pytest.raises(ModelLoadError) as err:
-            load_single_file_components(path, arch="sd15", config=config, dtype=F32, local_files_only=True)
+            archs.get("sd15").load_single_file(path, config, F32, True)
         message = str(err.value)
-        assert "\n" not in message and str(path) in message and "--model-config" in message
+        assert "\n" not in message and str(path) in message and "model_config" in message
+        assert "--model-config" in err.value.render(lambda name: "--" + name.replace("_", "-"))
 
 
 def test_separate_vae_file(sd15, tmp_path):

@@ -222,7 +222,9 @@ def test_arch_mismatch_is_a_clear_error(style):
 def test_a_diverging_ad_step_writes_no_picture(tmp_path, style, monkeypatch):
     import adcli.engine.guidance as guidance
 
-    monkeypatch.setattr(guidance, "distillation_loss", lambda target, *a, **k: target[max(target)].out.sum() * float("nan"))
+    monkeypatch.setattr(
+        guidance, "distillation_losses", lambda target, *a, **k: target[max(target)].out.sum().reshape(1) * float("nan")
+    )
     out = tmp_path / "nan.png"
     line = one_line_error(run("t2i", "a cat", "--style", style, "--model", "tiny", "-o", out, *FAST), code=1)
     assert "AD step" in line and "nan" in line and not out.exists()

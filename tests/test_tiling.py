@@ -34,8 +34,8 @@ def conv_state(*modules: torch.nn.Module) -> list:
 
 
 def unet_eps(backend, latents: torch.Tensor) -> torch.Tensor:
-    inputs = backend.unet_inputs(backend.encode_prompts([""]), 1, tuple(latents.shape[-2:]))
-    return backend.unet(latents, torch.tensor([500]), **inputs).sample
+    inputs = backend.model_inputs(backend.encode_prompts([""]), 1, tuple(latents.shape[-2:]))
+    return backend.denoiser(latents, torch.tensor([500]), **inputs).sample
 
 
 def smooth_periodic_latents(height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -52,7 +52,7 @@ def test_tiled_models_commute_with_circular_shifts(backend, axes):
     latents = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
     dims = {"x": [-1], "y": [-2], "xy": [-2, -1]}[axes]
     untouched = {"x": -2, "y": -1, "xy": None}[axes]
-    with torch.no_grad(), seamless([backend.unet, backend.vae], axes):
+    with torch.no_grad(), seamless([backend.denoiser, backend.vae], axes):
         for dim in dims:
             shifted = torch.roll(latents, 8, dims=dim)  # 8 latents: a whole cell of the UNet's 3 downsamplings
             torch.testing.assert_close(unet_eps(backend, shifted), torch.roll(unet_eps(backend, latents), 8, dims=dim), atol=1e-4, rtol=0)
@@ -99,20 +99,20 @@ def test_tiled_decoder_has_no_seam_where_the_plain_one_has(backend):
 
 
 def test_padding_and_hooks_are_restored_even_after_an_error(backend):
-    before = conv_state(backend.unet, backend.vae)
+    before = conv_state(backend.denoiser, backend.vae)
     latents = smooth_periodic_latents(8, 8)
     with torch.no_grad():
         reference = backend.decode_latents(latents)
-        with seamless([backend.unet, backend.vae], "x") as changed:
+        with seamless([backend.denoiser, backend.vae], "x") as changed:
             assert changed > 50
-            assert conv_state(backend.unet, backend.vae) != before
-        assert conv_state(backend.unet, backend.vae) == before
+            assert conv_state(backend.denoiser, backend.vae) != before
+        assert conv_state(backend.denoiser, backend.vae) == before
         with pytest.raises(RuntimeError, match="boom"):
-            with seamless([backend.unet, backend.vae], "y"):
+            with seamless([backend.denoiser, backend.vae], "y"):
                 raise RuntimeError("boom")
-        assert conv_state(backend.unet, backend.vae) == before
+        assert conv_state(backend.denoiser, backend.vae) == before
         assert torch.equal(backend.decode_latents(latents), reference)
-    with seamless([backend.unet], "none") as changed:
+    with seamless([backend.denoiser], "none") as changed:
         assert changed == 0
 
 

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from adcli.errors import AdcliError, OutOfMemory, OutputError, StorageFull
+from adcli.presets import SETTINGS
 from adcli.tasks.jobs import Reporter
 from adcli.tasks.model import Model, loading_settings, open_model
 from adcli.outputs.files import write_image, write_image_free
@@ -53,8 +54,8 @@ def out_of_memory_message(batch: int, settings: object) -> str:
 def _message(error: BaseException, batch: int, settings: object) -> tuple[str, int]:
     if isinstance(error, torch.OutOfMemoryError):
         return out_of_memory_message(batch, settings), 1
-    if isinstance(error, AdcliError):
-        return str(error), error.exit_code
+    if isinstance(error, AdcliError):  # a command-line run: settings spelled as flags
+        return error.render(lambda name: SETTINGS[name].flag if name in SETTINGS else name), error.exit_code
     return f"internal error: {type(error).__name__}: {error} (set ADCLI_DEBUG=1 to see the traceback)", 1
 
 

@@ -32,6 +32,13 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def as_flag(name: str) -> str:
+    """How the command line spells a setting named in an error message (``lr`` → ``--lr``)."""
+    from adcli.presets import SETTINGS
+
+    return SETTINGS[name].flag if name in SETTINGS else name
+
+
 def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """Turn user mistakes into one line and an exit code; ADCLI_DEBUG=1 shows the traceback."""
 
@@ -42,7 +49,7 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except AdcliError as error:
             if os.environ.get("ADCLI_DEBUG"):
                 traceback.print_exc()
-            fail(str(error), error.exit_code)
+            fail(error.render(as_flag), error.exit_code)
         except KeyboardInterrupt:
             stderr.print(
                 "[yellow]interrupted[/]: finished images are kept, nothing half-written was left; "

@@ -1,34 +1,29 @@
-"""Self-attention capture through diffusers' attention-processor API.
+"""Attention features as every architecture records them, and how layers are picked.
 
-A :class:`CaptureProcessor` computes attention exactly like diffusers' default processor and
-records, for the layers it was asked for, the per-head queries, keys, values and attention
-output into a :class:`FeatureStore` owned by the current run. :func:`capture` (or a
-:class:`Capture` made once and installed many times) installs the processors and restores the
-originals in ``finally``.
+An architecture's capture processors (``engine/archs/``) compute attention exactly like the
+model's default processors and record, for the layers they were asked for, the per-head queries,
+keys, values and attention output as :class:`LayerFeatures` into a :class:`FeatureStore` owned by
+the current run; the last wanted layer raises :class:`FeaturesComplete` to end a pass early.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
-from diffusers.models.attention_processor import Attention
 
-from adcli.errors import AdcliError
-
-_SECTION_RANK = {"down_blocks": 0, "mid_block": 1, "up_blocks": 2}
+from adcli.errors import InputError, setting
 
 
 @dataclass
 class LayerFeatures:
-    """One self-attention layer's tensors, each ``(batch, heads, tokens, head_dim)``.
+    """One attention layer's tensors, each ``(batch, heads, tokens, head_dim)``.
 
-    ``out`` is ``softmax(q kᵀ/√d) v`` before the output projection; ``grid`` is the layer's
-    (height, width) token grid, used to downsample label maps.
+    ``out`` is ``softmax(q kᵀ/√d) v`` before the output projection. ``image`` is the slice of the
+    token axis that holds image tokens (a joint transformer sequence also holds text tokens; in a
+    UNet every token is an image token) and ``grid`` those tokens' (height, width), used to
+    downsample label maps. ``text`` is the slice of text tokens (empty in a UNet).
     """
 
     q: torch.Tensor
@@ -36,6 +31,18 @@ class LayerFeatures:
     v: torch.Tensor
     out: torch.Tensor
     grid: tuple[int, int]
+    # slices are unhashable before Python 3.12, which dataclasses take for mutable: hence the factories
+    text: slice = field(default_factory=lambda: slice(0, 0))
+    image: slice = field(default_factory=lambda: slice(0, None))
+
+    @property
+    def image_tokens(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    @property
+    def all_image(self) -> bool:
+        """Every token is an image token (a UNet layer): masks and content losses need no slicing."""
+        return self.image == slice(0, None)
 
 
 class FeaturesComplete(Exception):
@@ -44,10 +51,10 @@ class FeaturesComplete(Exception):
 
 @dataclass
 class FeatureStore:
-    """Where one UNet pass leaves its captured layers, keyed by layer position.
+    """Where one denoiser pass leaves its captured layers, keyed by layer position.
 
-    ``grid_hint`` is the (height, width) of the latent entering the UNet, set by :func:`capture`,
-    from which each layer's token grid follows (non-square grids included).
+    ``grid_hint`` is the (height, width) of the latent (or token grid) entering the denoiser, set
+    by the capture's pre-hook, from which each layer's token grid follows (non-square grids included).
     """
 
     layers: dict[int, LayerFeatures] = field(default_factory=dict)
@@ -58,144 +65,18 @@ class FeatureStore:
         self.layers.clear()
 
 
-def _forward_rank(name: str) -> tuple:
-    section = name.split(".", 1)[0]
-    numbers = tuple(int(n) for n in re.findall(r"\.(\d+)\.", f".{name}."))
-    return (_SECTION_RANK.get(section, 3), numbers)
-
-
-def self_attention_names(unet: torch.nn.Module) -> list[str]:
-    """Names of the UNet's self-attention (attn1) processors, in forward order."""
-    names = [name for name in unet.attn_processors if name.endswith("attn1.processor")]
-    return sorted(names, key=_forward_rank)
-
-
-def select_layers(unet: torch.nn.Module, indices: Sequence[int]) -> list[int]:
-    """Resolve layer indices (negative counts from the end) to positions, failing loudly."""
-    count = len(self_attention_names(unet))
+def select_layers(count: int, indices: Sequence[int]) -> list[int]:
+    """Resolve layer indices (negative counts from the end) among ``count`` layers to sorted
+    positions, failing loudly."""
     resolved = []
     for index in indices:
         position = index + count if index < 0 else index
         if not 0 <= position < count:
-            raise AdcliError(
+            raise InputError(
                 f"layer {index} does not exist: this model has {count} self-attention layers "
                 f"(use 0..{count - 1}, or -1 for the last)"
             )
         resolved.append(position)
     if not resolved:
-        raise AdcliError("no attention layers selected: give at least one with --layers")
+        raise InputError(f"no attention layers selected: give at least one in {setting('layers')}")
     return sorted(set(resolved))
-
-
-def _token_grid(tokens: int, hint: tuple[int, int] | None) -> tuple[int, int]:
-    """The (height, width) grid of a layer with ``tokens`` tokens, from the latent's aspect."""
-    if hint is None:
-        side = int(round(tokens**0.5))
-        return (side, tokens // side) if side * (tokens // side) == tokens else (1, tokens)
-    height, width = hint
-    while height * width > tokens:
-        height, width = (height + 1) // 2, (width + 1) // 2
-    if height * width != tokens:
-        return (1, tokens)
-    return (height, width)
-
-
-class CaptureProcessor:
-    """diffusers' scaled-dot-product attention, recording q, k, v and output for one layer."""
-
-    def __init__(self, position: int, store: FeatureStore):
-        self.position = position
-        self.store = store
-
-    def __call__(
-        self,
-        attn: Attention,
-        hidden_states: torch.Tensor,
-        encoder_hidden_states: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        temb: torch.Tensor | None = None,
-        *args,
-        **kwargs,
-    ) -> torch.Tensor:
-        residual = hidden_states
-        if attn.spatial_norm is not None:
-            hidden_states = attn.spatial_norm(hidden_states, temb)
-        input_ndim = hidden_states.ndim
-        if input_ndim == 4:
-            batch, channels, height, width = hidden_states.shape
-            hidden_states = hidden_states.view(batch, channels, height * width).transpose(1, 2)
-        batch, tokens, _ = hidden_states.shape
-        if attention_mask is not None:
-            attention_mask = attn.prepare_attention_mask(attention_mask, tokens, batch)
-            attention_mask = attention_mask.view(batch, attn.heads, -1, attention_mask.shape[-1])
-        if attn.group_norm is not None:
-            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
-
-        context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
-        # (B, N, C) → (B, H, N, D)
-        q = attn.to_q(hidden_states)
-        k = attn.to_k(context)
-        v = attn.to_v(context)
-        head_dim = k.shape[-1] // attn.heads
-        q, k, v = (x.view(batch, -1, attn.heads, head_dim).transpose(1, 2) for x in (q, k, v))
-        if attn.norm_q is not None:
-            q = attn.norm_q(q)
-        if attn.norm_k is not None:
-            k = attn.norm_k(k)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask)
-
-        grid = (height, width) if input_ndim == 4 else _token_grid(tokens, self.store.grid_hint)
-        self.store.layers[self.position] = LayerFeatures(q=q, k=k, v=v, out=out, grid=grid)
-        if self.store.stop_after == self.position:
-            raise FeaturesComplete
-
-        hidden_states = out.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim).to(q.dtype)
-        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
-        if input_ndim == 4:
-            hidden_states = hidden_states.transpose(-1, -2).reshape(batch, channels, height, width)
-        if attn.residual_connection:
-            hidden_states = hidden_states + residual
-        return hidden_states / attn.rescale_output_factor
-
-
-def self_attention_layers(unet: torch.nn.Module) -> list[Attention]:
-    """The UNet's self-attention (attn1) modules, in forward order (a compiled UNet's own modules)."""
-    root = getattr(unet, "_orig_mod", unet)
-    return [root.get_submodule(name.removesuffix(".processor")) for name in self_attention_names(unet)]
-
-
-class Capture:
-    """Capture processors for the layers at ``positions``, made once and installed as often as a
-    run needs. Installing swaps only those layers' processors and restores them in ``finally``:
-    ``unet.set_attn_processor`` walks the whole model, ~25 ms per swap on the tiny model, which
-    MultiDiffusion would pay twice per window batch and step."""
-
-    def __init__(self, unet: torch.nn.Module, positions: Sequence[int], store: FeatureStore):
-        layers = self_attention_layers(unet)
-        self.unet = unet
-        self.store = store
-        self.processors = [(layers[position], CaptureProcessor(position, store)) for position in positions]
-
-    @contextmanager
-    def installed(self) -> Iterator[FeatureStore]:
-        store = self.store
-
-        def remember_latent_grid(module, args, kwargs):
-            sample = args[0] if args else kwargs["sample"]
-            store.grid_hint = tuple(sample.shape[-2:])
-
-        saved = [(layer, layer.processor) for layer, _ in self.processors]
-        hook = self.unet.register_forward_pre_hook(remember_latent_grid, with_kwargs=True)
-        try:
-            for layer, processor in self.processors:
-                layer.set_processor(processor)
-            yield store
-        finally:
-            hook.remove()
-            for layer, original in saved:
-                layer.set_processor(original)
-
-
-def capture(unet: torch.nn.Module, positions: Sequence[int], store: FeatureStore) -> AbstractContextManager[FeatureStore]:
-    """Install capture processors on the self-attention layers at ``positions``; restore on exit."""
-    return Capture(unet, positions, store).installed()

@@ -10,6 +10,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from adcli.errors import InputError, setting
+
 
 @dataclass(frozen=True)
 class SamplingConfig:
@@ -28,11 +30,14 @@ class SamplingConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))  # frozen all the way down
         if self.steps < 1 or self.ad_iterations < 0:
-            raise ValueError(f"steps must be ≥ 1 and ad_iterations ≥ 0, got {self.steps} and {self.ad_iterations}")
+            raise InputError(
+                f"{setting('steps')} must be at least 1 and {setting('ad_iterations')} at least 0, "
+                f"got {self.steps} and {self.ad_iterations}"
+            )
         if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number, got {self.lr}")
+            raise InputError(f"{setting('lr')} must be a positive number, got {self.lr}")
         if not 0 < self.strength <= 1:
-            raise ValueError(f"strength must be in (0, 1], got {self.strength}")
+            raise InputError(f"{setting('strength')} must be greater than 0 and at most 1, got {self.strength}")
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,7 @@ class ExpansionConfig(SamplingConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.window < 1 or not 1 <= self.stride <= self.window or self.window_batch < 1:
-            raise ValueError(
-                f"need window ≥ 1, 1 ≤ stride ≤ window and window_batch ≥ 1, got {self.window}, {self.stride}, {self.window_batch}"
+            raise InputError(
+                f"need {setting('window')} ≥ 1, 1 ≤ {setting('stride')} ≤ {setting('window')} and "
+                f"{setting('window_batch')} ≥ 1, got {self.window}, {self.stride}, {self.window_batch}"
             )

@@ -1,7 +1,8 @@
-"""Model names the CLI needs without loading the model libraries."""
+"""Model names the CLI and presets need without loading the model libraries, derived from the
+registry of architectures (:mod:`adcli.engine.archs`)."""
 
-TINY_MODELS = {"tiny": "sd15", "tiny-sd15": "sd15", "tiny-sdxl": "sdxl"}
-DEFAULT_MODELS = {
-    "sd15": "stable-diffusion-v1-5/stable-diffusion-v1-5",
-    "sdxl": "stabilityai/stable-diffusion-xl-base-1.0",
-}
+from adcli.engine import archs
+
+ARCH_NAMES = archs.names()
+TINY_MODELS = archs.tiny_models()
+DEFAULT_MODELS = archs.default_models()

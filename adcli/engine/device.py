@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from adcli.errors import DeviceError
+from adcli.errors import DeviceError, setting
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -20,10 +20,12 @@ def resolve_device(name: str) -> torch.device:
         raise DeviceError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise DeviceError(f"--device {name} asked for CUDA, but no CUDA GPU is available here: use --device cpu")
+            raise DeviceError(
+                f"{setting('device')} {name} asked for CUDA, but no CUDA GPU is available here: use {setting('device')} cpu"
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise DeviceError(
-                f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0"
+                f"{setting('device')} {name}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0"
             )
     elif device.type != "cpu":
         raise DeviceError(f"device {name!r} is not supported: use auto, cpu, cuda or cuda:N")
@@ -37,5 +39,5 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     if device.type != "cuda":
         return torch.float32
     if name == "bf16" and not torch.cuda.is_bf16_supported():
-        raise DeviceError("this GPU does not support bf16: use --dtype fp16")
+        raise DeviceError(f"this GPU does not support bf16: use {setting('dtype')} fp16")
     return DTYPES[name]

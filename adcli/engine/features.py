@@ -1,8 +1,9 @@
-"""Attention features of the UNet and the AD objective built on them (paper Sec. 3.2, Eqs. 3–5).
+"""Attention features of the denoiser and the AD objective built on them (paper Sec. 3.2, Eqs. 3–5).
 
 Shared by Algorithm 1 (:mod:`adcli.engine.distill`), the AD step of guided sampling
 (:mod:`adcli.engine.guidance`) and MultiDiffusion: what a run distils from (:class:`Guide`), the
-pass that captures a layer's q, k, v (:class:`FeatureExtractor`) and the loss over them.
+pass that captures a layer's q, k, v (:class:`FeatureExtractor`) and the loss over them. The
+architecture (``backend.arch``) says which modules are the layers and how the denoiser is called.
 """
 
 from __future__ import annotations
@@ -12,30 +13,30 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import torch
-from diffusers import DDIMScheduler
 
-from adcli.engine.attention import Capture, FeaturesComplete, FeatureStore, LayerFeatures, select_layers
+from adcli.engine.attention import FeaturesComplete, FeatureStore, LayerFeatures, select_layers
+from adcli.engine.backend import Backend, Conditioning
 from adcli.engine.compile import is_compiled
-from adcli.engine.models import Backend, Conditioning
-from adcli.losses import ad_loss_from_output, content_loss
+from adcli.losses import ad_loss_per_item, content_loss_per_item
 
 Features = dict[int, LayerFeatures]
-# (target token grid, reference token grid) → boolean (N, R·M) mask, or None for no mask.
+# (target token grid, reference token grid) → boolean (N, R·M) mask over image tokens, or None for no mask.
 MaskFn = Callable[[tuple[int, int], tuple[int, int]], torch.Tensor | None]
 
 
 class FeatureExtractor:
-    """Runs the UNet on latents at a timestep and returns the selected layers' attention tensors.
+    """Runs the denoiser on latents at a timestep and returns the selected layers' attention tensors.
 
     The pass stops right after the last selected layer: nothing after it affects the loss. A
-    compiled UNet runs to the end instead (one whole graph; the tail is 2–7 % of a pass).
+    compiled denoiser runs to the end instead (one whole graph; the tail is 2–7 % of a pass).
     """
 
     def __init__(self, backend: Backend, layers: Sequence[int]):
         self.backend = backend
-        self.positions = select_layers(backend.unet, layers)
+        count = len(backend.arch.attention_layers(backend.denoiser))
+        self.positions = select_layers(count, layers)
         self.store = FeatureStore()
-        self.capture = Capture(backend.unet, self.positions, self.store)
+        self.capture = backend.arch.capture(backend.denoiser, self.positions, self.store)
         self._inputs: dict[tuple, dict] = {}
 
     @contextmanager
@@ -43,21 +44,18 @@ class FeatureExtractor:
         with self.capture.installed():
             yield self
 
-    def __call__(
-        self, latents: torch.Tensor, timestep: torch.Tensor, conditioning: Conditioning | None = None,
-        unet_extra: dict | None = None,
-    ) -> Features:
+    def __call__(self, latents: torch.Tensor, timestep: torch.Tensor, conditioning: Conditioning | None = None) -> Features:
+        """Features of ``latents`` (B, C, h, w) at ``timestep`` (a scalar, or one per item (B,));
+        the empty prompt unless ``conditioning`` is given."""
         backend = self.backend
-        batch = latents.shape[0]
-        inputs = dict(self._empty_prompt_inputs(batch, tuple(latents.shape[-2:])) if conditioning is None
-                      else backend.unet_inputs(conditioning, batch, tuple(latents.shape[-2:])))
-        inputs.update(unet_extra or {})
+        batch, latent_hw = latents.shape[0], tuple(latents.shape[-2:])
+        inputs = (self._empty_prompt_inputs(batch, latent_hw) if conditioning is None
+                  else backend.model_inputs(conditioning, batch, latent_hw))
         self.store.clear()
-        # timestep: a scalar, or one per item (B,)
         t = timestep.to(backend.device).reshape(-1).expand(batch)
-        self.store.stop_after = None if is_compiled(backend.unet) else max(self.positions)
+        self.store.stop_after = None if is_compiled(backend.denoiser) else max(self.positions)
         try:
-            backend.unet(latents.to(backend.dtype), t, **inputs)
+            backend.predict(latents, t, inputs)
         except FeaturesComplete:
             pass
         finally:
@@ -68,11 +66,11 @@ class FeatureExtractor:
         return features
 
     def _empty_prompt_inputs(self, batch: int, latent_hw: tuple[int, int]) -> dict:
-        """UNet inputs for the empty prompt, built once per shape: building them copies small
+        """Denoiser inputs for the empty prompt, built once per shape: building them copies small
         tensors to the GPU, and each such copy makes the host wait for the GPU."""
         key = (batch, latent_hw)
         if key not in self._inputs:
-            self._inputs[key] = self.backend.unet_inputs(self.backend.encode_prompts([""]), batch, latent_hw)
+            self._inputs[key] = self.backend.model_inputs(self.backend.encode_prompts([""]), batch, latent_hw)
         return self._inputs[key]
 
 
@@ -82,8 +80,54 @@ def split_features(features: Features, sizes: Sequence[int]) -> list[Features]:
     for position, layer in features.items():
         parts = [torch.split(x, list(sizes)) for x in (layer.q, layer.k, layer.v, layer.out)]
         for index, group in enumerate(groups):
-            group[position] = LayerFeatures(*(p[index] for p in parts), grid=layer.grid)
+            q, k, v, out = (p[index] for p in parts)
+            group[position] = replace(layer, q=q, k=k, v=v, out=out)
     return groups
+
+
+def sequence_mask(image_mask: torch.Tensor, target: LayerFeatures, reference: LayerFeatures) -> torch.Tensor:
+    """An image-token mask (N_img, R·M_img) as a mask over the whole sequences (N, R·M): image
+    queries see the reference image tokens the mask allows, text tokens are unmasked. In a UNet
+    layer (every token an image token) the mask is returned as it is."""
+    if target.all_image and reference.all_image:
+        return image_mask
+    queries, keys = target.q.shape[-2], reference.k.shape[-2]  # per reference
+    refs = image_mask.shape[-1] // reference.image_tokens
+    full = torch.ones(queries, refs * keys, dtype=torch.bool, device=image_mask.device)
+    rows = torch.arange(queries, device=image_mask.device)[target.image]
+    for r in range(refs):
+        columns = torch.arange(keys, device=image_mask.device)[reference.image] + r * keys
+        block = image_mask[:, r * reference.image_tokens : (r + 1) * reference.image_tokens]
+        full[rows.unsqueeze(1), columns.unsqueeze(0)] = block
+    return full
+
+
+def _image_queries(layer: LayerFeatures) -> torch.Tensor:
+    return layer.q if layer.all_image else layer.q[:, :, layer.image]
+
+
+def distillation_losses(
+    target: Features,
+    reference: Features,
+    content: Features | None = None,
+    content_weight: float = 0.0,
+    mask_fn: MaskFn | None = None,
+) -> torch.Tensor:
+    """Per target item (B,): L = Σ_layers AD(target, reference) + λ · Σ_layers content(target, content)
+    (paper Eq. 5), each item's own — a batch's items do not share a loss. The content term compares
+    image-token queries only."""
+    total: torch.Tensor | None = None
+    for position, layer in target.items():
+        ref = reference[position]
+        mask = None
+        if mask_fn is not None:
+            image_mask = mask_fn(layer.grid, ref.grid)
+            mask = None if image_mask is None else sequence_mask(image_mask, layer, ref)
+        term = ad_loss_per_item(layer.out, layer.q, ref.k, ref.v, mask)
+        if content is not None and content_weight > 0:
+            term = term + content_weight * content_loss_per_item(_image_queries(layer), _image_queries(content[position]))
+        total = term if total is None else total + term
+    return total
 
 
 def distillation_loss(
@@ -93,27 +137,13 @@ def distillation_loss(
     content_weight: float = 0.0,
     mask_fn: MaskFn | None = None,
 ) -> torch.Tensor:
-    """L = Σ_layers AD(target, reference) + λ · Σ_layers content(target, content)  (paper Eq. 5)."""
-    total = torch.zeros((), device=next(iter(target.values())).q.device)
-    for position, layer in target.items():
-        ref = reference[position]
-        mask = mask_fn(layer.grid, ref.grid) if mask_fn is not None else None
-        total = total + ad_loss_from_output(layer.out, layer.q, ref.k, ref.v, mask)
-        if content is not None and content_weight > 0:
-            total = total + content_weight * content_loss(layer.q, content[position].q)
-    return total
-
-
-def ddim_timesteps(backend: Backend, steps: int) -> torch.Tensor:
-    """The DDIM scheduler's timesteps for ``steps`` steps, from near T down to near 0."""
-    scheduler = DDIMScheduler.from_config(backend.scheduler.config)
-    scheduler.set_timesteps(steps)
-    return scheduler.timesteps.clone()
+    """The batch mean of :func:`distillation_losses`, a scalar."""
+    return distillation_losses(target, reference, content, content_weight, mask_fn).mean()
 
 
 @dataclass
 class Guide:
-    """What a run distils from: reference latents (R, 4, h, w), optional content latents (B or 1, 4, h, w)."""
+    """What a run distils from: reference latents (R, C, h, w), optional content latents (B or 1, C, h, w)."""
 
     reference: torch.Tensor
     content: torch.Tensor | None = None
@@ -126,7 +156,7 @@ class Guide:
         return replace(self, reference=self.reference.to(device), content=content)
 
     def clean_features(self, extract: FeatureExtractor, timestep: torch.Tensor) -> tuple[Features, Features | None]:
-        """Reference and content features in one no-gradient UNet batch."""
+        """Reference and content features in one no-gradient denoiser batch."""
         return self.clean_features_at(extract, timestep.reshape(1))[0]
 
     def clean_features_at(
@@ -142,7 +172,7 @@ class Guide:
         latents = torch.cat([self.reference, self.content]) if use_content else self.reference
         items, steps = latents.shape[0], timesteps.numel()
         with torch.no_grad():
-            # (S·(R+C), 4, h, w), timestep-major, each item with its own timestep
+            # (S·(R+C), C, h, w), timestep-major, each item with its own timestep
             per_item = timesteps.reshape(-1, 1).expand(-1, items).reshape(-1)  # (S·(R+C),)
             features = extract(latents.repeat(steps, 1, 1, 1), per_item)
         per_step = split_features(features, [items] * steps) if steps > 1 else [features]
@@ -161,7 +191,7 @@ class CleanFeatureChunks:
     """Reference/content features for a run's timesteps, computed ``chunk`` timesteps at a time.
 
     Only one chunk is held at once (memory grows with ``chunk``). The last chunk is padded with
-    its final timestep so that every batch has the same shape (one graph under ``--compile``).
+    its final timestep so that every batch has the same shape (one graph when compiled).
     """
 
     def __init__(self, guide: Guide, extract: FeatureExtractor, timesteps: torch.Tensor, chunk: int):

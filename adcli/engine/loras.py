@@ -4,7 +4,8 @@ A LoRA is fused at its scale right after the model loads, so a run costs what it
 one and every task sees the same weights. Each LoRA is identified by the SHA-256 of its file, for
 the metadata and ``--resume``'s fingerprint.
 
-The UNet part goes through diffusers' ``load_lora_into_unet`` and ``fuse_lora``. The text-encoder
+The denoiser part goes through diffusers' loader for the architecture (``load_lora_into_unet``,
+``load_lora_into_transformer``) and ``fuse_lora``. The text-encoder
 part cannot: diffusers hands it to transformers' ``load_adapter``, which transformers 5.24 refuses
 below peft 0.22 (not released as of this writing). So the text-encoder weights, normalized by
 diffusers' own key conversions, are fused here as ``W += scale · (alpha / rank) · B @ A`` — the
@@ -23,10 +24,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from adcli.errors import ModelLoadError
+from adcli.errors import ModelLoadError, setting
+
+from adcli.engine.hub import hub_unavailable
+from adcli.engine.quiet import quiet_loading
 
 if TYPE_CHECKING:
-    from adcli.engine.models import Backend
+    from adcli.engine.backend import Backend
 
 # A diffusers-format LoRA on the hub keeps its weights under this name (``save_lora_weights``' default).
 DEFAULT_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
@@ -67,7 +71,7 @@ def resolve_lora_file(spec: str, *, local_files_only: bool = False) -> Path:
         raise ModelLoadError(f"LoRA folder {path} has no {DEFAULT_WEIGHT_NAME}: pass the LoRA file itself")
     parts = spec.split("/")
     if spec.startswith((".", "/", "~")) or len(parts) < 2 or not _HUB_REPO.fullmatch("/".join(parts[:2])):
-        raise ModelLoadError(f"LoRA {spec} does not exist: check the path given to --lora")
+        raise ModelLoadError(f"LoRA {spec} does not exist: check the path given as {setting('loras')}")
     repo, filename = "/".join(parts[:2]), "/".join(parts[2:]) or DEFAULT_WEIGHT_NAME
     from huggingface_hub import hf_hub_download
 
@@ -78,12 +82,6 @@ def resolve_lora_file(spec: str, *, local_files_only: bool = False) -> Path:
             f"LoRA {spec!r} could not be found on the Hugging Face hub or in its cache ({type(error).__name__}): "
             f"download it once with `hf download {repo} {filename}`, or pass the path of a local LoRA file"
         ) from None
-
-
-def _loader(arch: str):
-    from diffusers.loaders import StableDiffusionLoraLoaderMixin, StableDiffusionXLLoraLoaderMixin
-
-    return StableDiffusionXLLoraLoaderMixin if arch == "sdxl" else StableDiffusionLoraLoaderMixin
 
 
 def _split_by_component(state_dict: dict, prefixes: Sequence[str]) -> tuple[dict[str, dict], list[str]]:
@@ -157,54 +155,56 @@ def _fuse_text_encoder(
         layer.weight += (scale * scaling * delta).to(layer.weight.device, layer.weight.dtype)
 
 
-def _fuse_unet(loader, unet: torch.nn.Module, state_dict: dict, alphas: dict | None, metadata: dict | None,
-               scale: float, adapter: str, label: str) -> None:
-    """diffusers loads the adapter into the UNet; it is fused at ``scale`` and its layers removed.
+def _fuse_denoiser(loader, component: str, denoiser: torch.nn.Module, state_dict: dict, alphas: dict | None,
+                   metadata: dict | None, scale: float, adapter: str, label: str) -> None:
+    """diffusers loads the adapter into the denoiser (``component``: ``unet`` or ``transformer``, the
+    name its loader uses); it is fused at ``scale`` and its layers removed.
 
-    ``metadata`` is the file's whole LoRA metadata (diffusers picks the ``unet.`` entries)."""
+    ``metadata`` is the file's whole LoRA metadata (diffusers picks the ``<component>.`` entries)."""
     from diffusers.utils import convert_unet_state_dict_to_peft
 
     expected = _lora_modules(convert_unet_state_dict_to_peft(dict(state_dict)))
-    unet_alphas = None if alphas is None else {k: v for k, v in alphas.items() if k.startswith("unet.")}
+    own_alphas = None if alphas is None else {k: v for k, v in alphas.items() if k.startswith(f"{component}.")}
     try:
-        loader.load_lora_into_unet(
-            {f"unet.{k}": v for k, v in state_dict.items()}, unet_alphas or None, unet=unet,
+        getattr(loader, f"load_lora_into_{component}")(
+            {f"{component}.{k}": v for k, v in state_dict.items()}, own_alphas or None, **{component: denoiser},
             adapter_name=adapter, metadata=metadata or None,
         )
-        adapted = {name for name, module in unet.named_modules() if adapter in getattr(module, "lora_A", {})}
+        adapted = {name for name, module in denoiser.named_modules() if adapter in getattr(module, "lora_A", {})}
         missing = sorted(expected - adapted)
         if missing:
             raise ModelLoadError(
-                f"{label} does not fit this model: it has weights for {missing[0]}, which this model's UNet lacks "
-                f"(a LoRA for another architecture?)"
+                f"{label} does not fit this model: it has weights for {missing[0]}, which this model's {component} "
+                f"lacks (a LoRA for another architecture?)"
             )
-        unet.fuse_lora(lora_scale=scale, adapter_names=[adapter])
+        denoiser.fuse_lora(lora_scale=scale, adapter_names=[adapter])
     except ModelLoadError:
         raise
     except Exception as error:  # peft and diffusers raise many kinds (shape mismatches, missing modules)
         detail = " ".join(str(error).split())[:200]
         raise ModelLoadError(f"{label} does not fit this model (a LoRA for another architecture?): {detail}") from None
     finally:
-        if getattr(unet, "peft_config", None):
-            unet.unload_lora()
+        if getattr(denoiser, "peft_config", None):
+            denoiser.unload_lora()
 
 
-def apply_loras(backend: Backend, loras: Sequence[tuple[str, float]]) -> tuple[LoraInfo, ...]:
-    """Fuse each ``(path_or_hub_id, scale)`` into ``backend``'s UNet and text encoders, in order.
+def apply_loras(
+    backend: Backend, loras: Sequence[tuple[str, float]], loader, read_options: dict | None = None
+) -> tuple[LoraInfo, ...]:
+    """Fuse each ``(path_or_hub_id, scale)`` into ``backend``'s denoiser and text encoders, in order.
 
-    Raises a one-line :class:`ModelLoadError` naming the LoRA for a file that is not a LoRA or
-    one made for another architecture. Returns each LoRA's name, scale and SHA-256.
+    ``loader`` is diffusers' LoRA loader mixin of the architecture; ``read_options`` are its
+    ``lora_state_dict`` keywords (e.g. the UNet's config). Raises a one-line :class:`ModelLoadError`
+    naming the LoRA for a file that is not a LoRA or one made for another architecture. Returns
+    each LoRA's name, scale and SHA-256.
     """
     if backend.shared and loras:
         raise ModelLoadError(
             "this model's weights belong to your diffusers pipeline: load LoRAs into it with "
             "pipe.load_lora_weights(...) before wrapping it"
         )
-    from adcli.engine.models import hub_unavailable
-    from adcli.engine.quiet import quiet_loading
-
-    loader = _loader(backend.arch)
-    encoder_names = ["text_encoder", "text_encoder_2"][: len(backend.text_encoders)]
+    component = backend.arch.denoiser_name
+    encoder_names = [encoder for _, encoder in backend.arch.text_parts][: len(backend.text_encoders)]
     infos = []
     for index, (spec, scale) in enumerate(loras):
         label = f"LoRA {spec}"
@@ -215,20 +215,21 @@ def apply_loras(backend: Backend, loras: Sequence[tuple[str, float]]) -> tuple[L
         with quiet_loading():
             try:
                 state_dict, alphas, metadata = loader.lora_state_dict(
-                    str(path), unet_config=backend.unet.config, return_lora_metadata=True
+                    str(path), **(read_options or {}), return_lora_metadata=True
                 )
             except Exception as error:
                 raise ModelLoadError(f"{label} could not be read as a LoRA ({' '.join(str(error).split())[:200]})") from None
             if not state_dict or not any("lora" in key.lower() for key in state_dict):
                 raise ModelLoadError(f"{label} is not a LoRA (no LoRA weights in {path.name})")
-            parts, strays = _split_by_component(state_dict, ["unet", *encoder_names])
+            parts, strays = _split_by_component(state_dict, [component, *encoder_names])
             if strays:
                 raise ModelLoadError(
-                    f"{label} does not fit this {backend.arch} model: it has weights for {strays[0].split('.')[0]}, "
+                    f"{label} does not fit this {backend.arch.name} model: it has weights for {strays[0].split('.')[0]}, "
                     f"which this model does not have (a LoRA for another architecture?)"
                 )
-            if parts["unet"]:
-                _fuse_unet(loader, backend.unet, parts["unet"], alphas, metadata, scale, f"adcli_lora_{index}", label)
+            if parts[component]:
+                _fuse_denoiser(loader, component, backend.denoiser, parts[component], alphas, metadata, scale,
+                               f"adcli_lora_{index}", label)
             for name, encoder in zip(encoder_names, backend.text_encoders, strict=True):
                 if parts[name]:
                     alphas_of = _text_encoder_alphas(parts[name], alphas, metadata, name)

@@ -1,9 +1,9 @@
-"""``--low-vram``: trade some speed for GPU memory, for 4–8 GB cards.
+"""The ``low_vram`` setting: trade some speed for GPU memory, for 4–8 GB cards.
 
-- gradient checkpointing in the UNet: the target pass keeps few activations for the backward
+- gradient checkpointing in the denoiser: the target pass keeps few activations for the backward
   and recomputes the rest (about one more forward per iteration);
 - text encoders on the CPU (they run once per prompt) and the VAE on the CPU except while it
-  encodes or decodes, so the GPU holds only the UNet while the UNet works;
+  encodes or decodes, so the GPU holds only the denoiser while the denoiser works;
 - tiled VAE encoding/decoding in 512-pixel tiles, so large outputs decode in bounded memory.
 
 The optimization's results are the same as without it (to rounding). Images larger than 512
@@ -18,20 +18,20 @@ from contextlib import contextmanager
 
 import torch
 
-from adcli.engine.models import Backend
+from adcli.engine.backend import Backend
 
 TILE_PIXELS = 512
 
 
 def enable_low_vram(backend: Backend) -> Callable[[], None]:
     """Move and configure ``backend`` for low GPU memory; returns the function that undoes it."""
-    unet, vae = backend.unet, backend.vae
+    denoiser, vae = backend.denoiser, backend.vae
     encoder_devices = [next(e.parameters()).device for e in backend.text_encoders]
     vae_device = next(vae.parameters()).device
     tiling = (vae.use_tiling, vae.tile_sample_min_size, vae.tile_latent_min_size)
-    was_offloaded, was_checkpointing = backend.vae_offloaded, unet.is_gradient_checkpointing
+    was_offloaded, was_checkpointing = backend.vae_offloaded, denoiser.is_gradient_checkpointing
 
-    unet.enable_gradient_checkpointing()
+    denoiser.enable_gradient_checkpointing()
     for encoder in backend.text_encoders:
         encoder.to("cpu")
     vae.to("cpu")
@@ -44,7 +44,7 @@ def enable_low_vram(backend: Backend) -> Callable[[], None]:
 
     def restore() -> None:
         if not was_checkpointing:
-            unet.disable_gradient_checkpointing()
+            denoiser.disable_gradient_checkpointing()
         for encoder, device in zip(backend.text_encoders, encoder_devices, strict=True):
             encoder.to(device)
         vae.to(vae_device)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from adcli.engine.images import open_rgb
-from adcli.errors import InputError
+from adcli.errors import InputError, setting
 
 # More colours than this means smoothed edges or JPEG noise, not a hand-made label map.
 MAX_LABELS = 64
@@ -141,7 +141,7 @@ def fill_from_source(
         if len(pool) == 0:
             raise InputError(
                 f"label {maps.colours[label]} covers too little of the source mask to survive resizing it to "
-                f"{width_s}x{height_s}: enlarge that region or use a larger --size"
+                f"{width_s}x{height_s}: enlarge that region or use a larger {setting('size')}"
             )
         picks = pool[torch.randint(len(pool), (len(where),), generator=generator)]
         filled[:, where] = colours[:, picks]

@@ -1,14 +1,16 @@
 """MultiDiffusion (Bar-Tal et al. 2023) around the AD-guided sampler: any output size.
 
-The latent is covered by overlapping windows the size the UNet was trained on (64×64 latents for
-SD1.5). Each step follows the paper's reference implementation: every window is cropped from
-x_t, gets its own noise prediction and DDIM step, then its AD iterations on that stepped window;
+The latent is covered by overlapping windows the size the denoiser was trained on (64×64 latents
+for SD1.5). Each step follows the paper's reference implementation: every window is cropped from
+x_t, gets its own denoised estimate and sampler step, then its AD iterations on that stepped window;
 only then are all windows averaged into x_{t−1} (MultiDiffusion's fusion, after the guidance).
 Averaging earlier — the noise, or the stepped latent before AD — is not the same: where windows
 overlap, a window's own step differs from the crop of the average, and AD then acts on another
-latent. What keeps it fast: the reference features of a step are computed once and shared by
-every window and AD iteration, and windows run in batches. With wrap-around windows the result
-tiles seamlessly.
+latent. The step is the sampler's pure step function (DDIM, Euler), taken by every window from
+the same schedule point: no scheduler object is stepped per window (diffusers' flow-matching
+scheduler would advance its step index on each call). What keeps it fast: the reference features
+of a step are computed once and shared by every window and AD iteration, and windows run in
+batches. With wrap-around windows the result tiles seamlessly.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from dataclasses import dataclass
 
 import torch
 
+from adcli.engine.backend import Backend
 from adcli.engine.config import ExpansionConfig
 from adcli.engine.features import Guide
 from adcli.engine.guidance import ADGuidance
-from adcli.engine.models import Backend
 from adcli.engine.progress import Progress, ProgressCallback
-from adcli.engine.sampler import make_scheduler, previous_timestep, require_finite, text_denoiser
+from adcli.engine.sampler import require_finite, text_denoiser
+from adcli.errors import InputError, setting
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ def windows(height: int, width: int, size: int, stride: int, wrap_x: bool = Fals
     """Windows of ``size``×``size`` latents every ``stride`` latents that cover a ``height``×``width``
     latent completely; an axis shorter than ``size`` gets one window of its full length."""
     if size < 1 or stride < 1:
-        raise ValueError(f"window size and stride must be positive, got {size} and {stride}")
+        raise InputError(f"{setting('window')} and {setting('stride')} must be positive, got {size} and {stride}")
     rows, window_height = _starts(height, size, stride, wrap_y)
     cols, window_width = _starts(width, size, stride, wrap_x)
     return [Window(top, left, window_height, window_width) for top in rows for left in cols]
@@ -126,49 +129,52 @@ def expand_by_sampling(
     generator: torch.Generator,
     callback: ProgressCallback | None = None,
 ) -> torch.Tensor:
-    """Texture expansion: AD-guided DDIM sampling (no prompt, no CFG) of a ``size`` = (width, height)
+    """Texture expansion: AD-guided sampling (no prompt, no CFG) of a ``size`` = (width, height)
     latent through MultiDiffusion windows (``config.window`` latents every ``config.stride``).
 
-    ``callback`` gets ``{step, total, loss, latents, ad_iteration, ad_iterations, windows_done,
-    windows}`` after each AD iteration of each window batch (once per batch without AD), where
-    ``windows_done`` counts the step's windows up to the current batch's last. Until a step's last
-    report ``latents`` is the step's start x_t; its last (``windows_done == windows`` and
-    ``ad_iteration == ad_iterations``) carries x_{t−1}. Returning False stops the run and returns
-    the latents of that report.
+    ``callback`` gets ``{step, total, loss, losses, latents, ad_iteration, ad_iterations,
+    windows_done, windows}`` after each AD iteration of each window batch (once per batch without
+    AD), where ``windows_done`` counts the step's windows up to the current batch's last and the
+    loss is the batch's mean over its windows (one image: ``losses`` holds that one value). Until a
+    step's last report ``latents`` is the step's start x_t; its last (``windows_done == windows``
+    and ``ad_iteration == ad_iterations``) carries x_{t−1}. Returning False stops the run and
+    returns the latents of that report.
     """
-    scheduler = make_scheduler(backend, config.steps)
-    z = (backend.latent_noise(size, generator) * scheduler.init_noise_sigma).float()
+    z = backend.latent_noise(size, generator).float()  # the schedule's start is the noise itself
     height, width = z.shape[-2:]
+    schedule = backend.schedule(config.steps, (config.window, config.window))
+    step = backend.prediction.step
     tiles = windows(height, width, config.window, config.stride, config.wrap_x, config.wrap_y)
     groups = window_batches(tiles, config.window_batch)
     guidance = None
     if config.ad_iterations > 0:
-        guidance = ADGuidance(backend, guide.to(backend.device), scheduler, generator, config)
+        guidance = ADGuidance(backend, guide.to(backend.device), generator, config)
     denoise = text_denoiser(backend, backend.encode_prompts([""]))
     progress = Progress(callback, config.steps)
     iterations = config.ad_iterations
 
-    for index, t in enumerate(scheduler.timesteps):
+    for index in range(schedule.steps):
+        here, there = schedule[index], schedule[index + 1]
         reference = None
         if guidance is not None:
             with guidance.installed():
-                reference = guidance.prepare(previous_timestep(scheduler, t))  # once per step, for every window
+                reference = guidance.prepare(there)  # once per step, for every window
         fused, done = WindowAverage(z), 0
         for number, group in enumerate(groups):
             done += len(group)
             last_batch = number == len(groups) - 1
 
-            def report(ad_iteration: int, loss: float | None, _: torch.Tensor) -> bool:
+            def report(ad_iteration: int, losses: list[float] | None, _: torch.Tensor) -> bool:
+                image_loss = None if losses is None else [sum(losses) / len(losses)]  # one image: its windows' mean
                 if last_batch and ad_iteration == iterations:
-                    progress.loss = loss if loss is not None else progress.loss
+                    progress.remember(image_loss)
                     return True  # reported below, with the fused x_{t−1}
-                return progress.report(index + 1, z, loss, ad_iteration=ad_iteration, ad_iterations=iterations,
+                return progress.report(index + 1, z, image_loss, ad_iteration=ad_iteration, ad_iterations=iterations,
                                        windows_done=done, windows=len(tiles))
 
-            x = crops(z, group)  # (N·B, 4, h, w) at t
+            x = crops(z, group)  # (N·B, C, h, w) at σ
             with torch.no_grad():
-                eps = denoise(scheduler.scale_model_input(x, t), t)
-                x = scheduler.step(eps, t, x).prev_sample  # each window's own step
+                x = step(x, denoise(x, here), here.sigma, there.sigma)  # each window's own step
             if guidance is not None:
                 with guidance.installed():
                     x = guidance.apply(x, reference, report)  # AD on that window's own stepped latent
@@ -178,7 +184,7 @@ def expand_by_sampling(
                 return z
             fused.add(group, x)
         z = fused.result()
-        require_finite(z, index + 1, config.steps, t)
+        require_finite(z, index + 1, config.steps, here)
         if not progress.report(index + 1, z, ad_iteration=iterations, ad_iterations=iterations,
                                windows_done=len(tiles), windows=len(tiles)):
             return z

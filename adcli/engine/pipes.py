@@ -14,10 +14,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-from diffusers import DDIMScheduler
 
-from adcli.engine.models import Backend
-from adcli.errors import ModelLoadError
+from adcli.engine import archs
+from adcli.engine.backend import Backend, backend_from_components
+from adcli.errors import ModelLoadError, setting
 
 # Forward hooks a run may add (capture's grid hook, tiling's padding hooks); torch keeps them in these dicts.
 _HOOK_DICTS = ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks",
@@ -31,37 +31,25 @@ _MISSING = object()
 
 
 def backend_from_pipe(pipe, *, source: str | None = None) -> Backend:
-    """A Backend sharing ``pipe``'s UNet, VAE, tokenizers and text encoders (SD1.5 or SDXL pipelines).
+    """A Backend sharing ``pipe``'s denoiser, VAE, tokenizers and text encoders (any pipeline of a
+    registered architecture, e.g. ``StableDiffusionPipeline``, ``StableDiffusionXLPipeline``).
 
-    The backend gets its own DDIM scheduler made from the pipeline's scheduler config (the
-    pipeline's own scheduler is not touched); device and dtype are the UNet's. Run it inside
-    :func:`borrowed`.
+    The backend reads the pipeline's scheduler config (the pipeline's own scheduler is not
+    touched); device and dtype are the denoiser's. Run it inside :func:`borrowed`.
     """
-    unet, vae = getattr(pipe, "unet", None), getattr(pipe, "vae", None)
-    encoder, tokenizer = getattr(pipe, "text_encoder", None), getattr(pipe, "tokenizer", None)
-    if unet is None or vae is None or encoder is None or tokenizer is None:
+    arch = archs.detect_pipe(pipe)
+    components = arch.components_of_pipe(pipe)
+    denoiser = components[arch.denoiser_name]
+    modules = [denoiser, components["vae"], *(components[e] for _, e in arch.text_parts if components.get(e) is not None)]
+    if any(hasattr(m, "_hf_hook") for m in modules):
         raise ModelLoadError(
-            f"{type(pipe).__name__} is not a Stable Diffusion 1.5 or SDXL pipeline with a UNet, a VAE and "
-            f"a text encoder: pass a StableDiffusionPipeline or StableDiffusionXLPipeline"
+            f"the pipeline uses CPU offload (enable_model_cpu_offload / sequential offload): move it to one "
+            f"device with pipe.to('cuda') instead; adcli's {setting('low_vram')} does its own offloading"
         )
-    tokenizers, encoders = [tokenizer], [encoder]
-    arch = "sd15"
-    if getattr(pipe, "text_encoder_2", None) is not None:
-        arch = "sdxl"
-        tokenizers.append(pipe.tokenizer_2)
-        encoders.append(pipe.text_encoder_2)
-    elif unet.config.get("addition_embed_type") == "text_time":
-        raise ModelLoadError("this SDXL pipeline has no second text encoder (text_encoder_2): AD needs both")
-    if any(hasattr(m, "_hf_hook") for m in [unet, vae, *encoders]):
-        raise ModelLoadError(
-            "the pipeline uses CPU offload (enable_model_cpu_offload / sequential offload): move it to one "
-            "device with pipe.to('cuda') instead; adcli's --low-vram does its own offloading"
-        )
-    parameter = next(unet.parameters())
-    return Backend(
-        arch=arch, unet=unet, vae=vae, scheduler=DDIMScheduler.from_config(pipe.scheduler.config),
-        tokenizers=tokenizers, text_encoders=encoders, device=parameter.device, dtype=parameter.dtype,
-        source=source or getattr(pipe, "name_or_path", None) or type(pipe).__name__, shared=True,
+    parameter = next(denoiser.parameters())
+    name = source or getattr(pipe, "name_or_path", None) or type(pipe).__name__
+    return backend_from_components(
+        arch, components, device=parameter.device, dtype=parameter.dtype, source=name, place=False, shared=True
     )
 
 
@@ -128,7 +116,7 @@ def _hook_dicts(module: torch.nn.Module) -> list[dict]:
 
 
 def _modules_of(backend: Backend) -> list[torch.nn.Module]:
-    parts = [backend.unet, backend.vae, *backend.text_encoders, backend.controlnet]
+    parts = [backend.denoiser, backend.vae, *backend.text_encoders, backend.controlnet]
     unique: dict[int, torch.nn.Module] = {}
     for part in parts:
         if part is not None:

@@ -1,8 +1,9 @@
-"""Loading SD1.5/SDXL from one original-layout `.safetensors` checkpoint (as Civitai-style files come).
+"""Loading a model from one original-layout `.safetensors` checkpoint (as Civitai-style files come).
 
-diffusers converts the weights itself (``from_single_file``); it still needs the diffusers configs
-of the architecture (``config``: a local diffusers folder or a hub id; by default its hub repos),
-which is what fails offline. Every failure here becomes one ``ModelLoadError`` line.
+diffusers converts the weights itself (the pipeline's ``from_single_file``); it still needs the
+diffusers configs of the architecture (``config``: a local diffusers folder or a hub id; by
+default its hub repos), which is what fails offline. Each architecture says which pipeline class
+and parts (``Architecture.load_single_file``); every failure here becomes one ``ModelLoadError`` line.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import torch
 
 from adcli.engine.probe import detect_arch, read_safetensors_header
 from adcli.engine.quiet import quiet_loading
-from adcli.errors import ModelLoadError
+from adcli.errors import ModelLoadError, setting
 
 __all__ = ["detect_arch", "load_single_file_components", "load_single_file_vae", "quiet_loading"]
 
 _CONFIG_HINT = (
-    "pass --model-config with a local diffusers folder of the same architecture, "
+    f"pass {setting('model_config')} with a local diffusers folder of the same architecture, "
     "or run once with network to fill the Hugging Face cache"
 )
 def _check_config(config: str | None) -> None:
@@ -38,7 +39,7 @@ def _load_error(path, config, err: Exception) -> ModelLoadError:
     if isinstance(err, network) or (isinstance(err, OSError) and not (config and os.path.isdir(config))):
         where = f"config {config!r}" if config else "diffusers' default configs from the Hugging Face hub"
         return ModelLoadError(f"cannot load {path}: {where} not available ({detail}); {_CONFIG_HINT}")
-    return ModelLoadError(f"cannot load {path} (does --model-config match its architecture?): {detail}")
+    return ModelLoadError(f"cannot load {path} (does {setting('model_config')} match its architecture?): {detail}")
 
 
 def _check_loaded(path, name: str, module) -> None:
@@ -47,25 +48,16 @@ def _check_loaded(path, name: str, module) -> None:
         raise ModelLoadError(f"{path} has no (or incomplete) weights for the {name}; it cannot be used alone")
 
 
-def load_single_file_components(path, *, arch: str, config: str | None, dtype, local_files_only: bool) -> dict:
-    """unet, vae, text encoder(s), tokenizer(s) and a DDIM scheduler from one checkpoint file."""
-    with quiet_loading():  # the first import of the pipelines warns about torchvision
-        from diffusers import DDIMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
-
-    found = detect_arch(path)
-    if found != arch:
-        raise ModelLoadError(f"{path} is an {found} checkpoint, not {arch}")
+def load_single_file_components(
+    path, *, pipeline_class, names, extra: dict, config: str | None, dtype, local_files_only: bool
+) -> dict:
+    """The parts ``names`` (and the scheduler) of ``pipeline_class`` read from one checkpoint file;
+    ``extra``: pipeline parts AD does not use, passed as None."""
+    read_safetensors_header(path)  # a truncated or foreign file fails here, in one line
     _check_config(config)
-    if arch == "sd15":
-        cls, names = StableDiffusionPipeline, ["unet", "vae", "text_encoder", "tokenizer"]
-        extra = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
-    else:
-        cls = StableDiffusionXLPipeline
-        names = ["unet", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2"]
-        extra = {"image_encoder": None, "feature_extractor": None}
     with quiet_loading():
         try:
-            pipe = cls.from_single_file(
+            pipe = pipeline_class.from_single_file(
                 str(path), config=config, torch_dtype=dtype, local_files_only=local_files_only, **extra
             )
         except torch.OutOfMemoryError:
@@ -75,7 +67,7 @@ def load_single_file_components(path, *, arch: str, config: str | None, dtype, l
     components = {name: getattr(pipe, name) for name in names}
     for name, module in components.items():
         _check_loaded(path, name, module)
-    components["scheduler"] = DDIMScheduler.from_config(pipe.scheduler.config)
+    components["scheduler"] = pipe.scheduler
     return components
 
 

@@ -10,9 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+
+from adcli.errors import InputError, setting
+
+if TYPE_CHECKING:
+    from adcli.engine.backend import Backend
 
 AXES = ("none", "x", "y", "xy")
 
@@ -56,7 +62,7 @@ def seamless(modules: Iterable[torch.nn.Module], axes: str) -> Iterator[int]:
     Yields how many convolutions were changed. Everything is restored in ``finally``.
     """
     if axes not in AXES:
-        raise ValueError(f"tiling axes must be one of {', '.join(AXES)}, got {axes!r}")
+        raise InputError(f"{setting('tile')} must be one of {', '.join(AXES)}, got {axes!r}")
     if axes == "none":
         yield 0
         return
@@ -74,6 +80,19 @@ def seamless(modules: Iterable[torch.nn.Module], axes: str) -> Iterator[int]:
             handle.remove()
         for conv, padding in saved:
             conv.padding = padding
+
+
+@contextmanager
+def seamless_model(backend: Backend, axes: str, denoiser: bool = True) -> Iterator[None]:
+    """``backend``'s denoiser (with ``denoiser``; the convolutions its architecture names) and the
+    VAE decoder wrap around in ``axes`` (``none``: unchanged). The encoder is left alone:
+    references are not periodic."""
+    if axes == "none":
+        yield
+        return
+    modules = (backend.arch.circular_modules(backend) if denoiser else []) + [backend.vae.decoder, backend.vae.post_quant_conv]
+    with seamless(modules, axes):
+        yield
 
 
 def seam_steps(pixels: torch.Tensor, axis: str, period: int = 8) -> tuple[float, torch.Tensor]:

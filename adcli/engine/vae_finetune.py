@@ -16,7 +16,7 @@ from diffusers import AutoencoderKL
 
 from adcli.engine.optimize import REPORT_EVERY
 from adcli.engine.progress import Progress, ProgressCallback
-from adcli.errors import InputError, NumericalError
+from adcli.errors import InputError, NumericalError, setting
 
 # Reconstruction is measured on each image's centre, at most this many pixels a side (memory).
 EVAL_SIDE = 512
@@ -133,7 +133,7 @@ def finetune_decoder(
             if (step + 1) % REPORT_EVERY == 0 or step + 1 == steps:
                 value = float(loss.detach()) / 2
                 if not torch.isfinite(torch.tensor(value)):
-                    raise NumericalError(f"the reconstruction loss became {value} at step {step + 1}: try a smaller --lr")
+                    raise NumericalError(f"the reconstruction loss became {value} at step {step + 1}: try a smaller {setting('lr')}")
             if not progress.report(step + 1, None, value):
                 break
     return FinetuneResult(before, reconstruction_l1(vae, images), step + 1, side)

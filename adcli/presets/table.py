@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
+from adcli.engine.defaults import ARCH_NAMES
+
 Dtype = Literal["bf16", "fp16", "fp32"]
 Tile = Literal["none", "x", "y", "xy"]
 
@@ -77,7 +79,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("vae", Optional[str], "A separate VAE for encoding/decoding: diffusers folder (e.g. from `adcli finetune-vae`), hub id or .safetensors file.", loading=True,
                 help_for={"finetune-vae": "Start from this VAE (folder, hub id or .safetensors) instead of the model's."}),
         Setting("loras", tuple[str, ...], "A LoRA to fuse into the model: file, folder or hub id, with an optional :SCALE (default 1.0), e.g. ink.safetensors:0.8. Repeat for several.", loading=True, metavar="LORA[:SCALE]", option="--lora"),
-        Setting("arch", Literal["auto", "sd15", "sdxl"], "sd15 or sdxl: without --model, use that architecture's default model; with --model, check it.", loading=True),
+        Setting("arch", Literal[("auto", *ARCH_NAMES)], f"{' or '.join(ARCH_NAMES)}: without --model, use that architecture's default model; with --model, check it.", loading=True),
         Setting("controlnet", Optional[str], "ControlNet: hub id, diffusers folder or .safetensors file for the model's architecture ('tiny' with a tiny model). Needs --control.", loading=True),
         Setting("dtype", Dtype, "UNet precision on CUDA: bf16, fp16 or fp32. The CPU always uses fp32.", loading=True),
         Setting("device", str, "auto (CUDA if present), cpu, cuda or cuda:N.", loading=True),

@@ -14,8 +14,8 @@ import torch
 from PIL import Image
 
 from adcli.engine.images import fit_longer_side, fit_to_pixels, open_rgb, to_pil, to_tensor
-from adcli.engine.models import Backend
-from adcli.engine.tiling import seamless
+from adcli.engine.backend import Backend
+from adcli.engine.tiling import seamless_model
 from adcli.errors import InputError
 from adcli.presets import SizeSpec
 
@@ -52,10 +52,8 @@ def source_files(sources: Sequence[ImageSource]) -> tuple[Path, ...]:
 
 
 def native_size(backend: Backend) -> tuple[int, int]:
-    """The model's own output size (UNet sample size × 8): 512² SD1.5, 1024² SDXL."""
-    sample = backend.unet.config.sample_size
-    height, width = (sample, sample) if isinstance(sample, int) else sample
-    return width * backend.vae_scale_factor, height * backend.vae_scale_factor
+    """The model's own output size, as its architecture knows it (512² SD1.5, 1024² SDXL)."""
+    return backend.native_size()
 
 
 def resolve_size(spec: SizeSpec, native: tuple[int, int], aspect_of: tuple[int, int] | None = None) -> tuple[int, int]:
@@ -97,7 +95,7 @@ class ImageCache:
         return self._remember(self._images, key, open_rgb(source))
 
     def latents(self, backend: Backend, source: ImageSource, size: tuple[int, int]) -> torch.Tensor:
-        """(1, 4, h, w) latent of ``source`` resized to ``size`` = (width, height)."""
+        """(1, C, h, w) latent of ``source`` resized to ``size`` = (width, height)."""
         key = (source_key(source), size)
         if key in self._latents:
             self._latents.move_to_end(key)
@@ -105,14 +103,14 @@ class ImageCache:
         return self._remember(self._latents, key, backend.encode_images(to_tensor(self.image(source), size)))
 
     def references(self, backend: Backend, sources: Sequence[ImageSource], output_size: tuple[int, int]) -> torch.Tensor:
-        """(R, 4, h, w) latents of a reference set, all at the first reference's aspect ratio and the
+        """(R, C, h, w) latents of a reference set, all at the first reference's aspect ratio and the
         output's pixel count (several references share one tensor)."""
         size = reference_size(self.image(sources[0]).size, output_size)
         return torch.cat([self.latents(backend, source, size) for source in sources])
 
 
 def decode_all(backend: Backend, latents: torch.Tensor) -> list[Image.Image]:
-    """Each latent of the batch (B, 4, h, w) as its own picture."""
+    """Each latent of the batch (B, C, h, w) as its own picture."""
     return [to_pil(backend.decode_latents(latents[i : i + 1])[0]) for i in range(latents.shape[0])]
 
 
@@ -132,14 +130,10 @@ def require_files(paths: Sequence[ImageSource], what: str) -> list[ImageSource]:
 
 
 @contextmanager
-def tiled(backend: Backend, axes: str, unet: bool = True) -> Iterator[None]:
-    """The UNet's (with ``unet``) and the VAE decoder's convolutions wrap around in ``axes``
+def tiled(backend: Backend, axes: str, denoiser: bool = True) -> Iterator[None]:
+    """The denoiser's (with ``denoiser``) and the VAE decoder's convolutions wrap around in ``axes``
     (``none``: unchanged). The encoder is left alone: references are not periodic."""
-    if axes == "none":
-        yield
-        return
-    modules = ([backend.unet] if unet else []) + [backend.vae.decoder, backend.vae.post_quant_conv]
-    with seamless(modules, axes):
+    with seamless_model(backend, axes, denoiser):
         yield
 
 

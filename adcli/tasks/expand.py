@@ -23,7 +23,7 @@ def run_expand(
     callback: ProgressCallback | None = None,
 ) -> list[Image.Image]:
     """One expansion per item, from its own seed. The references keep their aspect ratio at one
-    window's pixel count (64 latents = 512 px on SD1.5), the size the UNet was trained on."""
+    window's pixel count (64 latents = 512 px on SD1.5), the size the denoiser was trained on."""
     backend, cache = model.backend, model.cache
     size = settings.size_spec().exact
     side = settings.window * backend.vae_scale_factor
@@ -40,7 +40,7 @@ def run_expand(
             backend, guide, config, size=size, generator=torch.Generator("cpu").manual_seed(seed), callback=callback
         )
         # the windows wrapped; the decoder must too, or the VAE would paint a seam at the edges
-        with tiled(backend, settings.tile, unet=False):
+        with tiled(backend, settings.tile, denoiser=False):
             images.extend(decode_all(backend, latents))
     return images
 

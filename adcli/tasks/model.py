@@ -8,10 +8,11 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-from adcli.engine.compile import compile_unet
+from adcli.engine.compile import compile_denoiser
 from adcli.engine.device import resolve_device, resolve_dtype
 from adcli.engine.lowvram import enable_low_vram
-from adcli.engine.models import Backend, load_backend
+from adcli.engine.backend import Backend
+from adcli.engine.models import load_backend
 from adcli.presets import parse_lora_spec
 from adcli.tasks.common import ImageCache
 
@@ -32,7 +33,8 @@ class Model:
 
     @property
     def arch(self) -> str:
-        return self.backend.arch
+        """The architecture's name (``sd15``, …), as metadata records it."""
+        return self.backend.arch.name
 
     def record(self, metadata: dict[str, Any], image: Any) -> dict[str, Any]:
         """A job's metadata completed with what only the run knows: the model's architecture, the
@@ -56,9 +58,9 @@ def open_model(loading: dict[str, Any], device_name: str | None = None) -> Model
     if loading.get("low_vram"):
         enable_low_vram(backend)
     if loading.get("compile"):
-        compile_unet(backend.unet)
+        compile_denoiser(backend.denoiser)
     recorded = {key: loading[key] for key in LOADING_KEYS if loading.get(key) is not None}
-    return Model(backend, {**recorded, "arch": backend.arch, "lora_files": [info.as_dict() for info in backend.loras]})
+    return Model(backend, {**recorded, "arch": backend.arch.name, "lora_files": [info.as_dict() for info in backend.loras]})
 
 
 def loading_settings(settings: Any) -> dict[str, Any]:

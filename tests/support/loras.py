@@ -24,7 +24,7 @@ TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
 def lora_layers(arch: str, seed: int = 1, text_encoder: bool = True) -> dict[str, dict[str, torch.Tensor]]:
     """peft-format LoRA weights for each part of a tiny ``arch`` model: {"unet": …, "text_encoder": …}."""
-    components = build_tiny_components(arch)
+    components = build_tiny_components({"sd15": "tiny", "sdxl": "tiny-sdxl"}[arch])
     parts = {"unet": (components["unet"], UNET_TARGETS)}
     if text_encoder:
         parts["text_encoder"] = (components["text_encoder"], TEXT_TARGETS)

@@ -7,8 +7,9 @@ from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipe
 from diffusers.models.attention_processor import AttnProcessor
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from adcli.engine.attention import self_attention_names
-from adcli.engine.tiny import tiny_scheduler, tiny_tokenizer
+from adcli.engine.archs.unet_attention import self_attention_names
+from adcli.engine.archs.tiny_unets import tiny_scheduler
+from adcli.engine.tiny import tiny_tokenizer
 
 TEXT = 40
 
