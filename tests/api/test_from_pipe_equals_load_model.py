@@ -26,10 +26,9 @@ def files(tmp_path_factory):
     return {"content": image(folder / "content.png", 1, (48, 32)), "style": image(folder / "style.png", 2)}
 
 
-@pytest.fixture(scope="module", params=[("sd15", "tiny"), ("sdxl", "tiny-sdxl")], ids=["sd15", "sdxl"])
+@pytest.fixture(scope="module", params=["tiny", "tiny-sdxl"], ids=["sd15", "sdxl"])
 def models(request):
-    arch, name = request.param
-    return adcli.from_pipe(tiny_pipeline(arch)), adcli.load_model(name, device="cpu")
+    return adcli.from_pipe(tiny_pipeline(request.param)), adcli.load_model(request.param, device="cpu")
 
 
 @pytest.mark.parametrize("call", list(CALLS))
@@ -42,7 +41,7 @@ def test_an_sdxl_pipeline_serves_new_prompts_call_after_call(files):
     """transformers hooks a text encoder for its hidden states on the first call that asks for them;
     the session that gives the pipeline back removes hooks it added, and must let them be added
     again (it once left the encoder marked as hooked with no hooks: the second prompt failed)."""
-    pipe = tiny_pipeline("sdxl")
+    pipe = tiny_pipeline("tiny-sdxl")
     model = adcli.from_pipe(pipe)
     for prompt in ("a cat", "a dog"):
         assert adcli.t2i(model, prompt, files["style"], steps=1, ad_iterations=0, size="32x32")[0].size == (32, 32)
