@@ -47,6 +47,7 @@ def test_style_transfer_through_the_api_equals_the_cli(model, files, tmp_path):
     assert stored["seed"] == read_metadata(out)["seed"]
 
 
+@pytest.mark.slow
 def test_appearance_texture_and_expand_equal_the_cli(model, files, tmp_path):
     appearance = adcli.appearance(model, files["content"], files["style"], iterations=2, size="48x48")
     assert run("appearance", files["content"], "--appearance", files["style"], "--model", "tiny", "--iterations", "2",
@@ -164,6 +165,7 @@ def test_from_pipe_shares_the_pipeline_and_leaves_it_as_it_was(files):
     assert [p.requires_grad for p in pipe.unet.parameters()] == grads
 
 
+@pytest.mark.slow
 def test_a_lora_changes_the_result_and_scale_zero_does_not(files, tmp_path):
     from tests.support.loras import lora_layers, save_kohya_lora
 
@@ -186,7 +188,7 @@ def test_label_maps_in_memory_work_like_files(model):
     from the files'; arrays and PIL images of the same maps give the same texture."""
     from pathlib import Path
 
-    masks = Path(__file__).resolve().parents[1] / "samples" / "masks"
+    masks = Path(__file__).resolve().parents[2] / "samples" / "masks"
     files = {name: masks / f"{name}.png" for name in ("source_texture", "source_labels", "target_labels")}
     arrays = {name: np.asarray(Image.open(path).convert("RGB")) for name, path in files.items()}
     settings = {"iterations": 2, "size": "48"}

@@ -14,7 +14,7 @@ from PIL import Image
 
 from tests.support.loras import lora_layers, save_kohya_lora
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def api_blocks() -> list[str]:
@@ -86,6 +86,7 @@ def test_the_section_has_the_examples_the_issue_asks_for():
         check_for(block)  # each block has exactly one check of what it claims
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(api_blocks())))
 def test_readme_python_block_runs_and_does_what_it_says(index, tmp_path, monkeypatch, capsys):
     shutil.copytree(ROOT / "samples", tmp_path / "samples")

@@ -10,6 +10,8 @@ import pytest
 from adcli.outputs.files import read_metadata
 from tests.support.batch_helpers import image, pixels, pngs, run
 
+pytestmark = [pytest.mark.slow]
+
 CASES = {
     "style-transfer": lambda root: ["style-transfer", root / "contents", "--style", root / "styles",
                                     "--size", "64", "--iterations", "3"],

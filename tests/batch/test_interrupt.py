@@ -15,6 +15,8 @@ import pytest
 from adcli.outputs.files import read_metadata
 from tests.support.batch_helpers import image, pixels, report_lines, run
 
+pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
+
 COUNT = 5
 ARGS = ["--num-images", str(COUNT), "--model", "tiny", "--size", "64x64", "--iterations", "6"]
 

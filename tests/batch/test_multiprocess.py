@@ -9,8 +9,12 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from adcli.outputs.files import read_metadata
 from tests.support.batch_helpers import image, report_lines
+
+pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
 
 COUNT = 5
 

@@ -21,6 +21,7 @@ def files(tmp_path):
     return tmp_path, contents, style
 
 
+@pytest.mark.slow
 def test_resume_skips_done_jobs_and_reruns_changed_ones(files):
     root, contents, style = files
     out, report = root / "out", root / "run.jsonl"
@@ -50,6 +51,7 @@ def test_resume_skips_done_jobs_and_reruns_changed_ones(files):
     assert len(pngs(out)) == 7
 
 
+@pytest.mark.slow
 def test_a_job_alone_in_a_list_and_in_one_unet_batch_gives_the_same_pixels(files):
     root, contents, style = files
     assert run("style-transfer", contents[1], "--style", style, "-o", root / "alone", *TINY).exit_code == 0
@@ -179,6 +181,7 @@ def test_a_corrupted_safetensors_model_is_one_line_and_nothing_is_written(files)
     assert pngs(root / "out") == []
 
 
+@pytest.mark.slow
 def test_info_prints_the_stored_settings_and_rerun_reproduces_the_image(files):
     root, contents, style = files
     assert run("texture", "-r", style, "--num-images", "2", "--seed", "3", "-o", root / "out", *TINY).exit_code == 0

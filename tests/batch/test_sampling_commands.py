@@ -24,6 +24,7 @@ def inputs(tmp_path):
     return tmp_path, prompts
 
 
+@pytest.mark.slow
 def test_t2i_prompts_times_a_style_folder_named_resumed_and_rerun_when_changed(inputs):
     root, prompts = inputs
     out, report = root / "out", root / "run.jsonl"
@@ -64,6 +65,7 @@ def test_t2i_dry_run_lists_jobs_without_loading_a_model(inputs, monkeypatch):
     assert not (root / "out").exists()
 
 
+@pytest.mark.slow
 def test_manifests_for_t2i_and_expand(inputs):
     root, _ = inputs
     t2i = root / "t2i.csv"
@@ -112,7 +114,7 @@ def test_rerun_reproduces_t2i_and_expand_outputs(inputs, command):
 
 
 def test_rerun_reproduces_a_masked_texture(tmp_path):
-    masks = Path(__file__).resolve().parents[1] / "samples" / "masks"
+    masks = Path(__file__).resolve().parents[2] / "samples" / "masks"
     original = tmp_path / "masked.png"
     args = ["texture", "-r", masks / "source_texture.png", "--source-mask", masks / "source_labels.png",
             "--target-mask", masks / "target_labels.png", "--model", "tiny", "--size", "64x64", "--iterations", "2", "-q"]

@@ -26,7 +26,7 @@ from benchmarks.cases import Case, Measurement
 from benchmarks.report import make_rows, markdown
 
 LAYERS = (-6, -5, -4, -3, -2, -1)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -93,6 +93,7 @@ def test_baseline_gives_the_engines_losses_on_sdxl():
     assert_same_losses(baseline, engine)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch, adain", [("tiny", False), ("tiny-sdxl", True)])
 def test_literal_algorithm2_gives_the_engines_losses_and_latents(sd15, arch, adain):
     """Same seed, same per-step losses and final latent: texture sampling (no prompt) on SD1.5,
@@ -116,6 +117,7 @@ def test_literal_algorithm2_gives_the_engines_losses_and_latents(sd15, arch, ada
     torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_literal_multidiffusion_gives_the_engines_losses_and_latents(sd15):
     """Six overlapping windows (128×96 px, window 8, stride 4): one window per engine batch gives
     the same per-window losses and latent; batched windows the same latent as one at a time."""
@@ -174,6 +176,7 @@ def test_low_vram_keeps_the_result_and_restores_the_model(sd15):
     "arch, side, forward, forward_backward",
     [("sd15", 64, 0.80, 1.73), ("sdxl", 128, 6.76, 14.2)],
 )
+@pytest.mark.slow
 def test_full_size_architectures_cost_what_the_published_models_cost(arch, side, forward, forward_backward):
     """The configs each architecture holds (``published_configs``) are the published ones: their FLOPs at 512²
     (SD1.5) and 1024² (SDXL) are the published architectures' (counted on the meta device)."""
@@ -194,6 +197,8 @@ def test_full_size_architectures_cost_what_the_published_models_cost(arch, side,
     assert counter.get_total_flops() / 1e12 == pytest.approx(forward_backward, rel=0.01)
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_cpu_bench_runs_and_writes_its_table(tmp_path):
     command = [sys.executable, "-m", "benchmarks.run", "--device", "cpu", "--iterations", "2", "--repeat", "1",
                "--warmup", "1", "--only", "style-transfer engine", "--only", "style-transfer baseline",
@@ -218,6 +223,8 @@ def test_cpu_bench_runs_and_writes_its_table(tmp_path):
     assert table in done.stdout
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_cpu_bench_sampling_rows(tmp_path):
     """Texture sampling and expansion against their literal baselines: one reference pass per
     step for the engine, one per window and iteration for the baseline."""

@@ -10,12 +10,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from benchmarks.gpu_check import KEY_ROWS
 from benchmarks.gpu_commands import commands, image_problem
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_gpu_check_on_a_cpu_runs_every_step_and_writes_its_table(tmp_path):

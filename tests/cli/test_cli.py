@@ -52,6 +52,7 @@ def test_style_transfer_writes_png_with_settings(cli, images, tmp_path):
     assert isinstance(meta["seed"], int)
 
 
+@pytest.mark.slow
 def test_appearance_and_texture_write_into_a_folder(cli, images, tmp_path):
     structure, reference = images
     out = tmp_path / "out"
@@ -74,6 +75,7 @@ def test_multiple_styles_are_one_multi_reference_job(cli, images, tmp_path):
     assert read_metadata(written)["inputs"]["style"] == [str(style), str(other)]
 
 
+@pytest.mark.slow
 def test_never_overwrites_silently(cli, images, tmp_path):
     content, style = images
     out = tmp_path / "out"
@@ -88,6 +90,7 @@ def test_never_overwrites_silently(cli, images, tmp_path):
     assert read_metadata(target)["task"] == "style-transfer"
 
 
+@pytest.mark.slow
 def test_same_seed_same_pixels(cli, images, tmp_path):
     _, reference = images
     paths = [tmp_path / f"{i}.png" for i in range(3)]
@@ -200,7 +203,7 @@ def test_make_demo_is_rerunnable():
     `make demo` leaves no NAME-1.png copies beside the first run's."""
     from pathlib import Path
 
-    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text(encoding="utf-8")
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text(encoding="utf-8")
     recipe = makefile.split("\ndemo:", 1)[1].split("\n\n", 1)[0]
     writing = [line for line in recipe.splitlines() if "$(RUN)" in line and " -o " in line]
     assert len(writing) >= 10

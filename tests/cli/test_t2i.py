@@ -89,6 +89,7 @@ def test_t2i_writes_png_with_every_sampler_option_in_metadata(tmp_path, style, m
         assert option in settings
 
 
+@pytest.mark.slow
 def test_zero_ad_iterations_changes_only_the_guidance(tmp_path, style):
     paths = {}
     for iterations in ("0", "1"):
@@ -102,6 +103,7 @@ def test_zero_ad_iterations_changes_only_the_guidance(tmp_path, style):
     assert not np.array_equal(pixels["0"], pixels["1"])
 
 
+@pytest.mark.slow
 def test_prompts_file_gives_one_image_per_line_and_encodes_the_style_once(tmp_path, style, monkeypatch):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a cat\n\na dog on a hill\n  a red house  \n", encoding="utf-8")
@@ -127,6 +129,7 @@ def test_layout_starts_from_the_layout_and_is_recorded(tmp_path, style):
     assert meta["inputs"]["layout"] == str(layout) and meta["settings"]["strength"] == 0.5
 
 
+@pytest.mark.slow
 def test_controlnet_changes_the_image(tmp_path, style):
     control = image(tmp_path / "edges.png", seed=4)
     base = ["t2i", "a cat", "--style", style, "--model", "tiny-sdxl", "--steps", "2", "--ad-iterations", "0", "--quiet"]
@@ -166,6 +169,7 @@ def test_controlnet_without_control_image_is_a_clear_error(tmp_path, style):
     assert "--controlnet" in line
 
 
+@pytest.mark.slow
 def test_control_image_of_another_size_is_resized_to_the_output(tmp_path, style):
     """A 96×64 control image with a 64×64 output, exact and auto (the tiny model's native size)."""
     control = image(tmp_path / "edges.png", size=(96, 64))
@@ -177,6 +181,7 @@ def test_control_image_of_another_size_is_resized_to_the_output(tmp_path, style)
         assert Image.open(out).size == (64, 64) and read_metadata(out)["size_used"] == "64x64"
 
 
+@pytest.mark.slow
 def test_the_control_image_is_stretched_to_the_output_as_diffusers_does(tmp_path, style):
     """The control image reaches the ControlNet resized to the output: a 96×64 image gives what the
     same image stretched to 64×64 by hand gives, and another image gives another picture.

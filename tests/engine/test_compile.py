@@ -15,6 +15,7 @@ from adcli.engine.features import Guide
 from adcli.engine.models import load_backend
 
 
+@pytest.mark.slow
 def test_compiled_denoiser_gives_the_eager_losses():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -142,6 +142,7 @@ def test_optimization_is_deterministic_and_lambda_weighs_the_content(tiny_sd15):
     runs = [run(0.25) for _ in range(2)]
     assert torch.equal(runs[0], runs[1])
     assert not torch.equal(runs[0], start)
-    distance = {weight: float((run(weight) - start).abs().mean()) for weight in (0.0, 50.0)}
-    assert not torch.equal(run(0.0), runs[0])
+    results = {weight: run(weight) for weight in (0.0, 50.0)}
+    assert not torch.equal(results[0.0], runs[0])
+    distance = {weight: float((z - start).abs().mean()) for weight, z in results.items()}
     assert distance[50.0] < distance[0.0]  # a heavy content term keeps the latent nearer the content

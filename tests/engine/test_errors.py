@@ -13,7 +13,7 @@ from adcli.engine.attention import select_layers
 from adcli.errors import InputError
 from adcli.presets import SETTINGS
 
-ENGINE = Path(__file__).resolve().parents[1] / "adcli" / "engine"
+ENGINE = Path(__file__).resolve().parents[2] / "adcli" / "engine"
 FLAG = re.compile(r"--[a-z]")
 
 

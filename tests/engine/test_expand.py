@@ -210,6 +210,7 @@ def test_bad_window_settings_are_one_line_errors(cli, images):
     assert result.exit_code == 2 and "stride (9) must not be larger than the window (8)" in result.stderr
 
 
+@pytest.mark.slow
 def test_tiled_expansion_wraps(cli, images, tmp_path):
     _, reference = images
     ratios = {}

@@ -14,6 +14,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 
 CHILD = textwrap.dedent('''
     import json, os, sys, time
@@ -52,6 +53,8 @@ def save_in_hub_cache(home: Path, repo: str) -> None:
     (folder / "refs" / "main").write_text(revision)
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_unreachable_hub_fails_fast_in_one_line_and_the_cache_still_serves(tmp_path):
     save_in_hub_cache(tmp_path / "hf", "adcli-test/cached-tiny")
     silent = socket.socket()  # accepts connections and never answers: a hub that hangs
@@ -67,7 +70,7 @@ def test_unreachable_hub_fails_fast_in_one_line_and_the_cache_still_serves(tmp_p
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")} | {"HF_HOME": str(tmp_path / "hf")}
     try:
         child = subprocess.run([sys.executable, "-c", CHILD, json.dumps(attempts)], env=env, capture_output=True,
-                               text=True, timeout=240, cwd=Path(__file__).resolve().parents[1])
+                               text=True, timeout=240, cwd=Path(__file__).resolve().parents[2])
     finally:
         silent.close()
     assert child.returncode == 0, child.stderr
@@ -81,7 +84,7 @@ def test_unreachable_hub_fails_fast_in_one_line_and_the_cache_still_serves(tmp_p
 
 
 def test_a_missing_local_folder_is_not_taken_for_a_hub_id(cli, images, tmp_path):
-    from tests.test_cli import one_line_error
+    from tests.support.batch_helpers import one_line_error
 
     _, reference = images
     for option in ("--vae", "--model"):

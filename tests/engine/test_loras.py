@@ -59,6 +59,7 @@ def test_fused_weights_are_scale_times_b_a(sd15_lora):
         torch.testing.assert_close(after, before + 0.5 * up @ down)
 
 
+@pytest.mark.slow
 def test_kohya_format_fuses_like_the_diffusers_format(sd15_lora, tmp_path):
     """kohya's alpha scales by alpha/rank: alpha = rank/2 at scale 1 is the diffusers file at scale 0.5."""
     path, kohya, layers = sd15_lora
@@ -70,6 +71,7 @@ def test_kohya_format_fuses_like_the_diffusers_format(sd15_lora, tmp_path):
             torch.testing.assert_close(r, p, msg=name)
 
 
+@pytest.mark.slow
 def test_an_sdxl_lora_on_an_sd15_model_is_a_one_line_error(tmp_path):
     path = save_diffusers_lora(lora_layers("sdxl", text_encoder=False), tmp_path, "sdxl")
     with pytest.raises(ModelLoadError, match="another architecture") as error:
@@ -84,6 +86,7 @@ def test_an_sdxl_lora_with_text_encoder_2_weights_on_sd15_names_the_part(tmp_pat
     assert str(path) in str(error.value)
 
 
+@pytest.mark.slow
 def test_an_sdxl_lora_on_tiny_sdxl(tmp_path, tiny_sdxl):
     path = save_diffusers_lora(lora_layers("sdxl"), tmp_path, "sdxl")
     backend = load_backend("tiny-sdxl", device=CPU, dtype=torch.float32, loras=[(str(path), 1.0)])

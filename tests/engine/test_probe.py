@@ -86,6 +86,7 @@ def test_a_hub_id_only_when_its_configs_are_cached(saved, tmp_path, monkeypatch)
     assert probe_model("someone/not-downloaded") is None
 
 
+@pytest.mark.subprocess
 def test_probing_imports_neither_torch_nor_diffusers():
     code = "import sys, adcli.engine.probe as p; p.probe_model('tiny'); print('torch' in sys.modules or 'diffusers' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

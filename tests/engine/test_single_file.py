@@ -61,6 +61,7 @@ def test_sd15_round_trip(sd15):
     assert loaded["tokenizer"]("a cat").input_ids == components["tokenizer"]("a cat").input_ids
 
 
+@pytest.mark.slow
 def test_sdxl_round_trip(sdxl):
     components, path, config = sdxl
     assert detect_arch(path) == "sdxl"

@@ -16,7 +16,7 @@ from adcli.engine.models import load_backend
 from adcli.engine.tiling import seam_ratio, seam_steps, seamless
 from adcli.outputs.files import read_metadata
 
-BRICK = Path(__file__).resolve().parents[1] / "samples" / "style" / "brick.jpg"
+BRICK = Path(__file__).resolve().parents[2] / "samples" / "style" / "brick.jpg"
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +125,7 @@ def read_pixels(path: Path) -> torch.Tensor:
         return torch.from_numpy(np.array(image, dtype=np.float32) / 255).permute(2, 0, 1)  # (3, H, W)
 
 
+@pytest.mark.slow
 def test_texture_with_tile_x_wraps_around(tmp_path):
     """`adcli texture --tile x` on the tiny model: the seam is no larger than the interior's steps."""
     args = ["texture", "-r", BRICK, "--model", "tiny", "--size", "128x64", "--iterations", "10", "--quiet"]

@@ -1,6 +1,6 @@
 """Every command's output on the tiny SD1.5 and SDXL models, recorded before the engine moved.
 
-``python -m tests.golden.record`` writes ``tests/golden/<case>.png``; ``tests/test_golden.py``
+``python -m tests.golden.record`` writes ``tests/golden/<case>.png``; ``tests/golden/test_golden.py``
 makes each case again and compares. A case is a plain call of the public API (which equals the
 CLI pixel for pixel): the model, the command and its settings, all explicit, so that a change of
 a built-in default does not count as a change of the engine.

@@ -12,6 +12,8 @@ from adcli.outputs.files import read_metadata
 from tests.support.batch_helpers import run
 from tests.support.commands import COMMANDS, write_inputs
 
+pytestmark = [pytest.mark.slow]
+
 FORMATS = ("png", "jpg", "webp")
 
 

@@ -9,12 +9,13 @@ import pytest
 from PIL import Image
 
 from adcli.outputs.files import read_metadata
-from tests.test_cli import one_line_error
+from tests.support.batch_helpers import one_line_error
 
 FAST = ["--model", "tiny", "--size", "64x64", "--iterations", "2", "--quiet"]
 PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".jpg", ".jpeg", ".webp", ".png"])
 def test_a_file_output_is_written_in_its_suffix_format_with_the_settings(cli, images, tmp_path, suffix):
     content, style = images
@@ -46,6 +47,7 @@ def test_format_picks_the_format_of_folder_outputs_and_resume_finds_them(cli, im
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [made.rsplit("/", 1)[-1]]
 
 
+@pytest.mark.slow
 def test_quality_trades_size_for_fidelity(cli, images, tmp_path):
     content, style = images
     sizes = {}

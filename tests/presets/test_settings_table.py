@@ -124,6 +124,7 @@ def _imported_after(code: str) -> str:
     return subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
 
 
+@pytest.mark.subprocess
 def test_version_help_and_info_do_not_import_the_model_libraries(tmp_path):
     code = (
         "from typer.testing import CliRunner\nfrom adcli.cli.app import app\nr = CliRunner()\n"

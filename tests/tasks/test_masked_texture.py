@@ -16,7 +16,7 @@ from adcli.tasks import masked_texture
 from adcli.tasks.model import open_model
 from adcli.outputs.files import read_metadata
 
-SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "masks"
+SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "masks"
 REFERENCE = SAMPLES / "source_texture.png"
 SOURCE = SAMPLES / "source_labels.png"
 TARGET = SAMPLES / "target_labels.png"  # 384×256, red with a blue disc
@@ -101,6 +101,7 @@ def test_mask_mistakes_are_one_line_errors_and_write_nothing(tmp_path, case, exp
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_label_maps_are_read_once_for_all_images_of_a_run(tmp_path, monkeypatch):
     """Three images, each built into a job and then made: the maps are read and checked once."""
     import shutil

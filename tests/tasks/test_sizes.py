@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from PIL import Image
 
 from adcli.outputs.files import read_metadata
@@ -23,6 +24,7 @@ def test_without_size_a_photo_keeps_its_aspect_ratio_at_the_native_pixel_count(t
     assert read_metadata(out)["size_used"] == f"{width}x{height}"
 
 
+@pytest.mark.slow
 def test_size_n_sets_the_longer_side_and_wxh_is_exact(tmp_path):
     content, style = image(tmp_path / "tall.png", 1, (48, 72)), image(tmp_path / "s.png", 2)
     longer, exact = tmp_path / "longer.png", tmp_path / "exact.png"

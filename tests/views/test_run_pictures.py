@@ -22,7 +22,7 @@ import adcli.views.watchers as watchers
 from adcli.views.preview import PreviewWriter
 from tests.support.batch_helpers import TINY, image, pixels, run
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_in_terminal(*args: str, timeout: float = 240) -> str:
@@ -50,6 +50,8 @@ def run_in_terminal(*args: str, timeout: float = 240) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_progress_moves_in_a_real_terminal_with_loss_and_eta(tmp_path):
     content, style = image(tmp_path / "c.png", 1), image(tmp_path / "s.png", 2)
     screen = run_in_terminal("style-transfer", str(content), "--style", str(style), "--model", "tiny", "--size", "64x64",
@@ -60,6 +62,8 @@ def test_progress_moves_in_a_real_terminal_with_loss_and_eta(tmp_path):
     assert re.search(r"\d:\d\d:\d\d", screen)  # elapsed time / ETA columns
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_sampling_progress_names_step_and_ad_iteration(tmp_path):
     style = image(tmp_path / "s.png", 2)
     screen = run_in_terminal("t2i", "a house", "--style", str(style), "--model", "tiny", "--size", "64x64",
@@ -113,6 +117,7 @@ class _Page(HTMLParser):
         self.text.append(data)
 
 
+@pytest.mark.slow
 def test_a_batch_writes_an_html_report_and_a_contact_sheet(tmp_path):
     styles = tmp_path / "styles"
     image(styles / "ink.png", 2), image(styles / "oil.png", 3)

@@ -36,6 +36,7 @@ def test_the_registry_lists_sd15_and_sdxl_and_everything_derives_from_it():
         archs.get("flux")
 
 
+@pytest.mark.subprocess
 def test_the_registry_and_its_modules_import_neither_torch_nor_diffusers():
     code = (
         "import sys, adcli.engine.archs as a, adcli.engine.defaults, adcli.engine.probe; "
