@@ -6,6 +6,10 @@ same meaning, defaults and checks; images come back as PIL images carrying their
     model = adcli.load_model("tiny")
     image = adcli.style_transfer(model, "photo.jpg", "painting.png", iterations=200, seed=0)
     adcli.save(image, "result.png")
+
+Every command takes ``size`` as ``(width, height)``, ``"WxH"``, an int (the longer side) or
+``"auto"``. A bad value raises adcli's own error for it (``PresetError``, ``InputError``,
+``ModelLoadError``…: subclasses of ``ValueError``), its message naming the keyword.
 """
 
 from __future__ import annotations
@@ -13,27 +17,26 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-from adcli.engine.defaults import DEFAULT_MODELS
-from adcli.errors import AdcliError
-from adcli.presets import SETTINGS, TASK_KEYS, ResolvedSettings, load_settings
-from adcli.presets.loader import check_value, closest_key
-from adcli.tasks.common import ImageSource, as_list
-from adcli.tasks.jobs import derive_seed
-from adcli.tasks.model import LOADING_KEYS, Model, open_model
+from adcli.errors import render
 from adcli.outputs.files import METADATA_KEY
-from adcli.tasks.registry import make_images, task
 from adcli.outputs.metadata import job_metadata
+from adcli.presets import LOADING_KEYS, SETTINGS, TASK_KEYS, ResolvedSettings, default_model, load_settings, loading_defaults
+from adcli.presets.loader import check_value, closest_key
+from adcli.tasks.inputs import ImageSource, as_list
+from adcli.tasks.jobs import derive_seed
+from adcli.tasks.model import Model, open_model
+from adcli.tasks.registry import make_images, task
 
 __all__ = ["Model", "appearance", "expand", "finetune_vae", "from_pipe", "load_model", "save", "style_transfer", "t2i", "texture"]
 
 Callback = Callable[[dict[str, Any]], "bool | None"]
-_LOAD_DEFAULTS = {"model": DEFAULT_MODELS["sd15"], "dtype": "bf16", "device": "auto"}
 
 
 def _unknown(function: str, key: str, valid: Sequence[str]) -> TypeError:
@@ -48,29 +51,26 @@ def _parse_lora(value: Any) -> str:
     return str(value)
 
 
-def load_model(model: str = _LOAD_DEFAULTS["model"], **options: Any) -> Model:
+def load_model(model: str | None = None, **options: Any) -> Model:
     """Load a model once for any number of calls: a hub id, a local diffusers folder, a single
-    ``.safetensors`` checkpoint, or ``"tiny"`` / ``"tiny-sdxl"``.
+    ``.safetensors`` checkpoint, or ``"tiny"`` / ``"tiny-sdxl"``. With no model, the default
+    model of ``arch`` (``load_model(arch="sdxl")``), else the built-in presets' (SD1.5).
 
     Keywords: ``vae``, ``model_config``, ``loras`` (``[(path, scale), …]`` or ``"path:scale"``),
     ``controlnet``, ``arch``, ``dtype`` (bf16/fp16/fp32), ``device`` (auto/cpu/cuda[:N]),
-    ``compile``, ``low_vram`` — the loading keys of the presets.
+    ``compile``, ``low_vram`` — the loading keys of the presets, with their defaults. A bad value
+    or a model that cannot be loaded raises adcli's error for it (a ``ValueError``).
     """
     valid = [key for key in LOADING_KEYS if key != "model"]
-    values: dict[str, Any] = dict(_LOAD_DEFAULTS, model=model)
+    values: dict[str, Any] = loading_defaults()
     for key, value in options.items():
         if key not in valid:
             raise _unknown("load_model", key, valid)
         if key == "loras":
             value = tuple(_parse_lora(item) for item in as_list(value))
-        try:
-            values[key] = check_value(SETTINGS[key], value, "load_model")
-        except AdcliError as error:
-            raise ValueError(str(error)) from None
-    try:
-        return open_model(values)
-    except AdcliError as error:  # a missing model or LoRA: the same one line the CLI shows
-        raise ValueError(str(error)) from None
+        values[key] = check_value(SETTINGS[key], value, "load_model")
+    values["model"] = check_value(SETTINGS["model"], model, "load_model") if model is not None else default_model(values.get("arch"))
+    return open_model(values)
 
 
 def from_pipe(pipe: Any) -> Model:
@@ -80,16 +80,25 @@ def from_pipe(pipe: Any) -> Model:
     from adcli.engine.pipes import backend_from_pipe, borrowed
 
     name = getattr(getattr(pipe, "config", None), "_name_or_path", None) or type(pipe).__name__
-    try:
-        backend = backend_from_pipe(pipe, source=str(name))
-    except AdcliError as error:
-        raise ValueError(str(error)) from None
+    backend = backend_from_pipe(pipe, source=str(name))
     loaded = {"model": str(name), "arch": backend.arch.name}
     return Model(backend, loaded, session=lambda: borrowed(backend))
 
 
+def _size_text(size: Any) -> Any:
+    """``size`` as the presets write it: ``(512, 384)`` → ``"512x384"``, ``768`` → ``"768"``."""
+    if isinstance(size, (tuple, list)) and len(size) == 2 and all(isinstance(side, int) and not isinstance(side, bool) for side in size):
+        return "{}x{}".format(*size)
+    if isinstance(size, int) and not isinstance(size, bool):
+        return str(size)
+    return size
+
+
 def _resolve(name: str, function: str, model: Model, given: dict[str, Any]) -> ResolvedSettings:
-    """The command's settings: built-in preset ← the model's loading settings ← ``given``."""
+    """The command's settings: built-in preset (with the model's architecture's values) ← the
+    model's loading settings ← ``given``."""
+    if "size" in given:
+        given = {**given, "size": _size_text(given["size"])}
     keys = [key for key in TASK_KEYS[name] if not SETTINGS[key].loading and not SETTINGS[key].run_option]
     for key in given:
         if key in TASK_KEYS[name] and SETTINGS[key].run_option:
@@ -100,10 +109,7 @@ def _resolve(name: str, function: str, model: Model, given: dict[str, Any]) -> R
             raise _unknown(function, key, keys)
     # the model's own loading settings, so that the image records what it was made with
     loaded = {key: model.loaded[key] for key in LOADING_KEYS if key in TASK_KEYS[name] and model.loaded.get(key) is not None}
-    try:
-        resolved = load_settings(name, None, {**loaded, **given}, source=f"adcli.{function}()")
-    except AdcliError as error:
-        raise ValueError(str(error)) from None
+    resolved = load_settings(name, None, {**loaded, **given}, source=f"adcli.{function}()", arch=model.arch)
     return dataclasses.replace(resolved, overrides={k: v for k, v in resolved.overrides.items() if k in given})
 
 
@@ -126,13 +132,17 @@ def _run(name: str, model: Model, resolved: ResolvedSettings, items: list[dict[s
     """Each item as the CLI makes one job: its seed derived the same way, alone, with its metadata."""
     spec = task(name)
     watch, state = _stop_watch(callback)
-    images = []
+    images, notes = [], []
     for item in items:
         if "stopped_at" in state:
             break
-        job = spec.job(resolved, item)
+        inputs = spec.inputs.of(item)
+        job = spec.job(resolved, inputs, None, notes.append)
+        for note in dict.fromkeys(notes):  # a remark on the call (an exact size it cannot keep), once
+            warnings.warn(render(note), UserWarning, stacklevel=3)
+        notes.clear()
         seed = derive_seed(resolved.settings.seed, job.key)
-        image = make_images(model, name, [item], resolved.settings, [seed], watch)[0]
+        image = make_images(model, name, [inputs], resolved.settings, [seed], watch)[0]
         metadata = model.record(job_metadata(resolved, job.inputs, list(job.files), seed), image)
         if "stopped_at" in state:
             metadata["stopped_at_step"] = state["stopped_at"]
@@ -180,8 +190,6 @@ def t2i(model: Model, prompt: str, style: ImageSource | Sequence[ImageSource], *
 def expand(model: Model, reference: ImageSource | Sequence[ImageSource], *, callback: Callback | None = None,
            **settings: Any) -> Image.Image:
     """The texture of ``reference`` grown to ``size`` (``(width, height)`` or ``"WxH"``)."""
-    if isinstance(settings.get("size"), (tuple, list)):
-        settings["size"] = "{}x{}".format(*settings["size"])
     resolved = _resolve("expand", "expand", model, settings)
     return _run("expand", model, resolved, [{"reference": as_list(reference), "image_index": 0}], callback)[0]
 

@@ -23,15 +23,25 @@ def as_keyword(name: str) -> str:
     return name
 
 
+def render(text: str, spell: Callable[[str], str] = as_keyword) -> str:
+    """``text`` with each setting placeholder spelled by ``spell`` (default: the setting's name).
+    Also for remarks that are not errors (a note that a size was adjusted)."""
+    return _SETTING.sub(lambda match: spell(match.group(1)), text)
+
+
 class AdcliError(Exception):
     """A problem the user can fix; its message names the thing and what to do."""
 
     exit_code = 2
 
+    @property
+    def template(self) -> str:
+        """The message with its setting placeholders, for an error that wraps this one."""
+        return super().__str__()
+
     def render(self, spell: Callable[[str], str] = as_keyword) -> str:
         """The message with each setting placeholder spelled by ``spell`` (default: the setting's name)."""
-        text = super().__str__()
-        return _SETTING.sub(lambda match: spell(match.group(1)), text)
+        return render(self.template, spell)
 
     def __str__(self) -> str:
         return self.render()

@@ -5,17 +5,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from adcli.batch.sources import Note, expand_images, once, pair_up, reference_sets
 from adcli.errors import InputError
 from adcli.presets import ResolvedSettings
-from adcli.tasks.expand import expand_job
 from adcli.tasks.jobs import Job
 from adcli.tasks.registry import task
-from adcli.batch.sources import Note, expand_images, pair_up, reference_sets
-from adcli.tasks.t2i import t2i_job
-from adcli.tasks.texture import texture_job
-from adcli.tasks.transfer import APPEARANCE, STYLE_TRANSFER
-
-TRANSFER_ROLES = {"style-transfer": STYLE_TRANSFER, "appearance": APPEARANCE}
 
 
 def transfer_jobs(
@@ -23,13 +17,13 @@ def transfer_jobs(
     pair: str = "product",
 ) -> list[Job]:
     """Every content with every reference set (``product``) or the i-th with the i-th (``zip``)."""
-    roles = TRANSFER_ROLES[name]
-    images = expand_images(contents, f"{roles.content} image", note)
-    sets = reference_sets(references, f"{roles.reference} image", note)
-    build = task(name).job
+    spec = task(name)
+    content_role, reference_role = spec.inputs.role_of_kind("image"), spec.inputs.role_of_kind("images")
+    images = expand_images(contents, f"{content_role} image", note)
+    sets = reference_sets(references, f"{reference_role} image", note)
     return [
-        build(resolved, {roles.content: content, roles.reference: refs})
-        for content, refs in pair_up(images, sets, pair, roles.content, roles.reference)
+        spec.job(resolved, {content_role: content, reference_role: refs})
+        for content, refs in pair_up(images, sets, pair, content_role, reference_role)
     ]
 
 
@@ -42,8 +36,9 @@ def texture_jobs(
     if masks and not references:
         raise InputError("no reference image given: masked synthesis needs --reference (the texture --source-mask labels)")
     sets = [list(references or [])] if masks else reference_sets(references, "reference image", note)
+    build, note = task("texture").job, once(note)
     return [
-        texture_job(resolved, {"reference": refs, "image_index": index, **masks}, numbered=num_images > 1)
+        build(resolved, {"reference": refs, "image_index": index, **masks}, num_images > 1, note)
         for refs in sets
         for index in range(num_images)
     ]
@@ -59,11 +54,12 @@ def t2i_jobs(
     if not prompts:
         raise InputError("no prompt given: pass a PROMPT, or --prompts FILE with one prompt per line")
     sets = reference_sets(styles, "style image", note)
+    build = task("t2i").job
     jobs = []
     for (number, prompt), style_set in pair_up(prompts, sets, pair, "prompt", "style"):
         for index in range(num_images):
             inputs = {"prompt": prompt, "style": style_set, "image_index": index, "layout": layout, "control": control}
-            job = t2i_job(resolved, inputs)
+            job = build(resolved, inputs)
             name = f"{job.fields['prompt']}_{job.fields['style']}"
             if len(prompts) > 1:
                 name = f"{number:03d}_{name}"
@@ -75,8 +71,9 @@ def t2i_jobs(
 
 def expand_jobs(resolved: ResolvedSettings, references: list[Path] | None, note: Note, num_images: int = 1) -> list[Job]:
     """``num_images`` expansions per reference set, each from its own seed."""
+    build = task("expand").job
     return [
-        expand_job(resolved, {"reference": refs, "image_index": index}, numbered=num_images > 1)
+        build(resolved, {"reference": refs, "image_index": index}, num_images > 1)
         for refs in reference_sets(references, "reference image", note)
         for index in range(num_images)
     ]

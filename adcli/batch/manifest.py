@@ -23,7 +23,9 @@ from adcli.errors import AdcliError, InputError, PresetError
 from adcli.presets import SETTINGS, TASK_KEYS, ResolvedSettings, load_settings
 from adcli.presets.loader import MANIFEST_ROW
 from adcli.tasks.jobs import Job
-from adcli.tasks.registry import convert_input, task
+from adcli.batch.sources import once
+from adcli.tasks.jobs import Note
+from adcli.tasks.registry import task
 
 Row = tuple[int, dict[str, Any]]  # (line number, column → value)
 
@@ -105,17 +107,19 @@ def setting_value(annotation: Any, value: Any) -> Any:
     return _scalar(annotation, value)
 
 
-def manifest_jobs(task_name: str, path: Path, preset: Path | None, overrides: dict[str, Any]) -> list[Job]:
+def manifest_jobs(task_name: str, path: Path, preset: Path | None, overrides: dict[str, Any], note: Note | None = None) -> list[Job]:
     """One job per row; each row's settings are the command line's with the row's columns on top.
 
     Rows with the same settings share one resolved settings object: a 10,000-row manifest
     resolves its settings once per distinct combination, not once per row.
     """
     spec = task(task_name)
+    note = once(note) if note is not None else None
     hints = {key: SETTINGS[key].annotation for key in TASK_KEYS[task_name] if not SETTINGS[key].run_option}
-    roles = {role.name: role for role in spec.roles}
+    roles = [role.name for role in spec.roles]
     required = [role.name for role in spec.roles if role.required]
     resolved_for: dict[str, ResolvedSettings] = {}
+    job_for: dict[tuple[str, str], Job] = {}
     jobs = []
     for line, raw in read_manifest(path):
         where = f"manifest {path} line {line}"
@@ -142,7 +146,9 @@ def manifest_jobs(task_name: str, path: Path, preset: Path | None, overrides: di
                 resolved_for[key] = load_settings(task_name, preset, {**overrides, **given}, source=MANIFEST_ROW)
             except AdcliError as error:
                 raise PresetError(f"{where}: {error}") from None
-        inputs = {name: convert_input(roles[name], value, path.parent, where) for name, value in row.items() if name in roles}
-        job = spec.job(resolved_for[key], inputs)
+        same = (key, json.dumps({name: row[name] for name in roles if name in row}, sort_keys=True, default=str))
+        if same not in job_for:  # identical rows (a pair repeated for many seeds) share one job
+            job_for[same] = spec.job(resolved_for[key], spec.inputs.from_stored(row, path.parent, where), None, note)
+        job = job_for[same]
         jobs.append(dataclasses.replace(job, output_name=str(row["name"])) if "name" in row else job)
     return jobs

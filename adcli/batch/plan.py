@@ -6,9 +6,6 @@ dry run shows exactly what a real run would do.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,7 +56,7 @@ class JobResult:
 
     index: int
     name: str
-    status: str  # planned | done | skipped | failed | not-run
+    status: str  # one of batch.status.STATUSES
     output: str | None = None
     seconds: float = 0.0
     error: str | None = None
@@ -106,6 +103,31 @@ def output_suffix(output: Path, image_format: str | None = None) -> tuple[bool, 
     return False, format_suffix(image_format)
 
 
+class UniqueNames:
+    """Output stems made unique within a run, case-insensitively: the second ``cat`` becomes
+    ``cat_2``, the third ``cat_3`` (e.g. a/cat.jpg, b/cat.jpg, c/cat.jpg).
+
+    Each stem remembers the next number to try, so a run of n jobs with one name costs n claims,
+    not n²/2 (a 100,000-row manifest of one pair); the names are those of trying 2, 3, … each time,
+    as every number below the remembered one is taken already.
+    """
+
+    def __init__(self) -> None:
+        self.used: set[str] = set()
+        self.next_number: dict[str, int] = {}
+
+    def claim(self, base: str) -> str:
+        stem = base
+        if stem.lower() in self.used:
+            number = self.next_number.get(base.lower(), 2)
+            while f"{base}_{number}".lower() in self.used:
+                number += 1
+            self.next_number[base.lower()] = number + 1
+            stem = f"{base}_{number}"
+        self.used.add(stem.lower())
+        return stem
+
+
 def plan_jobs(jobs: list[Job], output: Path, name: str | None = None, image_format: str | None = None) -> list[PlannedJob]:
     """Seeds, unique output paths and metadata for ``jobs`` (``image_format``: ``--format``, the
     format of the images written into a folder)."""
@@ -121,38 +143,18 @@ def plan_jobs(jobs: list[Job], output: Path, name: str | None = None, image_form
     template = NameTemplate(name) if name else None
     if template is not None:
         template.check(set(COMMON_FIELDS) | set(jobs[0].fields))
-    used: set[str] = set()
+    names = UniqueNames()
     planned = []
+    metadata_of: dict[tuple[int, int], dict[str, Any]] = {}  # jobs of identical manifest rows share one Job
     for index, job in enumerate(jobs):
         settings = job.settings
         seed = job.seed if job.seed is not None else derive_seed(settings.settings.seed, job.key or job.name)
         if single_file:
             path = output
         else:
-            stem = base = _stem(job, name_fields(job, index, settings, seed), template)
-            number = 1
-            while stem.lower() in used:  # two jobs with the same name (e.g. a/cat.jpg, b/cat.jpg)
-                number += 1
-                stem = f"{base}_{number}"
-            used.add(stem.lower())
-            path = output / f"{stem}{suffix}"
-        metadata = job_metadata(settings, job.inputs, list(job.files), seed)
+            path = output / f"{names.claim(_stem(job, name_fields(job, index, settings, seed), template))}{suffix}"
+        if (id(job), seed) not in metadata_of:
+            metadata_of[id(job), seed] = job_metadata(settings, job.inputs, list(job.files), seed)
+        metadata = metadata_of[id(job), seed]
         planned.append(PlannedJob(index, job, settings, seed, path, single_file, metadata))
     return planned
-
-
-def write_report(path: Path, results: list[JobResult]) -> None:
-    """One JSON line per job (index, name, status, output, seconds, error, seed, rank), written atomically."""
-    lines = "".join(json.dumps(result.as_json(), sort_keys=True) + "\n" for result in sorted(results, key=lambda r: r.index))
-    temporary = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(lines)
-        os.replace(temporary, path)
-    except OSError as error:
-        raise OutputError(f"cannot write the report {path}: {error.strerror or error}") from None
-    finally:
-        if temporary is not None and os.path.exists(temporary):
-            os.unlink(temporary)

@@ -5,25 +5,34 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adcli.engine.images import check_image
-from adcli.engine.probe import probe_model
-from adcli.errors import AdcliError, InputError
 from adcli.batch.plan import PlannedJob
+from adcli.engine.images import check_image
+from adcli.engine.probe import probe_model, require_safetensors_lora
+from adcli.errors import AdcliError, InputError, setting
+from adcli.presets import parse_lora_spec
 
 
 def check_model(settings: object) -> None:
-    """``--arch`` and ``--layers`` against the model's configs, when they can be read without loading."""
+    """``--arch`` and ``--layers`` against the model's configs, when they can be read without
+    loading; local LoRA files are .safetensors."""
+    for spec in getattr(settings, "loras", ()):
+        path = Path(parse_lora_spec(spec)[0]).expanduser()
+        if path.is_file():
+            require_safetensors_lora(path, spec)
     probe = probe_model(settings.model, getattr(settings, "model_config", None))
     if probe is None:
         return
     arch = getattr(settings, "arch", "auto")
     if arch not in (None, "auto") and arch != probe.arch:
-        raise InputError(f"--arch {arch} was asked for, but model {settings.model} is {probe.arch}: pass a matching --model, or drop --arch")
+        raise InputError(
+            f"{setting('arch')} {arch} was asked for, but model {settings.model} is {probe.arch}: "
+            f"pass a matching {setting('model')}, or drop {setting('arch')}"
+        )
     count = probe.self_attention_layers
     for index in getattr(settings, "layers", ()):
         if not -count <= index < count:
             raise InputError(
-                f"--layers {index} does not exist: model {settings.model} has {count} self-attention layers "
+                f"{setting('layers')} {index} does not exist: model {settings.model} has {count} self-attention layers "
                 f"(use 0..{count - 1}, or -{count}..-1 from the end)"
             )
 
@@ -38,7 +47,8 @@ def check_inputs(plan: list[PlannedJob]) -> dict[int, AdcliError]:
     files: dict[Path, AdcliError | None] = {}
     for planned in plan:
         settings = planned.resolved.settings
-        key = (settings.model, getattr(settings, "model_config", None), getattr(settings, "arch", None), tuple(getattr(settings, "layers", ())))
+        key = (settings.model, getattr(settings, "model_config", None), getattr(settings, "arch", None),
+               tuple(getattr(settings, "layers", ())), tuple(getattr(settings, "loras", ())))
         if key not in models:
             models[key] = _error_of(lambda: check_model(settings))
         problems = [models[key]]

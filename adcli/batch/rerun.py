@@ -9,7 +9,7 @@ from adcli.errors import AdcliError, InputError
 from adcli.presets import load_settings
 from adcli.tasks.jobs import Job
 from adcli.outputs.files import read_metadata
-from adcli.tasks.registry import convert_input, task
+from adcli.tasks.registry import task
 
 
 def job_from_metadata(path: Path, device: str | None = None) -> Job:
@@ -30,10 +30,5 @@ def job_from_metadata(path: Path, device: str | None = None) -> Job:
         raise InputError(f"{path} was written with settings this version cannot use: {error}") from None
     resolved = dataclasses.replace(resolved, preset=metadata.get("preset", resolved.preset), overrides=metadata.get("overrides", {}))
     stored = metadata.get("inputs") or {}
-    where = f"{path} (stored inputs)"
-    inputs = {
-        role.name: convert_input(role, stored[role.name], None, where)
-        for role in spec.roles
-        if stored.get(role.name) is not None  # an optional input not given (t2i's layout: null)
-    }
+    inputs = spec.inputs.from_stored(stored, None, f"{path} (stored inputs)")
     return dataclasses.replace(spec.job(resolved, inputs), seed=int(metadata["seed"]))

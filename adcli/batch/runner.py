@@ -7,6 +7,7 @@ between images, so the current one is finished and written before the run stops.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import time
 from collections.abc import Callable, Hashable, Iterator
@@ -16,17 +17,19 @@ from typing import Any, Protocol
 import torch
 from PIL import Image
 
-from adcli.errors import AdcliError, OutOfMemory, OutputError, StorageFull
-from adcli.presets import SETTINGS
-from adcli.tasks.jobs import Reporter
-from adcli.tasks.model import Model, loading_settings, open_model
-from adcli.outputs.files import write_image, write_image_free
 from adcli.batch.plan import BatchOptions, JobResult, PlannedJob
-from adcli.tasks.registry import make_images
 from adcli.batch.resume import find_same
 from adcli.batch.sharding import Shard
+from adcli.batch.status import DONE, FAILED, INTERRUPTED, NOT_RUN, SKIPPED, out_of_memory_message
+from adcli.errors import AdcliError, OutOfMemory, OutputError, StorageFull, as_keyword
+from adcli.outputs.files import write_image, write_image_free
+from adcli.outputs.metadata import job_metadata
+from adcli.presets import for_arch
+from adcli.tasks.jobs import Reporter
+from adcli.tasks.model import Model, loading_settings, open_model
+from adcli.tasks.registry import make_images
 
-INTERRUPTED = "interrupted"
+Spell = Callable[[str], str]  # how a message spells a setting: the CLI's flag, the API's keyword
 LOSS_EVERY = 5  # the loss history a report keeps: one value every N iterations/steps
 
 
@@ -41,21 +44,11 @@ class JobWatcher(Protocol):
 Watch = Callable[[list[PlannedJob], Model], JobWatcher | None]
 
 
-def out_of_memory_message(batch: int, settings: object) -> str:
-    """One line saying what to lower, for the options this command has."""
-    hints = ["a smaller --batch-size"] if batch > 1 else []
-    hints.append("--dtype fp16")
-    if hasattr(settings, "window_batch"):
-        hints.append("a smaller --window-batch")
-    hints.append("a smaller --size")
-    return f"out of GPU memory: try {', '.join(hints[:-1])} or {hints[-1]}"
-
-
-def _message(error: BaseException, batch: int, settings: object) -> tuple[str, int]:
+def _message(error: BaseException, batch: int, task: str, spell: Spell) -> tuple[str, int]:
     if isinstance(error, torch.OutOfMemoryError):
-        return out_of_memory_message(batch, settings), 1
-    if isinstance(error, AdcliError):  # a command-line run: settings spelled as flags
-        return error.render(lambda name: SETTINGS[name].flag if name in SETTINGS else name), error.exit_code
+        error = OutOfMemory(out_of_memory_message(task, batch))
+    if isinstance(error, AdcliError):
+        return error.render(spell), error.exit_code
     return f"internal error: {type(error).__name__}: {error} (set ADCLI_DEBUG=1 to see the traceback)", 1
 
 
@@ -78,6 +71,16 @@ def _grouped(items: list[PlannedJob], key: Callable[[PlannedJob], Hashable]) -> 
     for item in items:
         groups.setdefault(key(item), []).append(item)
     return list(groups.values())
+
+
+def resolve_arch(planned: PlannedJob, arch: str) -> None:
+    """A job whose per-architecture settings waited for the model (its configs could not be read
+    before it loaded), resolved for ``arch`` in place: its settings and metadata as if known from
+    the start (the plan's report shows them too)."""
+    if planned.resolved.needs_arch:
+        planned.resolved = for_arch(planned.resolved, arch)
+        planned.job = dataclasses.replace(planned.job, settings=planned.resolved)
+        planned.metadata = job_metadata(planned.resolved, planned.job.inputs, list(planned.job.files), planned.seed)
 
 
 def chunks(items: list[PlannedJob], batch_size: int) -> Iterator[list[PlannedJob]]:
@@ -109,22 +112,37 @@ class Stop:
 
 @dataclass
 class _Progress:
-    """The engine's progress for the jobs being made: to the reporter, the watchers and the loss history."""
+    """The engine's progress for a batch of jobs: to the reporter, the watchers and each job's own
+    loss history. The engine's ``losses`` hold one value per item of the batch, in item order
+    (``loss``, their mean, stands in where an engine loop gives no ``losses``)."""
 
     reporter: Reporter
     watcher: JobWatcher | None
-    losses: list[list[float]] = field(default_factory=list)
+    count: int = 1
+    histories: list[list[list[float]]] = field(default_factory=list)  # per job: [step, loss] every few steps
+
+    def __post_init__(self) -> None:
+        self.histories = [[] for _ in range(self.count)]
+
+    def own_losses(self, info: dict[str, Any]) -> list[float | None]:
+        losses = info.get("losses")
+        if losses is not None and len(losses) == self.count:
+            return list(losses)
+        return [info.get("loss")] * self.count
 
     def __call__(self, info: dict[str, Any]) -> None:
-        self.reporter.step(info)
+        own = self.own_losses(info)
+        self.reporter.step({**info, "loss": own[0]})  # the bar is named after the batch's first job
         final = info.get("ad_iteration", 0) == info.get("ad_iterations", 0)
-        loss = info.get("loss")
         due = info["step"] % LOSS_EVERY == 0 or info["step"] == info["total"]
-        if final and loss is not None and due:
-            value = round(float(loss), 6)
-            # the engine reads the loss back only now and then: keep fresh values, not their repeats
-            if not self.losses or (self.losses[-1][0] != info["step"] and self.losses[-1][1] != value):
-                self.losses.append([info["step"], value])
+        if final and due:
+            for history, loss in zip(self.histories, own):
+                if loss is None:
+                    continue
+                value = round(float(loss), 6)
+                # the engine reads the loss back only now and then: keep fresh values, not their repeats
+                if not history or (history[-1][0] != info["step"] and history[-1][1] != value):
+                    history.append([info["step"], value])
         if self.watcher is not None:
             self.watcher(info)
 
@@ -138,6 +156,7 @@ class Runner:
     stop: Stop
     watch: Watch | None = None
     rank: int = 0
+    spell: Spell = as_keyword
     single: bool = False  # a one-job run: its error is raised by the caller instead of reported here
     on_result: Callable[[JobResult], None] | None = None  # e.g. rewrite the HTML report after each job
     results: dict[int, JobResult] = field(default_factory=dict)
@@ -152,10 +171,10 @@ class Runner:
         return result
 
     def fail(self, planned: PlannedJob, error: BaseException, batch: int = 1, announce: bool = True) -> None:
-        message, code = _message(error, batch, planned.resolved.settings)
+        message, code = _message(error, batch, planned.job.task, self.spell)
         if isinstance(error, torch.OutOfMemoryError):
-            error = OutOfMemory(message)
-        self.record(planned, "failed", error=message, exit_code=code, exception=error)
+            error = OutOfMemory(out_of_memory_message(planned.job.task, batch))
+        self.record(planned, FAILED, error=message, exit_code=code, exception=error)
         if announce:
             self.reporter.job_failed(planned.job.name, message)
 
@@ -173,7 +192,7 @@ class Runner:
         except OutputError as error:
             self.fail(planned, error)
             return
-        self.record(planned, "done", output=str(path), seconds=seconds, losses=losses)
+        self.record(planned, DONE, output=str(path), seconds=seconds, losses=losses)
         self.reporter.job_done(planned.job.name, path, seconds)
 
     def make(self, model: Model, chunk: list[PlannedJob]) -> list[Image.Image]:
@@ -181,7 +200,7 @@ class Runner:
         name = chunk[0].job.name + (f" (+{len(chunk) - 1} in one batch)" if len(chunk) > 1 else "")
         self.reporter.job_started(self.started, self.total, name, chunk[0].job.steps)
         watcher = self.watch(chunk, model) if self.watch is not None else None
-        progress = _Progress(self.reporter, watcher)
+        progress = _Progress(self.reporter, watcher, len(chunk))
         began = time.perf_counter()
         images = None
         try:
@@ -193,11 +212,11 @@ class Runner:
             if watcher is not None:
                 watcher.close(images)
         seconds = (time.perf_counter() - began) / len(chunk)
-        for planned, image in zip(chunk, images, strict=True):
+        for planned, image, losses in zip(chunk, images, progress.histories, strict=True):
             if self.stop.reason is not None:
                 self.fail(planned, OutputError(self.stop.reason))
             else:
-                self.save(model, planned, image, seconds, progress.losses)
+                self.save(model, planned, image, seconds, losses)
         self.started += len(chunk)
         return images
 
@@ -208,7 +227,7 @@ class Runner:
                 self.make(model, chunk)
                 return
             except Exception as error:  # noqa: BLE001 — retried one by one below
-                message, _ = _message(error, len(chunk), chunk[0].resolved.settings)
+                message, _ = _message(error, len(chunk), chunk[0].job.task, self.spell)
                 self.reporter.info(f"a batch of {len(chunk)} failed ({message}); making its images one at a time")
                 _free_memory()
         for position, planned in enumerate(chunk):
@@ -233,6 +252,8 @@ class Runner:
             for planned in items:
                 self.fail(planned, error)
             return
+        for planned in items:
+            resolve_arch(planned, model.arch)
         try:
             for chunk in chunks(items, self.options.batch_size):
                 if self.stop():
@@ -255,11 +276,14 @@ def run_plan(
     watch: Watch | None = None,
     on_result: Callable[[JobResult], None] | None = None,
     rejected: dict[int, AdcliError] | None = None,
+    spell: Spell = as_keyword,
 ) -> list[JobResult]:
     """Make this process's share of ``plan``; one result per job it owns, in plan order.
-    ``rejected``: jobs found unusable before the model loaded (batch/preflight.py), reported first."""
+    ``rejected``: jobs found unusable before the model loaded (batch/preflight.py), reported first;
+    ``spell``: how failure messages spell a setting (the CLI passes its flags)."""
     mine = [planned for planned in plan if shard.owns(planned.index)]
-    runner = Runner(options, reporter, Stop(should_stop), watch, rank=shard.rank, single=len(plan) == 1, on_result=on_result)
+    runner = Runner(options, reporter, Stop(should_stop), watch, rank=shard.rank, spell=spell, single=len(plan) == 1,
+                    on_result=on_result)
     todo = []
     rejected = rejected or {}
     for planned in mine:
@@ -267,7 +291,7 @@ def run_plan(
         if planned.index in rejected:
             runner.fail(planned, rejected[planned.index])
         elif found is not None:
-            runner.record(planned, "skipped", output=str(found))
+            runner.record(planned, SKIPPED, output=str(found))
             reporter.job_skipped(planned.job.name, found)
         elif planned.explicit and planned.path.exists() and not options.overwrite:
             raise OutputError(f"{planned.path} already exists: choose another -o, or pass --overwrite to replace it")
@@ -285,6 +309,6 @@ def run_plan(
             runner.stop.force(INTERRUPTED)
     for planned in mine:
         if planned.index not in runner.results:
-            runner.record(planned, "not-run", error=runner.stop.reason)
+            runner.record(planned, NOT_RUN, error=runner.stop.reason)
     return [runner.results[planned.index] for planned in mine]
 

@@ -11,16 +11,28 @@ from __future__ import annotations
 import glob
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from adcli.errors import InputError
+from adcli.tasks.jobs import Note
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 PAIR_MODES = ("product", "zip")
-Note = Callable[[str], None]
+
+
+def once(note: Note) -> Note:
+    """``note`` that says each distinct remark once (e.g. for every image of ``--num-images``)."""
+    said: set[str] = set()
+
+    def say(message: str) -> None:
+        if message not in said:
+            said.add(message)
+            note(message)
+
+    return say
 
 
 def natural_key(path: Path) -> list:

@@ -46,12 +46,10 @@ def root(
     """Attention Distillation for Stable Diffusion."""
 
 
-app.command("style-transfer")(style_transfer)
-app.command("appearance")(appearance)
-app.command("texture")(texture)
-app.command("t2i")(t2i)
-app.command("expand")(expand)
-app.command("finetune-vae")(finetune_vae)
+# Image commands have their own --help, in their Output and run panel (cli/common.py).
+for name, command in (("style-transfer", style_transfer), ("appearance", appearance), ("texture", texture),
+                      ("t2i", t2i), ("expand", expand), ("finetune-vae", finetune_vae)):
+    app.command(name, add_help_option=False)(command)
 app.command("tile-preview")(tile_preview)
 app.command("info")(info)
 app.command("rerun")(rerun)

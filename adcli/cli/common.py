@@ -2,9 +2,11 @@
 
 ``@image_command("texture")`` appends to a command's signature one ``Annotated[…,
 typer.Option()]`` parameter per setting of that task (presets/table.py: flag, help, and
-``[default: …]`` from the built-in preset), then the run options every image command shares
-(output, preset, batch options). Typer reads ``inspect.signature``, which honours
-``__signature__``. The command receives their values as one :class:`CommonOptions`::
+``[default: …]`` from the built-in preset, with each architecture's own where it differs), then
+the run options every image command shares (output, preset, batch options), each in its help
+panel (cli/options.py). Values arrive as text and are converted and checked by the preset loader,
+so every bad value is one line naming its option. Typer reads ``inspect.signature``, which
+honours ``__signature__``. The command receives their values as one :class:`CommonOptions`::
 
     @image_command("style-transfer", pair=True)
     def style_transfer(content: ..., style: ..., *, common: CommonOptions) -> None:
@@ -25,30 +27,32 @@ from typing import Annotated, Any, Literal, Optional
 
 import typer
 
+from adcli.batch.plan import BatchOptions
 from adcli.cli import options as o
 from adcli.errors import InputError
-from adcli.presets import Setting, builtin_default
+from adcli.presets import Setting, builtin_arch_defaults, builtin_default
+from adcli.presets.loader import parse_text
 from adcli.presets.table import task_settings
-from adcli.batch.plan import BatchOptions
 
 RUN: tuple[tuple[str, Any, Any], ...] = (
     ("output", o.Output, Path("outputs")),
     ("preset", o.Preset, None),
     ("overwrite", o.Overwrite, False),
     ("quiet", o.Quiet, False),
+    ("help", o.Help, None),
 )
 BATCH: tuple[tuple[str, Any, Any], ...] = (
     ("manifest", o.Manifest, None),
     ("name", o.Name, None),
     ("resume", o.Resume, False),
     ("dry_run", o.DryRun, False),
-    ("batch_size", o.BatchSize, 1),
+    ("batch_size", o.BatchSize, None),
     ("report", o.Report, None),
     ("animation", o.Animation, None),
     ("animation_every", o.AnimationEvery, None),
     ("sheet", o.Sheet, None),
     ("format", o.Format, None),
-    ("quality", o.Quality, 95),
+    ("quality", o.Quality, None),
 )
 
 
@@ -62,48 +66,49 @@ def _default_text(value: Any) -> str:
     return str(value)
 
 
+def default_text(task: str, name: str) -> str:
+    """``[default: …]`` of a setting: the built-in preset's value, and each architecture's own
+    where it differs (``[default: 2; sd15: 3]``)."""
+    by_arch = "".join(f"; {arch}: {_default_text(value)}" for arch, value in builtin_arch_defaults(task, name).items())
+    return f"\\[default: {_default_text(builtin_default(task, name))}{by_arch}]"
+
+
 def setting_option(task: str, setting: Setting) -> Any:
-    """The ``Annotated[Optional[T], typer.Option(...)]`` of one setting in ``task``'s command.
+    """The ``Annotated[Optional[…], typer.Option(...)]`` of one setting in ``task``'s command.
 
     Every option defaults to None ("not given: keep the preset's value"); the preset's value is
-    shown as ``[default: …]``. Values are checked by the preset loader, the same check as for YAML.
+    shown as ``[default: …]``. Values come as text and are checked by the preset loader, the
+    same check as for YAML. No type placeholder where the name says what the value is: a
+    metavar only for values with a form of their own (SIZE, LIST, LORA). A flag's ``--no-…``
+    form is a hidden option of its own (:func:`negative_option`): one column less in --help.
     """
-    annotation = setting.annotation
+    annotation, panel = setting.annotation, o.panel_of(setting)
+    help_text = setting.help_in(task)
     if typing.get_origin(annotation) is Literal:
-        choices = "|".join(map(str, typing.get_args(annotation)))
-        help_text = f"{setting.help_in(task)} One of {choices.replace('|', ', ')}."
-    else:
-        choices, help_text = None, setting.help_in(task)
-    help_text += f" \\[default: {_default_text(builtin_default(task, setting.name))}]"
-    names = [setting.flag] + ([setting.short] if setting.short else [])
-    metavar = setting.metavar or (choices and f"[{choices}]")
+        help_text += f" One of {', '.join(map(str, typing.get_args(annotation)))}."
     if annotation is bool:
-        flag = setting.flag[2:]
-        return Annotated[Optional[bool], typer.Option(f"--{flag}/--no-{flag}", help=help_text, metavar="", show_default=False)]
-    if typing.get_origin(annotation) is tuple and typing.get_args(annotation)[0] is str:
-        return Annotated[Optional[list[str]], typer.Option(*names, help=help_text, metavar=metavar, show_default=False)]
-    python_type = annotation if annotation in (int, float) else str
-    return Annotated[Optional[python_type], typer.Option(*names, help=help_text, metavar=metavar, show_default=False)]
+        help_text += f" {negative_flag(setting)} turns it off. {default_text(task, setting.name)}"
+        return Annotated[Optional[bool], typer.Option(setting.flag, help=help_text, metavar="", show_default=False, rich_help_panel=panel)]
+    help_text += " " + default_text(task, setting.name)
+    names = [setting.flag] + ([setting.short] if setting.short else [])
+    many = typing.get_origin(annotation) is tuple and typing.get_args(annotation)[0] is str  # --lora, repeated
+    kind = Optional[list[str]] if many else Optional[str]
+    return Annotated[kind, typer.Option(*names, help=help_text, metavar=setting.metavar or "", show_default=False, rich_help_panel=panel)]
 
 
-def parse_layers(text: str | None) -> list[int] | None:
-    """``"10,11,12"`` or ``"-6,-5"`` → list of ints."""
-    if text is None:
-        return None
-    try:
-        return [int(part) for part in text.replace(" ", "").split(",") if part]
-    except ValueError:
-        raise InputError(f"--layers {text!r} must be comma-separated whole numbers, e.g. 10,11,12 or -6,-5,-4") from None
+def negative_flag(setting: Setting) -> str:
+    return "--no-" + setting.flag[2:]
 
 
-def _setting_value(key: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if key == "layers":
-        return parse_layers(value)
+def negative_option(setting: Setting) -> Any:
+    return Annotated[Optional[bool], typer.Option(negative_flag(setting), hidden=True)]
+
+
+def _setting_value(setting: Setting, value: Any) -> Any:
+    """An option's text as the setting's type (a repeated option: a tuple of its values)."""
     if isinstance(value, list):
         return tuple(value)
-    return value
+    return parse_text(setting, value)
 
 
 @dataclass(frozen=True)
@@ -129,8 +134,14 @@ def image_command(
     """Give a command its settings' options and the shared run options, passing their values as
     ``common``. ``pair``: the nouns of ``--pair`` (e.g. ``("contents", "style")``); ``sampling``:
     jobs run one at a time, so ``--batch-size`` is hidden; ``batch=False``: no batch options;
-    ``output``: the command's own ``-o`` (an ``Annotated`` type, required)."""
-    settings = [(s.name, setting_option(task, s), None) for s in task_settings(task)]
+    ``output``: the command's own ``-o`` (an ``Annotated`` type, required). Register the command
+    with ``add_help_option=False``: its ``--help`` is one of the run options. Number run options
+    (``--num-images``, ``--quality``…) reach the command checked, as ints."""
+    table = {s.name: s for s in task_settings(task)}
+    in_panels = sorted(table.values(), key=lambda s: o.PANELS.index(o.panel_of(s)))  # --help shows them in this order
+    settings = [(s.name, setting_option(task, s), None) for s in in_panels]
+    negatives = {f"no_{s.name}": s for s in table.values() if s.annotation is bool}
+    settings += [(name, negative_option(s), None) for name, s in negatives.items()]
     batch_options = [(name, o.SamplingBatchSize if sampling and name == "batch_size" else kind, default) for name, kind, default in BATCH]
     run = [
         *[("output", output, inspect.Parameter.empty) if name == "output" and output is not None else (name, kind, default) for name, kind, default in RUN],
@@ -138,7 +149,6 @@ def image_command(
         *(batch_options if batch else []),
     ]
     shared = [*settings, *run]
-    setting_names = {name for name, _, _ in settings}
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         signature = inspect.signature(command, eval_str=True)
@@ -150,18 +160,26 @@ def image_command(
             inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
             for name, annotation, default in shared
         ]
-        added.sort(key=lambda p: p.default is not inspect.Parameter.empty)  # a required -o first
 
         @functools.wraps(command)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             values = {name: kwargs.pop(name, default) for name, _, default in shared}
-            given = {k: _setting_value(k, v) for k, v in values.items() if k in setting_names and v is not None}
+            given = {k: _setting_value(table[k], v) for k, v in values.items() if k in table and v is not None}
+            for name, setting in negatives.items():
+                if values[name] and given.get(setting.name):
+                    raise InputError(f"give {setting.flag} or {negative_flag(setting)}, not both")
+                if values[name]:
+                    given[setting.name] = False
+            for name in o.RUN_NUMBERS:  # --num-images (the command's own), --batch-size, --quality…
+                for found in (kwargs, values):
+                    if name in found:
+                        found[name] = o.run_number(name, found[name])
             options = BatchOptions(
                 pair=o.PairMode(values.get("pair", o.PairMode.product)).value,
                 manifest=values.get("manifest"), name=values.get("name"), resume=values.get("resume", False),
                 dry_run=values.get("dry_run", False), batch_size=values.get("batch_size", 1),
                 report=values.get("report"), overwrite=values["overwrite"],
-                animation=values.get("animation"), animation_every=values.get("animation_every"), sheet=values.get("sheet"),
+                animation=values.get("animation"), animation_every=values.get("animation_every") or None, sheet=values.get("sheet"),
                 format=values.get("format") and o.ImageFormat(values["format"]).value, quality=values.get("quality", 95),
             )
             common = CommonOptions(values["output"], values["preset"], values["overwrite"], values["quiet"], options, given)

@@ -21,22 +21,22 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from adcli.errors import AdcliError
+from adcli.batch.status import out_of_memory_message
+from adcli.errors import AdcliError, render
+from adcli.presets import SETTINGS
 
 stderr = Console(stderr=True, highlight=False)
 stdout = Console(highlight=False, soft_wrap=True)
 
 
+def flag(name: str) -> str:
+    """How the command line spells the setting ``name`` in a message: its option (``lr`` → ``--lr``)."""
+    return SETTINGS[name].flag if name in SETTINGS else "--" + name.replace("_", "-")
+
+
 def fail(message: str, code: int = 2) -> None:
     stderr.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
-
-
-def as_flag(name: str) -> str:
-    """How the command line spells a setting named in an error message (``lr`` → ``--lr``)."""
-    from adcli.presets import SETTINGS
-
-    return SETTINGS[name].flag if name in SETTINGS else name
 
 
 def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -49,7 +49,7 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except AdcliError as error:
             if os.environ.get("ADCLI_DEBUG"):
                 traceback.print_exc()
-            fail(error.render(as_flag), error.exit_code)
+            fail(error.render(flag), error.exit_code)
         except KeyboardInterrupt:
             stderr.print(
                 "[yellow]interrupted[/]: finished images are kept, nothing half-written was left; "
@@ -60,7 +60,7 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             raise
         except Exception as error:  # a bug, not a user mistake: still one line unless debugging
             if type(error).__name__ == "OutOfMemoryError":  # torch's, recognised without importing torch
-                fail("out of GPU memory: try --dtype fp16, a smaller --size, or close other programs using the GPU", 1)
+                fail(render(out_of_memory_message(""), flag) + "; or close other programs using the GPU", 1)
             if os.environ.get("ADCLI_DEBUG"):
                 traceback.print_exc()
             fail(f"internal error: {type(error).__name__}: {error} (set ADCLI_DEBUG=1 to see the traceback)", 1)
@@ -109,8 +109,9 @@ class RichReporter:
         self.progress.__exit__(*exc)
 
     def info(self, message: str) -> None:
+        """A remark from below the CLI; its setting placeholders are spelled as flags."""
         if not self.quiet:
-            self.progress.console.print(escape(self.label + message), soft_wrap=True)
+            self.progress.console.print(escape(self.label + render(message, flag)), soft_wrap=True)
 
     def loading(self, what: str) -> None:
         self.info(f"loading {what}")

@@ -7,15 +7,19 @@ from typing import Annotated, Optional
 
 import typer
 
+from adcli.cli import options as o
 from adcli.cli.common import CommonOptions, image_command
 from adcli.cli.console import handle_errors
 from adcli.cli.run import arguments, run_command
 
+NumImages = o.num_images("How many expansions to make, each from its own seed.")
+
+
 @handle_errors
 @image_command("expand", sampling=True)
 def expand(
-    reference: Annotated[Optional[list[Path]], typer.Option("--reference", "-r", metavar="IMAGE", help="Texture exemplar (resized to one window, 512 px on SD1.5); repeat it to blend several files. A folder or quoted glob gives one expansion job per image.", show_default=False)] = None,
-    num_images: Annotated[int, typer.Option("--num-images", min=1, help="How many expansions to make, each from its own seed.")] = 1,
+    reference: Annotated[Optional[list[Path]], typer.Option("--reference", "-r", metavar="IMAGE", help="Texture exemplar (resized to one window, 512 px on SD1.5); repeat it to blend several files. A folder or quoted glob gives one expansion job per image.", show_default=False, rich_help_panel=o.INPUTS)] = None,
+    num_images: NumImages = None,
     *,
     common: CommonOptions,
 ) -> None:

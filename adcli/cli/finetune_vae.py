@@ -8,17 +8,18 @@ from typing import Annotated
 
 import typer
 
+from adcli.cli import options as o
 from adcli.cli.common import CommonOptions, image_command
 from adcli.cli.console import RichReporter, handle_errors, stderr
 from adcli.presets import load_settings
 
-Output = Annotated[Path, typer.Option("--output", "-o", help="Folder for the fine-tuned VAE (diffusers layout, safetensors); pass it to --vae later.", show_default=False)]
+Output = Annotated[Path, typer.Option("--output", "-o", metavar="FOLDER", rich_help_panel=o.RUN, help="Folder for the fine-tuned VAE (diffusers layout, safetensors); pass it to --vae later.", show_default=False)]
 
 
 @handle_errors
 @image_command("finetune-vae", batch=False, output=Output)
 def finetune_vae(
-    references: Annotated[list[Path], typer.Argument(help="Reference image(s) whose detail the decoder should learn, used at their own size.", show_default=False)],
+    references: Annotated[list[Path], typer.Argument(metavar="REFERENCES...", help="Reference image(s) whose detail the decoder should learn, used at their own size.", show_default=False)],
     *,
     common: CommonOptions,
 ) -> None:

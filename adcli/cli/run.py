@@ -16,7 +16,7 @@ from typing import Any
 import typer
 
 from adcli.cli.common import CommonOptions
-from adcli.cli.console import RichReporter, stderr
+from adcli.cli.console import RichReporter, flag, stderr
 from adcli.cli.interrupt import stop_after_current
 from adcli.cli.summary import print_plan, print_summary
 from adcli.errors import InputError
@@ -25,14 +25,14 @@ from adcli.tasks.jobs import Job
 from adcli.outputs.files import ensure_writable
 from adcli.batch.plan import BatchOptions, JobResult, output_suffix, plan_jobs
 from adcli.batch.sharding import Shard, current_shard, gather
+from adcli.batch.status import DONE, FAILED, INTERRUPTED, UNFINISHED, WRITTEN
 
-INTERRUPTED = "interrupted"  # batch.runner.INTERRUPTED, without importing the model libraries to compare
 Note = Callable[[str], None]
 
 
 def arguments() -> Any:
-    """``adcli.batch.arguments`` (the job builders), imported when a run has its settings: a
-    mistake in them is reported before the model libraries load."""
+    """``adcli.batch.arguments`` (jobs from command-line arguments), imported when a command runs,
+    not for ``--help`` or completion. It loads no model library."""
     from adcli.batch import arguments as module
 
     return module
@@ -56,7 +56,7 @@ def run_command(
         if batch.manifest is not None:
             from adcli.batch.manifest import manifest_jobs
 
-            jobs = manifest_jobs(task, batch.manifest, common.preset, overrides)
+            jobs = manifest_jobs(task, batch.manifest, common.preset, overrides, reporter.info)
         else:
             jobs = build_jobs(resolved, reporter.info)
     run_batch(jobs, common.output, common.quiet, batch, shard)
@@ -64,8 +64,6 @@ def run_command(
 
 def run_batch(jobs: list[Job], output: Path, quiet: bool, batch: BatchOptions, shard: Shard | None = None) -> None:
     """Plan ``jobs``, make this process's share, and (main process) print the summary and write the report."""
-    from adcli.batch.runner import run_plan  # the model libraries load only when a run really starts
-
     shard = shard or current_shard()
     plan = plan_jobs(jobs, output, batch.name, batch.format)
     if batch.dry_run:
@@ -83,6 +81,7 @@ def run_batch(jobs: list[Job], output: Path, quiet: bool, batch: BatchOptions, s
     if report is not None and (shard.is_main or not shard.gathers):
         ensure_writable(report.parent)
     from adcli.batch.preflight import check_inputs
+    from adcli.batch.runner import run_plan  # the model libraries load only when a run really starts
     from adcli.views.report import is_html, write_run_report
     from adcli.views.watchers import WatchOptions, make_watch
 
@@ -103,7 +102,7 @@ def run_batch(jobs: list[Job], output: Path, quiet: bool, batch: BatchOptions, s
     label = f"[rank {shard.rank}] " if shard.world > 1 else ""
     with RichReporter(quiet or not shard.is_main, label=label) as reporter:
         with stop_after_current(quiet or not shard.is_main) as should_stop:
-            results = run_plan(plan, batch, reporter, shard, should_stop, watch, on_result, rejected)
+            results = run_plan(plan, batch, reporter, shard, should_stop, watch, on_result, rejected, spell=flag)
     _debug_tracebacks(results)
     gathered = gather(results, shard)
     everyone = results if gathered is None else [r for part in gathered for r in part]
@@ -122,7 +121,7 @@ def _sheet(path: Path, results: list[JobResult], quiet: bool) -> None:
     """The contact sheet of the run's images (made or found by --resume)."""
     from adcli.views.sheet import make_sheet
 
-    outputs = [result.output for result in results if result.output and result.status in ("done", "skipped")]
+    outputs = [result.output for result in results if result.output and result.status in WRITTEN]
     if not outputs:
         return
     sheet = make_sheet(outputs, path, overwrite=True)
@@ -138,8 +137,8 @@ def _debug_tracebacks(results: list[JobResult]) -> None:
 
 
 def _finish(results: list[JobResult], seconds: float, quiet: bool, total: int) -> None:
-    failed = sum(result.status == "failed" for result in results)
-    if not quiet and (total > 1 or any(result.status != "done" for result in results)):
+    failed = sum(result.status == FAILED for result in results)
+    if not quiet and (total > 1 or any(result.status != DONE for result in results)):
         print_summary(results, seconds)
     elif failed:
         stderr.print(f"[bold red]{failed} of {len(results)} image(s) failed[/]")
@@ -150,5 +149,5 @@ def _finish(results: list[JobResult], seconds: float, quiet: bool, total: int) -
 def _exit(results: list[JobResult]) -> None:
     if any(result.error == INTERRUPTED for result in results):
         raise typer.Exit(130)
-    if any(result.status in ("failed", "not-run") for result in results):
+    if any(result.status in UNFINISHED for result in results):
         raise typer.Exit(1)

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from adcli.cli import options as o
 from adcli.cli.common import CommonOptions, image_command
 from adcli.cli.console import handle_errors
 from adcli.cli.run import arguments, run_command
@@ -15,8 +16,8 @@ from adcli.cli.run import arguments, run_command
 @handle_errors
 @image_command("style-transfer", pair=("contents", "style"))
 def style_transfer(
-    content: Annotated[Optional[list[Path]], typer.Argument(help="Content images: files, folders or quoted globs; each image gives one result per style job.", show_default=False)] = None,
-    style: Annotated[Optional[list[Path]], typer.Option("--style", "-s", metavar="IMAGE", help="Style reference. Single files are distilled together (repeat --style to join several); a folder or quoted glob gives one style job per image.", show_default=False)] = None,
+    content: Annotated[Optional[list[Path]], typer.Argument(metavar="CONTENT...", help="Content images: files, folders or quoted globs; each image gives one result per style job.", show_default=False)] = None,
+    style: Annotated[Optional[list[Path]], typer.Option("--style", "-s", metavar="IMAGE", help="Style reference. Single files are distilled together (repeat --style to join several); a folder or quoted glob gives one style job per image.", show_default=False, rich_help_panel=o.INPUTS)] = None,
     *,
     common: CommonOptions,
 ) -> None:

@@ -13,6 +13,7 @@ from adcli.cli.console import stderr, stdout
 from adcli.outputs.files import free_path
 from adcli.batch.plan import BatchOptions, JobResult, PlannedJob
 from adcli.batch.resume import find_same
+from adcli.batch.status import DONE, FAILED, NOT_RUN, PLANNED, SKIPPED
 
 MAX_LISTED_FAILURES = 20
 
@@ -20,17 +21,17 @@ MAX_LISTED_FAILURES = 20
 def print_summary(results: list[JobResult], wall_seconds: float) -> None:
     """done / skipped / failed / not run, and the time per image made (on stderr)."""
     counts = Counter(result.status for result in results)
-    done = [result for result in results if result.status == "done"]
+    done = [result for result in results if result.status == DONE]
     per_image = f"{sum(r.seconds for r in done) / len(done):.2f} s" if done else "–"
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, title_justify="left")
-    for column in ("jobs", "done", "skipped", "failed", "not run", "time per image", "wall time"):
+    for column in ("jobs", DONE, SKIPPED, FAILED, "not run", "time per image", "wall time"):
         table.add_column(column, justify="right")
     table.add_row(
-        str(len(results)), str(counts["done"]), str(counts["skipped"]), str(counts["failed"]),
-        str(counts["not-run"]), per_image, f"{wall_seconds:.1f} s",
+        str(len(results)), str(counts[DONE]), str(counts[SKIPPED]), str(counts[FAILED]),
+        str(counts[NOT_RUN]), per_image, f"{wall_seconds:.1f} s",
     )
     stderr.print(table)
-    failed = [result for result in results if result.status == "failed"]
+    failed = [result for result in results if result.status == FAILED]
     for result in failed[:MAX_LISTED_FAILURES]:
         stderr.print(f"  [red]failed[/] {escape(result.name)}: {escape(result.error or '')}", soft_wrap=True)
     if len(failed) > MAX_LISTED_FAILURES:
@@ -61,19 +62,19 @@ def planned_status(planned: PlannedJob, options: BatchOptions) -> tuple[str, Pat
 
 
 def print_plan(plan: list[PlannedJob], options: BatchOptions, world: int) -> list[JobResult]:
-    """One line per job on stdout; returns the plan as report lines (status planned or skipped)."""
+    """One line per job on stdout, written at once (a 100,000-job plan prints in a moment);
+    returns the plan as report lines (status planned or skipped)."""
     stderr.print(f"{len(plan)} job(s)" + (f", job i on process i % {world}" if world > 1 else "") + " (dry run: nothing is made)")
-    lines = []
+    lines, text = [], []
     width = len(str(len(plan) - 1))
     for planned in plan:
         status, path = planned_status(planned, options)
         rank = f" [rank {planned.index % world}]" if world > 1 else ""
-        stdout.print(
-            f"{planned.index:>{width}}  {escape(str(path))}  {status}  seed {planned.seed}{rank}  "
-            f"{escape(_describe_inputs(planned.job.inputs))}"
-        )
+        text.append(f"{planned.index:>{width}}  {path}  {status}  seed {planned.seed}{rank}  {_describe_inputs(planned.job.inputs)}\n")
         lines.append(JobResult(
-            planned.index, planned.job.name, "skipped" if status.startswith("skip") else "planned",
+            planned.index, planned.job.name, SKIPPED if status.startswith("skip") else PLANNED,
             output=str(path), seed=planned.seed, rank=planned.index % world,
         ))
+    stdout.file.write("".join(text))  # plain lines, as they are: no markup to escape, no wrapping
+    stdout.file.flush()
     return lines

@@ -7,18 +7,22 @@ from typing import Annotated, Optional
 
 import typer
 
+from adcli.cli import options as o
 from adcli.cli.common import CommonOptions, image_command
 from adcli.cli.console import handle_errors
 from adcli.cli.run import arguments, run_command
 
 
+NumImages = o.num_images("How many textures to make, each from its own seed.")
+
+
 @handle_errors
 @image_command("texture")
 def texture(
-    reference: Annotated[Optional[list[Path]], typer.Option("--reference", "-r", metavar="IMAGE", help="Texture exemplar; repeat it to blend several files. A folder or quoted glob gives one texture job per image.", show_default=False)] = None,
-    num_images: Annotated[int, typer.Option("--num-images", min=1, help="How many textures to make, each from its own seed.")] = 1,
-    source_mask: Annotated[Optional[Path], typer.Option("--source-mask", help="Label map of the reference: a PNG with one flat colour per region (masked synthesis; needs --target-mask).", show_default=False)] = None,
-    target_mask: Annotated[Optional[Path], typer.Option("--target-mask", help="Label map of the output, in the source map's colours; the output takes its aspect ratio, with the longer side of --size.", show_default=False)] = None,
+    reference: Annotated[Optional[list[Path]], typer.Option("--reference", "-r", metavar="IMAGE", help="Texture exemplar; repeat it to blend several files. A folder or quoted glob gives one texture job per image.", show_default=False, rich_help_panel=o.INPUTS)] = None,
+    num_images: NumImages = None,
+    source_mask: Annotated[Optional[Path], typer.Option("--source-mask", metavar="IMAGE", help="Label map of the reference: a PNG with one flat colour per region (masked synthesis; needs --target-mask).", show_default=False, rich_help_panel=o.INPUTS)] = None,
+    target_mask: Annotated[Optional[Path], typer.Option("--target-mask", metavar="IMAGE", help="Label map of the output, in the source map's colours; the output takes its aspect ratio, with the longer side of --size.", show_default=False, rich_help_panel=o.INPUTS)] = None,
     *,
     common: CommonOptions,
 ) -> None:

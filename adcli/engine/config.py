@@ -59,3 +59,13 @@ class ExpansionConfig(SamplingConfig):
                 f"need {setting('window')} ≥ 1, 1 ≤ {setting('stride')} ≤ {setting('window')} and "
                 f"{setting('window_batch')} ≥ 1, got {self.window}, {self.stride}, {self.window_batch}"
             )
+
+
+def sdedit_start(steps: int, strength: float) -> int:
+    """SDEdit: the index of the first of ``steps`` timesteps to run, so that ``strength`` of them run.
+
+    Strength 1 starts from pure noise (index 0); strength 0.6 skips the first 40 % of the steps
+    and starts from the layout latent noised to the timestep there.
+    """
+    run = min(max(int(steps * strength), 1), steps)
+    return steps - run

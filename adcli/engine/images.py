@@ -6,6 +6,9 @@ and 32-bit samples are scaled, not clipped (a 16-bit PNG must not read as white)
 is composited on white, CMYK goes through its ICC profile when it has one, EXIF rotation is
 applied. Sizes: outputs and references keep their aspect ratio at about a pixel budget unless
 the user asks for an exact size (:func:`parse_size_spec`, :func:`fit_to_pixels`).
+
+torch is imported only by the tensor conversions at the end: planning a run (which reads and
+sizes images) and ``--dry-run`` start without the model libraries.
 """
 
 from __future__ import annotations
@@ -14,13 +17,15 @@ import io
 import math
 import warnings
 from pathlib import Path
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
 
 from adcli.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 ImageSource = Union[str, Path, Image.Image, np.ndarray]
 """What the library accepts wherever it takes a picture."""
@@ -189,6 +194,8 @@ def to_tensor(image: Image.Image, size: tuple[int, int]) -> torch.Tensor:
     """PIL RGB → (1, 3, H, W) in [-1, 1], resized to ``size`` = (width, height)."""
     if image.size != tuple(size):
         image = image.resize(tuple(size), Image.Resampling.LANCZOS)
+    import torch
+
     array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
     return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous()
 
@@ -200,5 +207,7 @@ def load_image_tensor(source: ImageSource, size: tuple[int, int]) -> torch.Tenso
 
 def to_pil(pixels: torch.Tensor) -> Image.Image:
     """(3, H, W) in [0, 1] → PIL RGB."""
+    import torch
+
     array = (pixels.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(array, "RGB")

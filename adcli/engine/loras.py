@@ -62,8 +62,11 @@ def file_sha256(path: str | os.PathLike) -> str:
 def resolve_lora_file(spec: str, *, local_files_only: bool = False) -> Path:
     """The local file of a LoRA: a path, a hub repo ``owner/name`` (its ``pytorch_lora_weights.safetensors``)
     or a file in a hub repo ``owner/name/file.safetensors``, fetched into (or found in) the HF cache."""
+    from adcli.engine.probe import require_safetensors_lora
+
     path = Path(spec).expanduser()
     if path.is_file():
+        require_safetensors_lora(path, spec)
         return path
     if path.is_dir():
         if (path / DEFAULT_WEIGHT_NAME).is_file():

@@ -9,86 +9,20 @@ attend only to reference keys of the same label.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from adcli.engine.images import open_rgb
+from adcli.engine.label_maps import Grid, LabelMaps, read_colours, same_aspect
 from adcli.errors import InputError, setting
 
-# More colours than this means smoothed edges or JPEG noise, not a hand-made label map.
-MAX_LABELS = 64
-# Label maps and the images they describe may differ in size, but not in shape.
-ASPECT_TOLERANCE = 0.02
-
-Grid = tuple[int, int]
+__all__ = ["LabelMaps", "MaskedAttention", "downsample_labels", "fill_from_source", "label_mask", "read_colours", "same_aspect"]
 
 
-def hex_colour(rgb: tuple[int, int, int]) -> str:
-    return "#{:02x}{:02x}{:02x}".format(*rgb)
-
-
-def read_colours(path: Path) -> np.ndarray:
-    """A label map as (H, W, 3) uint8, checked to be made of flat colours."""
-    pixels = np.asarray(open_rgb(path), dtype=np.uint8)
-    count = len(np.unique(pixels.reshape(-1, 3), axis=0))
-    if count > MAX_LABELS:
-        raise InputError(
-            f"label map {path} has {count} colours (at most {MAX_LABELS}): it looks anti-aliased or "
-            f"JPEG-compressed; save it as PNG with one flat colour per region and no smoothing"
-        )
-    return pixels
-
-
-def _codes(pixels: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 → (H, W) int64 colour codes 0xRRGGBB."""
-    rgb = pixels.astype(np.int64)
-    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-
-
-def _rgb(code: int) -> tuple[int, int, int]:
-    return (code >> 16) & 255, (code >> 8) & 255, code & 255
-
-
-@dataclass(frozen=True)
-class LabelMaps:
-    """Source and target maps as integer labels (index into ``colours``), full resolution."""
-
-    source: torch.Tensor  # (Hs, Ws) int64
-    target: torch.Tensor  # (Ht, Wt) int64
-    colours: tuple[str, ...]  # label → "#rrggbb"
-
-    @staticmethod
-    def from_colours(source: np.ndarray, target: np.ndarray, source_name: str, target_name: str) -> LabelMaps:
-        """Number the source's colours; every target colour must be one of them."""
-        source_codes, target_codes = _codes(source), _codes(target)
-        palette = np.unique(source_codes)
-        missing = sorted(set(np.unique(target_codes).tolist()) - set(palette.tolist()))
-        if missing:
-            names = ", ".join(hex_colour(_rgb(c)) for c in missing)
-            raise InputError(
-                f"target mask {target_name} uses colour(s) {names}, which source mask {source_name} does not "
-                f"have: every target region needs a region of the same colour in the source"
-            )
-        source_labels = np.searchsorted(palette, source_codes)
-        target_labels = np.searchsorted(palette, target_codes)
-        colours = tuple(hex_colour(_rgb(int(c))) for c in palette)
-        return LabelMaps(torch.from_numpy(source_labels), torch.from_numpy(target_labels), colours)
-
-    @staticmethod
-    def read(source: Path, target: Path) -> LabelMaps:
-        return LabelMaps.from_colours(read_colours(source), read_colours(target), str(source), str(target))
-
-
-def same_aspect(a: tuple[int, int], b: tuple[int, int]) -> bool:
-    """Whether two (width, height) sizes have the same shape, within ``ASPECT_TOLERANCE``."""
-    return abs((a[0] / a[1]) / (b[0] / b[1]) - 1) <= ASPECT_TOLERANCE
-
-
-def downsample_labels(labels: torch.Tensor, grid: Grid) -> torch.Tensor:
+def downsample_labels(labels: torch.Tensor | np.ndarray, grid: Grid) -> torch.Tensor:
     """(H, W) labels → (h, w) labels by nearest sampling at pixel centres; never assumes a square."""
+    labels = torch.as_tensor(labels)
     if tuple(labels.shape) == tuple(grid):
         return labels
     resized = F.interpolate(labels[None, None].float(), size=grid, mode="nearest-exact")

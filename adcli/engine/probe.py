@@ -59,6 +59,39 @@ def _checkpoint_arch(path, header: dict) -> Architecture:
     return arch
 
 
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def _start(path) -> bytes:
+    try:
+        with Path(path).open("rb") as stream:
+            return stream.read(9)
+    except OSError:
+        return b""
+
+
+def looks_like_safetensors(path) -> bool:
+    """Whether the file starts as a safetensors file does: an 8-byte header length, then ``{``."""
+    start = _start(path)
+    return len(start) == 9 and start[8:9] == b"{" and struct.unpack("<Q", start[:8])[0] > 1
+
+
+def require_safetensors_lora(path, spec: str) -> None:
+    """A LoRA file must be .safetensors: a pickle (.bin, .pt, .ckpt) is never unpickled, since
+    unpickling a file can run any code in it. The message says how to convert one."""
+    path = Path(path)
+    if looks_like_safetensors(path):
+        return
+    start = _start(path)
+    pickled = path.suffix.lower() in PICKLE_SUFFIXES or start[:1] == b"\x80" or start[:2] == b"PK"  # a pickle, or torch's zip of one
+    kind = "a pickle" if pickled else "not a .safetensors file"
+    raise ModelLoadError(
+        f"LoRA {spec} is {kind}: adcli reads only .safetensors LoRAs and never unpickles a file (that can run "
+        f"code); convert it once, where you trust it: python -c \"import torch, safetensors.torch as st; "
+        f"st.save_file(torch.load('{path.name}', weights_only=True), '{path.stem}.safetensors')\""
+    )
+
+
 def detect_arch(path) -> str:
     """The architecture's name, from the tensor names in the header only (no weights are read)."""
     return _checkpoint_arch(path, read_safetensors_header(path)).name

@@ -26,6 +26,7 @@ from adcli.engine.backend import Backend, Conditioning
 from adcli.engine.config import SamplingConfig
 from adcli.engine.controlnet import Control
 from adcli.engine.features import Guide
+from adcli.engine.config import SamplingConfig, sdedit_start
 from adcli.engine.guidance import ADGuidance, IterationReport
 from adcli.engine.prediction import Step
 from adcli.engine.progress import Progress, ProgressCallback
@@ -39,16 +40,6 @@ Denoiser = Callable[[torch.Tensor, Point], torch.Tensor]
 # ``report(latents, ad_iteration, ad_iterations, losses)`` after each of its iterations and returns
 # at once when that returns False.
 StepHook = Callable[[torch.Tensor, Point, IterationReport], torch.Tensor]
-
-
-def sdedit_start(steps: int, strength: float) -> int:
-    """SDEdit: the index of the first of ``steps`` steps to run, so that ``strength`` of them run.
-
-    Strength 1 starts from pure noise (index 0); strength 0.6 skips the first 40 % of the steps
-    and starts from the layout latent noised to the schedule point there.
-    """
-    run = min(max(int(steps * strength), 1), steps)
-    return steps - run
 
 
 def require_finite(latents: torch.Tensor, step: int, total: int, point: Point) -> None:

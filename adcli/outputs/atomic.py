@@ -1,4 +1,9 @@
-"""Replacing a file in one step: readers (viewers, browsers, watchers) never see half of it."""
+"""Writing a file in one step: readers (viewers, browsers, watchers) never see half of it.
+
+Every file adcli writes — images, reports, previews, animations, contact sheets — is first
+written whole to a hidden temporary file beside its path (:func:`write_temporary`, with the
+permissions a new file usually gets), then renamed or linked into place within one folder.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,30 @@ from typing import BinaryIO
 from adcli.errors import OutputError
 
 
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_temporary(path: Path, write: Callable[[BinaryIO], None], sync: bool = False) -> str:
+    """``write(stream)`` into a hidden ``.NAME.….partial`` file beside ``path``, given the usual
+    permissions (``mkstemp`` makes 0600); ``sync``: on disk before it is named. Raises OSError and
+    leaves nothing behind when it fails."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        os.fchmod(handle, 0o666 & ~current_umask())
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+            if sync:
+                stream.flush()
+                os.fsync(stream.fileno())
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    return temporary
+
+
 def replace_atomically(path: str | Path, write: Callable[[BinaryIO], None], what: str = "file") -> Path:
     """Call ``write(stream)`` on a hidden temporary file beside ``path``, then rename it over ``path``.
 
@@ -21,12 +50,7 @@ def replace_atomically(path: str | Path, write: Callable[[BinaryIO], None], what
     temporary = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(temporary, 0o666 & ~mask)  # mkstemp makes 0600: give it the usual permissions
+        temporary = write_temporary(path, write)
         os.replace(temporary, path)
         temporary = None
     except OSError as error:

@@ -19,6 +19,7 @@ from typing import Any
 from PIL import Image, PngImagePlugin
 
 from adcli.errors import OutputError, StorageFull
+from adcli.outputs.atomic import write_temporary
 
 METADATA_KEY = "adcli"
 # The suffixes -o may end with, and the Pillow format each writes.
@@ -82,12 +83,6 @@ def read_metadata(path: str | Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def free_path(folder: Path, stem: str, suffix: str = ".png") -> Path:
     """``folder/stem.png``, or ``stem-1.png``, ``stem-2.png``… if that exists already."""
     candidate = folder / f"{stem}{suffix}"
@@ -98,15 +93,34 @@ def free_path(folder: Path, stem: str, suffix: str = ".png") -> Path:
     return candidate
 
 
+_NUMBERED = re.compile(r"(.+)-(\d+)((?:\.[^.]*)?)")  # stem-N.suffix
+_listings: dict[str, tuple[int, dict[tuple[str, str], list[tuple[int, Path]]]]] = {}
+
+
+def _numbered_in(folder: Path) -> dict[tuple[str, str], list[tuple[int, Path]]]:
+    """The folder's ``stem-N.suffix`` files by (stem, suffix), listed once while the folder is
+    unchanged: --resume asks for every job of a batch, and a folder of 100,000 outputs must not
+    be listed 100,000 times."""
+    try:
+        changed = folder.stat().st_mtime_ns
+    except OSError:
+        return {}
+    key = str(folder)
+    if key not in _listings or _listings[key][0] != changed:
+        index: dict[tuple[str, str], list[tuple[int, Path]]] = {}
+        for entry in folder.iterdir():
+            match = _NUMBERED.fullmatch(entry.name)
+            if match:
+                index.setdefault((match.group(1), match.group(3)), []).append((int(match.group(2)), entry))
+        if len(_listings) >= 1024:  # a run's folders (--name '{style}/…' makes one per style), bounded
+            _listings.clear()
+        _listings[key] = (changed, index)
+    return _listings[key][1]
+
+
 def numbered_variants(path: Path) -> list[Path]:
     """``path`` and the ``stem-N`` files :func:`free_path` may have made beside it, in order."""
-    pattern = re.compile(re.escape(path.stem) + r"-(\d+)" + re.escape(path.suffix))
-    found = []
-    if path.parent.is_dir():
-        for entry in path.parent.iterdir():
-            match = pattern.fullmatch(entry.name)
-            if match:
-                found.append((int(match.group(1)), entry))
+    found = _numbered_in(path.parent).get((path.stem, path.suffix), [])
     return [path] * path.exists() + [entry for _, entry in sorted(found)]
 
 
@@ -146,29 +160,17 @@ def _save_options(path: Path, metadata: dict[str, Any], quality: int) -> dict[st
 
 
 def _write_temporary(image: Image.Image, path: Path, metadata: dict[str, Any], quality: int) -> str:
-    """The complete file in a hidden temporary file beside ``path`` (same filesystem: linking is atomic)."""
-    folder, stem = path.parent, path.stem
+    """The complete file, on disk, in a hidden temporary file beside ``path`` (same filesystem: linking is atomic)."""
+    folder = path.parent
     options = _save_options(path, metadata, quality)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise OutputError(f"cannot create output folder {folder}: {error.strerror or error}") from None
     try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{stem}.", suffix=".partial", dir=folder)
+        return write_temporary(path, lambda stream: image.save(stream, **options), sync=True)
     except OSError as error:
-        raise _error(folder, error) from None
-    try:
-        os.fchmod(handle, 0o666 & ~_umask())
-        with os.fdopen(handle, "wb") as stream:
-            image.save(stream, **options)
-            stream.flush()
-            os.fsync(stream.fileno())
-    except BaseException as error:
-        os.unlink(temporary)
-        if isinstance(error, OSError):
-            raise _error(path, error) from None
-        raise
-    return temporary
+        raise _error(path, error) from None
 
 
 def _publish(temporary: str, path: Path) -> bool:

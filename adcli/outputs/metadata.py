@@ -15,17 +15,21 @@ from pathlib import Path
 from typing import Any
 
 import adcli
-from adcli.presets import ResolvedSettings, parse_lora_spec
+from adcli.presets import SETTINGS, ResolvedSettings, parse_lora_spec
 
-NON_PIXEL_SETTINGS = frozenset({"device", "compile", "low_vram", "window_batch", "preview_every"})
+NON_PIXEL_SETTINGS = frozenset(name for name, setting in SETTINGS.items() if not setting.pixels)
 _digests: dict[tuple[str, int, int], str] = {}
+_resolved: dict[str, str] = {}  # a path as given → the file it names (a plan names the same files again and again)
 
 
 def file_digest(path: Path) -> str | None:
     """``sha256:…`` of a file's bytes (cached per path, size and mtime); None when unreadable."""
     try:
         stat = path.stat()
-        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        given = str(path)
+        if given not in _resolved:
+            _resolved[given] = str(path.resolve())
+        key = (_resolved[given], stat.st_size, stat.st_mtime_ns)
         if key not in _digests:
             digest = hashlib.sha256()
             with path.open("rb") as stream:

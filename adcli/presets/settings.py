@@ -2,13 +2,17 @@
 
 Single values are checked against the table when a preset is loaded (presets/loader.py); what
 involves two settings (a stride within its window, a size a task accepts) is checked here.
+
+Type checkers cannot read classes made at run time, so they read ``settings_types.pyi``: the same
+classes written out from the table (``python -m adcli.presets.stubs`` rewrites it; a test fails
+when it is stale), where ``settings.iterations`` is an ``int``.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, make_dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adcli.errors import PresetError
 from adcli.presets.table import TASK_KEYS, SETTINGS
@@ -99,27 +103,39 @@ class _FinetuneRules(TaskSettings):
             raise PresetError(f"crop_size must be a multiple of 8, got {self.crop_size}")
 
 
-def _settings_class(task: str, rules: type = TaskSettings) -> type:
-    name = "".join(part.capitalize() for part in re.split(r"[-_]", task)) + "Settings"
+_RULES: dict[str, type] = {"expand": _ExpandRules, "finetune-vae": _FinetuneRules}
+
+
+def class_name(task: str) -> str:
+    """``style-transfer`` → ``StyleTransferSettings`` (``t2i`` → ``T2ISettings``)."""
+    return "".join(part.upper() if part == "t2i" else part.capitalize() for part in re.split(r"[-_]", task)) + "Settings"
+
+
+def _settings_class(task: str) -> type:
     fields = [(key, SETTINGS[key].annotation) for key in TASK_KEYS[task]]
-    cls = make_dataclass(name, fields, bases=(rules,), frozen=True)
+    cls = make_dataclass(class_name(task), fields, bases=(_RULES.get(task, TaskSettings),), frozen=True)
     cls.__doc__ = f"The settings of `adcli {task}` (keys and types from presets/table.py)."
     cls.__module__ = __name__
     return cls
 
 
-StyleTransferSettings = _settings_class("style-transfer")
-AppearanceSettings = _settings_class("appearance")
-TextureSettings = _settings_class("texture")
-T2iSettings = T2ISettings = _settings_class("t2i")
-ExpandSettings = _settings_class("expand", _ExpandRules)
-FinetuneVaeSettings = _settings_class("finetune-vae", _FinetuneRules)
+# One class per task in the table (a new task needs no line here); the named ones for imports.
+SETTINGS_FOR_TASK: dict[str, type[TaskSettings]] = {task: _settings_class(task) for task in TASK_KEYS}
 
-SETTINGS_FOR_TASK: dict[str, type] = {
-    "style-transfer": StyleTransferSettings,
-    "appearance": AppearanceSettings,
-    "texture": TextureSettings,
-    "t2i": T2ISettings,
-    "expand": ExpandSettings,
-    "finetune-vae": FinetuneVaeSettings,
-}
+if TYPE_CHECKING:
+    from adcli.presets.settings_types import (
+        AppearanceSettings,
+        ExpandSettings,
+        FinetuneVaeSettings,
+        StyleTransferSettings,
+        T2ISettings,
+        TextureSettings,
+    )
+else:
+    StyleTransferSettings = SETTINGS_FOR_TASK["style-transfer"]
+    AppearanceSettings = SETTINGS_FOR_TASK["appearance"]
+    TextureSettings = SETTINGS_FOR_TASK["texture"]
+    T2ISettings = SETTINGS_FOR_TASK["t2i"]
+    ExpandSettings = SETTINGS_FOR_TASK["expand"]
+    FinetuneVaeSettings = SETTINGS_FOR_TASK["finetune-vae"]
+T2iSettings = T2ISettings

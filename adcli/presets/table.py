@@ -16,8 +16,10 @@ from typing import Any, Literal, Optional
 
 from adcli.engine.defaults import ARCH_NAMES
 
+ARCHS: tuple[str, ...] = ARCH_NAMES  # the architectures adcli knows (engine/archs registry)
 Dtype = Literal["bf16", "fp16", "fp32"]
 Tile = Literal["none", "x", "y", "xy"]
+Arch = Literal[("auto", *ARCHS)]  # type: ignore[valid-type]
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class Setting:
     metavar: str | None = None
     loading: bool = False  # a property of the loaded model: set by load_model, not per call
     run_option: bool = False  # how a command-line run shows its work, not what it computes
+    pixels: bool = True  # False: where or how fast it runs, not what it makes (left out of --resume's fingerprint)
     help_for: dict[str, str] = field(default_factory=dict)  # task → help where it differs
     option: str | None = None  # the command-line flag when it is not --name-with-dashes
 
@@ -78,13 +81,13 @@ SETTINGS: dict[str, Setting] = {
         Setting("model_config", Optional[str], "For a single-file checkpoint: a local diffusers folder (or hub id) of the same architecture to read its configs from.", loading=True),
         Setting("vae", Optional[str], "A separate VAE for encoding/decoding: diffusers folder (e.g. from `adcli finetune-vae`), hub id or .safetensors file.", loading=True,
                 help_for={"finetune-vae": "Start from this VAE (folder, hub id or .safetensors) instead of the model's."}),
-        Setting("loras", tuple[str, ...], "A LoRA to fuse into the model: file, folder or hub id, with an optional :SCALE (default 1.0), e.g. ink.safetensors:0.8. Repeat for several.", loading=True, metavar="LORA[:SCALE]", option="--lora"),
-        Setting("arch", Literal[("auto", *ARCH_NAMES)], f"{' or '.join(ARCH_NAMES)}: without --model, use that architecture's default model; with --model, check it.", loading=True),
+        Setting("loras", tuple[str, ...], "A LoRA to fuse into the model: file, folder or hub id, with an optional :SCALE (default 1.0), e.g. ink.safetensors:0.8. Repeat for several.", loading=True, metavar="LORA", option="--lora"),
+        Setting("arch", Arch, f"{' or '.join(ARCHS)}: without --model, use that architecture's default model; with --model, check it. Settings with per-architecture defaults follow it.", loading=True),
         Setting("controlnet", Optional[str], "ControlNet: hub id, diffusers folder or .safetensors file for the model's architecture ('tiny' with a tiny model). Needs --control.", loading=True),
         Setting("dtype", Dtype, "UNet precision on CUDA: bf16, fp16 or fp32. The CPU always uses fp32.", loading=True),
-        Setting("device", str, "auto (CUDA if present), cpu, cuda or cuda:N.", loading=True),
-        Setting("compile", bool, "torch.compile the UNet: the first iterations are slow (compiling), long runs and batches get faster.", loading=True),
-        Setting("low_vram", bool, "For 4–8 GB GPUs: gradient checkpointing, text encoders and VAE off the GPU while the UNet works, tiled VAE. Slower.", loading=True),
+        Setting("device", str, "auto (CUDA if present), cpu, cuda or cuda:N.", loading=True, pixels=False),
+        Setting("compile", bool, "torch.compile the UNet: the first iterations are slow (compiling), long runs and batches get faster.", loading=True, pixels=False),
+        Setting("low_vram", bool, "For 4–8 GB GPUs: gradient checkpointing, text encoders and VAE off the GPU while the UNet works, tiled VAE. Slower.", loading=True, pixels=False),
         # what every image command computes
         Setting("seed", int, "Base seed; each image's seed is derived from it and the image's inputs.", minimum=0, maximum=2**63 - 1,
                 help_for={"finetune-vae": "Seed of the random crops and flips."}),
@@ -113,15 +116,18 @@ SETTINGS: dict[str, Setting] = {
         Setting("tile", Tile, "Seamless tiling: x, y or xy makes the result wrap around in that direction (circular padding in the UNet's and VAE's convolutions); none turns it off."),
         Setting("window", int, "Window side in latents (64 = 512 px, what SD1.5 was trained on); the reference is resized to it.", minimum=8, maximum=512),
         Setting("stride", int, "Latents between neighbouring windows (smaller: more overlap, slower); at most --window.", minimum=1, maximum=512),
-        Setting("window_batch", int, "Windows denoised and guided together in one UNet batch.", minimum=1, maximum=1024),
+        Setting("window_batch", int, "Windows denoised and guided together in one UNet batch.", minimum=1, maximum=1024, pixels=False),
         Setting("crop_size", int, "Side of the random square crops, in pixels, a multiple of 8.", minimum=8, maximum=4096),
         Setting("batch_size", int, "Crops per step.", minimum=1, maximum=1024),
         # how a command-line run shows its work
-        Setting("preview_every", int, "Keep OUTPUT.preview.png up to date every N iterations/steps while an image forms (a cheap latent preview, no VAE); 0 turns it off.", minimum=0, maximum=1_000_000, run_option=True),
+        Setting("preview_every", int, "Keep OUTPUT.preview.png up to date every N iterations/steps while an image forms (a cheap latent preview, no VAE); 0 turns it off.", minimum=0, maximum=1_000_000, run_option=True, pixels=False),
     )
 }
 
-_LOADING = ("model", "model_config", "vae", "loras", "dtype", "device", "compile", "low_vram")
+# The loading settings, in the order load_model takes them; t2i alone also takes arch and controlnet.
+LOADING_KEYS: tuple[str, ...] = tuple(name for name, s in SETTINGS.items() if s.loading)
+_T2I_LOADING = ("arch", "controlnet")
+_LOADING = tuple(name for name in LOADING_KEYS if name not in _T2I_LOADING)
 _IMAGE = (*_LOADING, "seed", "size", "layers", "lr", "preview_every")
 _OPTIMIZE = ("iterations", "content_weight")
 _SAMPLE = ("steps", "ad_iterations", "adain")
@@ -130,7 +136,7 @@ TASK_KEYS: dict[str, tuple[str, ...]] = {
     "style-transfer": (*_IMAGE, *_OPTIMIZE),
     "appearance": (*_IMAGE, *_OPTIMIZE),
     "texture": (*_IMAGE, *_OPTIMIZE, "mask_content_weight", "tile", "mode", *_SAMPLE),
-    "t2i": (*_IMAGE, "arch", "controlnet", "negative_prompt", *_SAMPLE, "guidance", "content_weight", "strength", "control_scale", "tile"),
+    "t2i": (*_IMAGE, *_T2I_LOADING, "negative_prompt", *_SAMPLE, "guidance", "content_weight", "strength", "control_scale", "tile"),
     "expand": (*_IMAGE, *_SAMPLE, "window", "stride", "window_batch", "tile"),
     "finetune-vae": ("model", "model_config", "vae", "device", "seed", "steps", "lr", "crop_size", "batch_size"),
 }

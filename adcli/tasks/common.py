@@ -1,15 +1,12 @@
-"""Pieces the task functions share: image sources, sizes, the per-model image cache, decoding."""
+"""Pieces the task functions share: sizes, the per-model image cache, decoding, tiling."""
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -18,37 +15,7 @@ from adcli.engine.backend import Backend
 from adcli.engine.tiling import seamless_model
 from adcli.errors import InputError
 from adcli.presets import SizeSpec
-
-# An image as the API takes it: a path, a PIL image, or an (H, W, 3) uint8 array.
-ImageSource = Union[str, Path, Image.Image, np.ndarray]
-
-
-def source_key(source: ImageSource) -> str:
-    """A cache key naming the picture: its path, or a digest of the pixels held in memory."""
-    if isinstance(source, (str, Path)):
-        return f"path:{Path(source)}"
-    if isinstance(source, Image.Image):
-        return f"pil:{source.mode}:{source.size}:{hashlib.sha1(source.tobytes()).hexdigest()}"
-    array = np.ascontiguousarray(source)
-    return f"array:{array.shape}:{array.dtype}:{hashlib.sha1(array.tobytes()).hexdigest()}"
-
-
-def source_label(source: ImageSource, fallback: str = "image") -> str:
-    """A short name for file names and metadata: the file's stem, or ``fallback`` for pixels."""
-    return Path(source).stem if isinstance(source, (str, Path)) else fallback
-
-
-def source_record(source: ImageSource) -> str:
-    """What metadata records for an input: the path, or ``<in-memory image WxH>``."""
-    if isinstance(source, (str, Path)):
-        return str(source)
-    width, height = (source.size if isinstance(source, Image.Image) else (source.shape[1], source.shape[0]))
-    return f"<in-memory image {width}x{height}>"
-
-
-def source_files(sources: Sequence[ImageSource]) -> tuple[Path, ...]:
-    """The sources that are files (their digests go into metadata for ``--resume``)."""
-    return tuple(Path(s) for s in sources if isinstance(s, (str, Path)))
+from adcli.tasks.inputs import ImageSource, source_key
 
 
 def native_size(backend: Backend) -> tuple[int, int]:
@@ -114,31 +81,9 @@ def decode_all(backend: Backend, latents: torch.Tensor) -> list[Image.Image]:
     return [to_pil(backend.decode_latents(latents[i : i + 1])[0]) for i in range(latents.shape[0])]
 
 
-def require_files(paths: Sequence[ImageSource], what: str) -> list[ImageSource]:
-    """Every path must be an existing file (pixels in memory pass); the error names the first that is not."""
-    if not paths:
-        raise InputError(f"no {what} given")
-    for path in paths:
-        if not isinstance(path, (str, Path)):
-            continue
-        path = Path(path)
-        if not path.exists():
-            raise InputError(f"{what} {path} does not exist: check the path")
-        if path.is_dir():
-            raise InputError(f"{what} {path} is a folder: give image files")
-    return list(paths)
-
-
 @contextmanager
 def tiled(backend: Backend, axes: str, denoiser: bool = True) -> Iterator[None]:
     """The denoiser's (with ``denoiser``) and the VAE decoder's convolutions wrap around in ``axes``
     (``none``: unchanged). The encoder is left alone: references are not periodic."""
     with seamless_model(backend, axes, denoiser):
         yield
-
-
-def as_list(value: Any) -> list[Any]:
-    """One reference or several: a single path/image/array becomes a one-item list."""
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    return [value]

@@ -12,9 +12,7 @@ from adcli.engine.config import ExpansionConfig
 from adcli.engine.features import Guide
 from adcli.engine.multidiffusion import expand_by_sampling
 from adcli.engine.progress import ProgressCallback
-from adcli.presets import ResolvedSettings
-from adcli.tasks.common import decode_all, require_files, source_files, source_label, source_record, tiled
-from adcli.tasks.jobs import Job
+from adcli.tasks.common import decode_all, tiled
 from adcli.tasks.model import Model
 
 
@@ -43,22 +41,3 @@ def run_expand(
         with tiled(backend, settings.tile, denoiser=False):
             images.extend(decode_all(backend, latents))
     return images
-
-
-def expand_job(resolved: ResolvedSettings, inputs: dict[str, Any], numbered: bool | None = None) -> Job:
-    settings = resolved.settings
-    width, height = settings.size_spec().exact
-    references = require_files(list(inputs["reference"]), "reference image")
-    index = int(inputs.get("image_index") or 0)
-    stem = "_".join(source_label(r, "reference") for r in references)
-    numbered = index > 0 if numbered is None else numbered
-    return Job(
-        task="expand",
-        inputs={"reference": [source_record(r) for r in references], "image_index": index},
-        settings=resolved,
-        name=f"{stem}_{width}x{height}" + (f"_{index}" if numbered else ""),
-        key=f"{stem}#{index}",
-        steps=settings.steps,
-        fields={"reference": stem, "image_index": index},
-        files=source_files(references),
-    )

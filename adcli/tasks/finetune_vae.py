@@ -24,8 +24,9 @@ from adcli.engine.progress import ProgressCallback
 from adcli.engine.models import load_model_vae
 from adcli.engine.vae_finetune import FinetuneResult, finetune_decoder
 from adcli.errors import OutputError
+from adcli.outputs.atomic import current_umask
 from adcli.presets import ResolvedSettings
-from adcli.tasks.common import ImageSource, require_files, source_record
+from adcli.tasks.inputs import ImageSource, require_files, source_record
 
 RECORD_NAME = "adcli-finetune.json"
 
@@ -50,7 +51,7 @@ def save_vae_folder(vae: AutoencoderKL, output: Path, overwrite: bool, record: d
     try:
         vae.save_pretrained(staging, safe_serialization=True)
         (staging / RECORD_NAME).write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
-        mask = _umask()
+        mask = current_umask()
         os.chmod(staging, 0o777 & ~mask)
         for written in staging.iterdir():
             os.chmod(written, 0o666 & ~mask)
@@ -69,12 +70,6 @@ def save_vae_folder(vae: AutoencoderKL, output: Path, overwrite: bool, record: d
         if retired is not None:
             shutil.rmtree(retired, ignore_errors=True)
     return output
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def read_references(references: Sequence[ImageSource]) -> list[torch.Tensor]:

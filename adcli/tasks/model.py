@@ -14,13 +14,11 @@ from adcli.engine.lowvram import enable_low_vram
 from adcli.engine.backend import Backend
 from adcli.engine.models import load_backend
 from adcli.presets import parse_lora_spec
+from adcli.presets.table import LOADING_KEYS
 from adcli.tasks.common import ImageCache
 
-# The loading settings, in the order load_model takes them.
-LOADING_KEYS = ("model", "model_config", "vae", "loras", "arch", "controlnet", "dtype", "device", "compile", "low_vram")
 
-
-@dataclass
+@dataclass(repr=False)
 class Model:
     """``backend``: the engine's view of the model; ``loaded``: what it was loaded from;
     ``session``: a context manager entered around every run (a borrowed pipeline uses it to be
@@ -35,6 +33,14 @@ class Model:
     def arch(self) -> str:
         """The architecture's name (``sd15``, …), as metadata records it."""
         return self.backend.arch.name
+
+    def __repr__(self) -> str:
+        """One line, as a notebook shows it: what was loaded, its architecture, where and how it runs."""
+        dtype = str(getattr(self.backend, "dtype", "?")).removeprefix("torch.")
+        loras = [f"{lora['name']}:{lora['scale']:g}" for lora in self.loaded.get("lora_files") or ()]
+        extra = f", loras={loras!r}" if loras else ""
+        return (f"Model({self.loaded.get('model', self.backend.source)!r}, arch={self.arch!r}, "
+                f"device={str(self.backend.device)!r}, dtype={dtype!r}{extra})")
 
     def record(self, metadata: dict[str, Any], image: Any) -> dict[str, Any]:
         """A job's metadata completed with what only the run knows: the model's architecture, the

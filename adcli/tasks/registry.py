@@ -1,88 +1,110 @@
-"""Each command's task: its inputs (manifest columns, stored inputs of a rerun), how one set of
-inputs becomes a job, and the plain function that makes a group of jobs' images.
+"""Each command's task, in one table: its inputs class (the roles: manifest columns, stored inputs
+of a rerun, the API's arguments), how one set of inputs becomes a job, and the function that
+makes a group of jobs' images.
 
 ``run(model, items, settings, seeds, callback) -> images``: ``items`` are the jobs' inputs
-(paths, prompts, indices — or, from the API, pictures in memory), one image per item.
+(paths, prompts, indices — or, from the API, pictures in memory), read by role name, one image
+per item. The run functions live with the model libraries and are imported when the first
+image is made, so that planning and ``--dry-run`` never load torch.
+
+Adding a command: its inputs class (tasks/inputs.py), its job builder (tasks/jobs.py), its run
+function (tasks/<command>.py) and one entry here; then its settings (presets/table.py and
+``configs/<command>.yaml``), its CLI module and its API function.
 """
 
 from __future__ import annotations
 
-import functools
-import os
+import importlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal, Optional
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Optional
 
-import torch
-from PIL import Image
-
-from adcli.engine.progress import ProgressCallback
 from adcli.errors import InputError
 from adcli.presets import ResolvedSettings
-from adcli.tasks.expand import expand_job, run_expand
-from adcli.tasks.jobs import Job
-from adcli.tasks.model import Model
-from adcli.tasks.t2i import run_t2i, t2i_job
-from adcli.tasks.texture import run_texture, texture_job
-from adcli.tasks.transfer import APPEARANCE, STYLE_TRANSFER, run_transfer, transfer_job
+from adcli.tasks.inputs import (
+    AppearanceInputs,
+    ExpandInputs,
+    Inputs,
+    Role,
+    StyleTransferInputs,
+    T2IInputs,
+    TextureInputs,
+)
+from adcli.tasks.jobs import Job, Note, expand_job, t2i_job, texture_job, transfer_job
+from adcli.tasks.masked_inputs import masked_texture_job
 
-Run = Callable[[Model, Sequence[dict[str, Any]], Any, Sequence[int], Optional[ProgressCallback]], list[Image.Image]]
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from adcli.engine.progress import ProgressCallback
+    from adcli.tasks.model import Model
+
+JobBuilder = Callable[[ResolvedSettings, Any, Optional[bool], Optional[Note]], Job]
 
 
 @dataclass(frozen=True)
-class InputRole:
-    """One input of a job: ``image`` (one file), ``images`` (a reference set), ``text`` or ``int``."""
+class RunFunction:
+    """``module.function(model, items, settings, seeds, callback, **keywords)``, imported on first use."""
 
-    name: str
-    kind: Literal["image", "images", "text", "int"]
-    required: bool = True
+    module: str
+    function: str
+    keywords: dict[str, Any] = field(default_factory=dict)
+
+    def __call__(self, model: Model, items: Sequence[Any], settings: Any, seeds: Sequence[int],
+                 callback: ProgressCallback | None = None) -> list[Image.Image]:
+        run = getattr(importlib.import_module(self.module), self.function)
+        return run(model, items, settings, seeds, callback, **self.keywords)
 
 
 @dataclass(frozen=True)
 class Task:
-    roles: tuple[InputRole, ...]
-    job: Callable[[ResolvedSettings, dict[str, Any]], Job]
-    run: Run
+    inputs: type[Inputs]
+    build: JobBuilder
+    run: RunFunction
+
+    @property
+    def roles(self) -> tuple[Role, ...]:
+        return self.inputs.roles()
+
+    def job(self, resolved: ResolvedSettings, inputs: Inputs | dict[str, Any], numbered: bool | None = None,
+            note: Note | None = None) -> Job:
+        """The job of one set of inputs (an inputs object, or a mapping of role → value)."""
+        return self.build(resolved, self.inputs.of(inputs), numbered, note)
+
+
+def _transfer_job(task: str) -> JobBuilder:
+    return lambda resolved, inputs, numbered=None, note=None: transfer_job(task, resolved, inputs, numbered, note)
+
+
+def _texture_job(resolved: ResolvedSettings, inputs: TextureInputs, numbered: bool | None = None,
+                 note: Note | None = None) -> Job:
+    build = masked_texture_job if inputs.masked else texture_job
+    return build(resolved, inputs, numbered, note)
 
 
 TASKS: dict[str, Task] = {
     "style-transfer": Task(
-        (InputRole("content", "image"), InputRole("style", "images")),
-        functools.partial(transfer_job, "style-transfer", STYLE_TRANSFER),
-        functools.partial(run_transfer, roles=STYLE_TRANSFER),
+        StyleTransferInputs, _transfer_job("style-transfer"),
+        RunFunction("adcli.tasks.transfer", "run_transfer", {"inputs": StyleTransferInputs}),
     ),
     "appearance": Task(
-        (InputRole("structure", "image"), InputRole("appearance", "images")),
-        functools.partial(transfer_job, "appearance", APPEARANCE),
-        functools.partial(run_transfer, roles=APPEARANCE),
+        AppearanceInputs, _transfer_job("appearance"),
+        RunFunction("adcli.tasks.transfer", "run_transfer", {"inputs": AppearanceInputs}),
     ),
-    "texture": Task(
-        (
-            InputRole("reference", "images"), InputRole("image_index", "int", required=False),
-            InputRole("source_mask", "image", required=False), InputRole("target_mask", "image", required=False),
-        ),
-        texture_job,
-        run_texture,
-    ),
-    "t2i": Task(
-        (
-            InputRole("prompt", "text"), InputRole("style", "images"), InputRole("image_index", "int", required=False),
-            InputRole("layout", "image", required=False), InputRole("control", "image", required=False),
-        ),
-        t2i_job,
-        run_t2i,
-    ),
-    "expand": Task((InputRole("reference", "images"), InputRole("image_index", "int", required=False)), expand_job, run_expand),
+    "texture": Task(TextureInputs, _texture_job, RunFunction("adcli.tasks.texture", "run_texture")),
+    "t2i": Task(T2IInputs, t2i_job, RunFunction("adcli.tasks.t2i", "run_t2i")),
+    "expand": Task(ExpandInputs, expand_job, RunFunction("adcli.tasks.expand", "run_expand")),
 }
 
 
 def make_images(
-    model: Model, name: str, items: Sequence[dict[str, Any]], settings: Any, seeds: Sequence[int],
+    model: Model, name: str, items: Sequence[Any], settings: Any, seeds: Sequence[int],
     callback: ProgressCallback | None = None,
 ) -> list[Image.Image]:
     """The pictures of ``items`` by the task ``name``, as the batch runner and the public API make
     them: torch's global seed set from the first item's (a bit-exact rerun), inside the model's session."""
+    import torch  # loaded with the model, never by planning
+
     torch.manual_seed(seeds[0])
     with model.session():
         return task(name).run(model, items, settings, seeds, callback)
@@ -92,27 +114,3 @@ def task(name: str) -> Task:
     if name not in TASKS:
         raise InputError(f"`adcli {name}` does not take a manifest or a rerun")
     return TASKS[name]
-
-
-def _path(value: Any, base: Path | None, where: str, role: str) -> Path:
-    if not isinstance(value, str) or not value.strip():
-        raise InputError(f"{where}: {role} must be an image path, got {value!r}")
-    path = Path(os.path.expanduser(value.strip()))
-    return path if base is None or path.is_absolute() else base / path
-
-
-def convert_input(role: InputRole, value: Any, base: Path | None, where: str) -> Any:
-    """A stored or manifest value → what the task's job builder takes; paths relative to ``base``."""
-    if role.kind == "image":
-        return _path(value, base, where, role.name)
-    if role.kind == "images":
-        items = value.split(";") if isinstance(value, str) else value
-        if not isinstance(items, list) or not [i for i in items if str(i).strip()]:
-            raise InputError(f"{where}: {role.name} must be one or more image paths (separate several with ';')")
-        return [_path(item, base, where, role.name) for item in items if str(item).strip()]
-    if role.kind == "int":
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            raise InputError(f"{where}: {role.name} must be a whole number, got {value!r}") from None
-    return str(value)

@@ -15,10 +15,8 @@ from adcli.engine.features import Guide
 from adcli.engine.progress import ProgressCallback
 from adcli.engine.config import SamplingConfig
 from adcli.engine.sampler import distill_by_sampling, text_denoiser
-from adcli.presets import ResolvedSettings
-from adcli.tasks.common import decode_all, native_size, resolve_size, source_files, source_label, source_record, tiled
-from adcli.tasks.jobs import Job, settings_key
-from adcli.tasks.masked_texture import is_masked, masked_texture_job, run_masked_texture
+from adcli.tasks.common import decode_all, native_size, resolve_size, tiled
+from adcli.tasks.masked_texture import run_masked_texture
 from adcli.tasks.model import Model
 
 
@@ -34,7 +32,7 @@ def run_texture(
     callback: ProgressCallback | None = None,
 ) -> list[Image.Image]:
     """One texture per item, each from its own seed's noise; items share their reference set."""
-    if is_masked(items[0]):
+    if items[0].get("source_mask") is not None or items[0].get("target_mask") is not None:
         return run_masked_texture(model, items, settings, seeds, callback)
     backend, cache = model.backend, model.cache
     size = resolve_size(settings.size_spec(), native_size(backend))
@@ -58,28 +56,3 @@ def run_texture(
                 callback=callback,
             )
         return decode_all(backend, latents)
-
-
-def texture_job(resolved: ResolvedSettings, inputs: dict[str, Any], numbered: bool | None = None) -> Job:
-    """Texture number ``image_index`` of a reference set (from its own seed); with label maps, masked."""
-    if is_masked(inputs):
-        return masked_texture_job(resolved, inputs, numbered)
-    settings = resolved.settings
-    references = list(inputs["reference"])
-    index = int(inputs.get("image_index") or 0)
-    stem = "_".join(source_label(r, "reference") for r in references)
-    numbered = index > 0 if numbered is None else numbered
-    sampling = settings.mode == "sample"
-    return Job(
-        task="texture",
-        inputs={"reference": [source_record(r) for r in references], "image_index": index},
-        settings=resolved,
-        name=f"{stem}_texture_{index}" if numbered else f"{stem}_texture",
-        key=f"{stem}#{index}",
-        steps=settings.steps if sampling else settings.iterations,
-        fields={"reference": stem, "image_index": index},
-        files=source_files(references),
-        # sampling runs one image at a time; optimization batches images of the same references
-        group=None if sampling else ("texture", tuple(map(str, references)), settings_key(settings)),
-    )
-

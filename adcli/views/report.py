@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+from adcli.batch.plan import JobResult, PlannedJob
+from adcli.batch.status import PLANNED
+from adcli.outputs.atomic import replace_atomically
 from adcli.presets import SETTINGS
 from adcli.views.html_report import write_html_report
-from adcli.batch.plan import JobResult, PlannedJob, write_report
 
 HTML_SUFFIXES = (".html", ".htm")
 REFRESH_SECONDS = 5
@@ -29,9 +32,16 @@ def html_rows(plan: list[PlannedJob], results: dict[int, JobResult]) -> list[dic
     """One row per planned job: its result so far (``planned`` until made), inputs and settings."""
     rows = []
     for planned in plan:
-        result = results.get(planned.index) or JobResult(planned.index, planned.job.name, "planned", seed=planned.seed)
+        result = results.get(planned.index) or JobResult(planned.index, planned.job.name, PLANNED, seed=planned.seed)
         rows.append({**result.as_json(), "inputs": planned.job.inputs, "settings": _key_settings(planned)})
     return rows
+
+
+def write_report(path: Path, results: list[JobResult]) -> Path:
+    """One JSON line per job (index, name, status, output, seconds, error, seed, rank, losses),
+    written atomically with the usual file permissions, as the images are."""
+    lines = "".join(json.dumps(result.as_json(), sort_keys=True) + "\n" for result in sorted(results, key=lambda r: r.index))
+    return replace_atomically(path, lambda stream: stream.write(lines.encode("utf-8")), "report")
 
 
 def write_run_report(path: Path, plan: list[PlannedJob], results: dict[int, JobResult], running: bool = False) -> None:

@@ -13,7 +13,6 @@ from adcli.engine.defaults import DEFAULT_MODELS
 from adcli.engine.models import Backend
 from adcli.presets import load_settings
 from adcli.outputs.files import read_metadata
-from adcli.cli.t2i import model_for_arch
 
 FAST = ["--steps", "3", "--ad-iterations", "1", "--quiet"]
 
@@ -51,10 +50,13 @@ def test_preset_has_the_papers_defaults():
     assert (texture.mode, texture.steps, texture.ad_iterations, texture.lr) == ("optimize", 50, 3, 0.05)
 
 
-def test_arch_picks_the_default_model_of_that_architecture():
-    assert model_for_arch(DEFAULT_MODELS["sdxl"], "sd15") == DEFAULT_MODELS["sd15"]
-    assert model_for_arch(DEFAULT_MODELS["sdxl"], "sdxl") == DEFAULT_MODELS["sdxl"]
-    assert model_for_arch("/my/own/model", "sd15") is None  # a preset's own model is kept, and checked
+def test_arch_picks_the_default_model_of_that_architecture(tmp_path):
+    assert load_settings("t2i", overrides={"arch": "sd15"}).settings.model == DEFAULT_MODELS["sd15"]
+    assert load_settings("t2i", overrides={"arch": "sdxl"}).settings.model == DEFAULT_MODELS["sdxl"]
+    own = tmp_path / "own.yaml"
+    own.write_text("model: /my/own/model\n")
+    assert load_settings("t2i", own, {"arch": "sd15"}).settings.model == "/my/own/model"  # kept, and checked
+    assert load_settings("t2i", None, {"arch": "sd15", "model": "tiny-sdxl"}).settings.model == "tiny-sdxl"
 
 
 def test_help_shows_options_and_examples():

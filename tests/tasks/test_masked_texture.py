@@ -10,6 +10,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from adcli.cli.app import app
+from adcli.engine.label_maps import LabelMaps
 from adcli.engine.masks import MaskedAttention
 from adcli.presets import load_settings
 from adcli.tasks import masked_texture
@@ -109,8 +110,8 @@ def test_label_maps_are_read_once_for_all_images_of_a_run(tmp_path, monkeypatch)
     for path in (REFERENCE, SOURCE, TARGET):
         shutil.copy(path, tmp_path / path.name)  # files no earlier test has prepared
     reads = []
-    real = masked_texture.LabelMaps.read
-    monkeypatch.setattr(masked_texture.LabelMaps, "read", staticmethod(lambda *a: reads.append(a) or real(*a)))
+    real = LabelMaps.read
+    monkeypatch.setattr(LabelMaps, "read", staticmethod(lambda *a: reads.append(a) or real(*a)))
     result = invoke("texture", "-r", tmp_path / REFERENCE.name, "--source-mask", tmp_path / SOURCE.name,
                     "--target-mask", tmp_path / TARGET.name, "--num-images", "3", *FAST, "-o", tmp_path / "out")
     assert result.exit_code == 0, result.output
