@@ -45,7 +45,7 @@ class Case:
 
 LAYOUT = {"layout": True}
 SAMPLE = {"mode": "sample", "steps": 2, "ad_iterations": 1}
-MASKED = {"masks": True}
+MASKED = {"masks": True, "size": "32"}  # the longer side: the output takes the target map's shape
 CONTROL = {"control": True}
 
 CASES = [

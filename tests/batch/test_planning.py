@@ -8,10 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from adcli.batch.plan import UniqueNames
 from tests.support.batch_helpers import image
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def numbered_the_slow_way(stems: list[str]) -> list[str]:
@@ -72,6 +74,8 @@ def _dry_run(args: list[str], cwd: Path) -> tuple[str, list[str], float]:
     return done.stdout, imported, seconds
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_a_100000_row_manifest_plans_in_seconds_without_the_model_libraries(tmp_path):
     image(tmp_path / "c.png"), image(tmp_path / "s.png", 1)
     (tmp_path / "jobs.csv").write_text("content,style\n" + "c.png,s.png\n" * 100_000)
@@ -82,6 +86,7 @@ def test_a_100000_row_manifest_plans_in_seconds_without_the_model_libraries(tmp_
     assert seconds < 60, seconds  # ~4 s here; trying 2, 3, … for every job took ~20 minutes
 
 
+@pytest.mark.subprocess
 def test_planning_masked_textures_and_t2i_imports_no_model_library(tmp_path):
     masks = ROOT / "samples" / "masks"
     _, imported, _ = _dry_run(["texture", "-r", str(masks / "source_texture.png"), "--source-mask", str(masks / "source_labels.png"),

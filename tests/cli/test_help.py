@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = ["style-transfer", "appearance", "texture", "t2i", "expand", "finetune-vae"]
 MIN_HELP_COLUMN = 36  # characters of help text per line; it was ~18 beside a type column
 

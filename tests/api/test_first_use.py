@@ -16,7 +16,7 @@ import adcli
 from adcli.errors import ModelLoadError
 from tests.support.batch_helpers import image, one_line_error, run
 
-MASKS = Path(__file__).resolve().parents[1] / "samples" / "masks"  # target_labels.png is 384x256 (3:2)
+MASKS = Path(__file__).resolve().parents[2] / "samples" / "masks"  # target_labels.png is 384x256 (3:2)
 
 
 @pytest.fixture(scope="module")

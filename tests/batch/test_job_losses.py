@@ -42,6 +42,7 @@ def test_without_per_item_losses_the_loss_stands_for_each():
     assert progress.histories == [[[LOSS_EVERY, 0.5]], [[LOSS_EVERY, 0.5]]]
 
 
+@pytest.mark.slow
 def test_batched_jobs_report_the_losses_they_have_alone(tmp_path: Path):
     style = image(tmp_path / "style.png", 3, (32, 32))
     contents = [image(tmp_path / f"c{i}.png", 10 + i, (32, 32)) for i in range(2)]

@@ -169,6 +169,7 @@ def test_the_settings_type_stub_is_the_tables():
     assert STUB_PATH.read_text() == type_stub(), "stale: run `python -m adcli.presets.stubs`"
 
 
+@pytest.mark.subprocess
 def test_a_type_checker_sees_each_settings_type(tmp_path):
     pytest.importorskip("mypy")
     code = tmp_path / "use.py"
