@@ -77,3 +77,21 @@ def test_interrupt_then_resume_makes_every_output_exactly_once(tmp_path, presses
     assert statuses.count("skipped") == made and statuses.count("done") == COUNT - made
     assert_complete_outputs(out, COUNT)
     assert sorted(p.name for p in out.iterdir()) == [f"ref_texture_{i}.png" for i in range(COUNT)]
+
+
+def test_a_ctrl_c_while_the_process_exits_keeps_the_runs_exit_code(tmp_path):
+    """The run is done and reported; a Ctrl-C during the interpreter's shutdown (unloading torch
+    takes a moment) once ended the process by SIGINT (-2) instead of its own exit code 0."""
+    reference = image(tmp_path / "ref.png", seed=3)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "adcli", "texture", "-r", str(reference), "-o", str(tmp_path / "out"), "--model", "tiny",
+               "--size", "32x32", "--iterations", "2", "--quiet"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        wait_for_first_image(process)  # the only image: the run is over
+        time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr
