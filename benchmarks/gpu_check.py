@@ -32,8 +32,10 @@ from benchmarks.gpu_commands import ROOT, commands, run_commands
 STEPS = ("commands", "cuda-tests", "benchmark")
 # Seconds per step: on one H100 the three add up to 7.5 minutes; on a CPU to 3. A step may also use
 # what the steps before it left unused.
+# On CUDA the budgets fit the device tool's minutes. On a CPU (CI) they only stop a hung step:
+# the CPU run checks that every step works, not how fast a busy 2-core machine does it.
 BUDGETS = {"cuda": {"commands": 150, "cuda-tests": 90, "benchmark": 210},
-           "cpu": {"commands": 75, "cuda-tests": 25, "benchmark": 80}}
+           "cpu": {"commands": 480, "cuda-tests": 120, "benchmark": 360}}
 TITLES = {"commands": "1. Every command (tiny models)", "cuda-tests": "2. CUDA tests (pytest -m cuda)",
           "benchmark": "3. Benchmark key rows"}
 # The rows of step 3, as (task, arch, impl, variant) of benchmarks.cases.plan, in running order:
