@@ -23,7 +23,7 @@ from adcli.errors import ModelLoadError
 from tests.support.gguf_files import write_gguf
 from tests.support.transformer_checkpoints import flux_to_original, save_diffusers_layout, save_original, sd3_to_original
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def cli_spelling(error: ModelLoadError) -> str:
@@ -123,6 +123,7 @@ def test_a_gguf_of_another_kind_and_a_broken_file(tmp_path):
         probe_transformer(str(tmp_path / "broken.gguf"))
 
 
+@pytest.mark.subprocess
 def test_detection_imports_neither_torch_nor_diffusers(tmp_path, flux, sd3):
     paths = [save_original(flux, tmp_path / "f.safetensors"), save_original(sd3, tmp_path / "s.safetensors")]
     write_gguf(flux_to_original(flux.state_dict()), tmp_path / "f.gguf", "flux", gguf.GGMLQuantizationType.Q8_0)

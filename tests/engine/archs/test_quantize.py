@@ -131,6 +131,7 @@ def test_what_a_device_cannot_do_is_a_one_line_error():
     check_quantization("int8", CPU)
 
 
+@pytest.mark.subprocess
 @needs_torchao
 def test_the_backends_import_quietly():
     """Installed, torchao makes every ``import diffusers`` log about CUDA extensions it cannot load."""
@@ -140,7 +141,7 @@ def test_the_backends_import_quietly():
     script = ("from adcli.engine.archs.quantize import quiet_quantization_backends\n"
               "quiet_quantization_backends()\nfrom diffusers import FluxTransformer2DModel, TorchAoConfig")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                          cwd=Path(__file__).resolve().parents[1])
+                          cwd=Path(__file__).resolve().parents[3])
     assert done.returncode == 0 and "Failed to load" not in done.stderr and "torchao" not in done.stderr, done.stderr
 
 
