@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 RUN := OMP_NUM_THREADS=1 $(BIN)/adcli
 TINY := --model tiny --size 128x128 --quiet
 
-.PHONY: setup demo test bench gpu-check gpu-wheels clean
+.PHONY: setup demo test quick bench gpu-check gpu-wheels clean
 
 # `make gpu-check`: on a CUDA machine its own python3 (CUDA torch already installed; this never installs
 # torch), with the wheels from `make gpu-wheels` unpacked into $(GPU_SITE) when .whl/ exists;
@@ -69,6 +69,11 @@ demo: setup
 
 test: setup
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
+
+# A contributor's loop: every test but the slow ones and those that start processes (under 3 minutes
+# on a 2-core CPU). `make test` still runs everything; add `ARGS=tests/engine` to narrow it further.
+quick: setup
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "not slow and not subprocess" $(ARGS)
 
 bench: setup
 	$(BIN)/python -m benchmarks.run

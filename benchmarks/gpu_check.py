@@ -2,7 +2,7 @@
 
 Three steps, each a subprocess killed at its time budget (what it finished is kept):
 1. every adcli command on the tiny models, bf16 (one fp16), each image checked (``gpu_commands``);
-2. the CUDA tests, ``pytest -m cuda tests/test_cuda.py`` (skipped without CUDA);
+2. the CUDA tests, ``pytest -m cuda tests/engine/test_cuda.py`` (skipped without CUDA);
 3. the benchmark's key rows on the full-size SD1.5/SDXL architectures with random weights, engine
    and literal baseline side by side, with the targets of issue 12.
 On a CPU (``--device cpu``, ``make gpu-check DEVICE=cpu``) the same steps run at tiny sizes in
@@ -88,7 +88,7 @@ def step_commands(device: str, work: Path, records: Path, jobs: int | None) -> N
 def step_cuda_tests(work: Path, records: Path) -> None:
     report = work / "cuda-tests.xml"
     subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider",
-                    f"--junitxml={report}", str(ROOT / "tests" / "test_cuda.py")], cwd=ROOT, check=False)
+                    f"--junitxml={report}", str(ROOT / "tests" / "engine" / "test_cuda.py")], cwd=ROOT, check=False)
     for case in ElementTree.parse(report).getroot().iter("testcase"):
         outcome, message = "passed", ""
         for tag in ("failure", "error", "skipped"):

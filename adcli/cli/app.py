@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Annotated, Optional
 
 import typer
@@ -61,3 +62,8 @@ def main() -> None:
         app(prog_name="adcli")
     except KeyboardInterrupt:  # a Ctrl-C while exiting, after the command has handled its own
         raise SystemExit(130) from None
+    finally:
+        # The command has reported and chosen its exit code: a Ctrl-C while the interpreter shuts down
+        # (unloading torch takes a moment) would end the process by SIGINT instead (every thread of ours
+        # is a daemon, so nothing waits to be interrupted).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

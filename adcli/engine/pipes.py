@@ -22,9 +22,11 @@ from adcli.errors import ModelLoadError, setting
 # Forward hooks a run may add (capture's grid hook, tiling's padding hooks); torch keeps them in these dicts.
 _HOOK_DICTS = ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks",
                "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_backward_hooks")
-# Plain attributes of a module that a run may switch: VAE tiling/slicing, checkpointing, torch.compile.
+# Plain attributes of a module that a run may switch: VAE tiling/slicing, checkpointing, torch.compile,
+# and transformers' mark that it installed its hidden-state hooks (installed on a text encoder's first
+# call with output_hidden_states; the hooks go with the others on restore, so the mark must go too).
 _FLAGS = ("gradient_checkpointing", "use_tiling", "use_slicing", "tile_sample_min_size",
-          "tile_latent_min_size", "_compiled_call_impl", "_adcli_compiled")
+          "tile_latent_min_size", "_compiled_call_impl", "_adcli_compiled", "_output_capturing_hooks_installed")
 _MISSING = object()
 
 

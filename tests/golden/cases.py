@@ -1,7 +1,7 @@
 """Every command's output on the tiny SD1.5, SDXL, FLUX.1 and SD3.5 models, recorded so that later work
 cannot move them silently (SD1.5/SDXL before the engine moved; FLUX.1/SD3.5 when they arrived).
 
-``python -m tests.golden.record`` writes ``tests/golden/<case>.png``; ``tests/test_golden.py``
+``python -m tests.golden.record`` writes ``tests/golden/<case>.png``; ``tests/golden/test_golden.py``
 makes each case again and compares. A case is a plain call of the public API (which equals the
 CLI pixel for pixel): the model, the command and its settings, all explicit, so that a change of
 a built-in default does not count as a change of the engine.
