@@ -66,8 +66,14 @@ def check_lora(names: dict, printed: list[str], folder: Path) -> None:
     assert lora["sha256"].removeprefix("sha256:") == hashlib.sha256((folder / "ink-lora.safetensors").read_bytes()).hexdigest()
 
 
+def check_start_latents(names: dict, printed: list[str], folder: Path) -> None:
+    """FLUX's packed latents start the image (its size, and their digest recorded instead of the seed's noise)."""
+    assert names["latents"].shape == (1, 16, 64) and names["image"].size == (64, 64)
+    assert settings_of(names["image"])["model_arch"] == "flux" and "start_latents_sha256" in settings_of(names["image"])
+
+
 CHECKS = {"adcli.save(": check_first_steps, "adcli.finetune_vae(": check_every_command,
-          "adcli.from_pipe(": check_from_pipe, "loras=": check_lora}
+          "adcli.from_pipe(": check_from_pipe, "loras=": check_lora, "latents=latents": check_start_latents}
 
 
 def check_for(block: str):
