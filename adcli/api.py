@@ -58,8 +58,9 @@ def load_model(model: str | None = None, **options: Any) -> Model:
 
     Keywords: ``vae``, ``model_config``, ``loras`` (``[(path, scale), …]`` or ``"path:scale"``),
     ``controlnet``, ``arch``, ``dtype`` (bf16/fp16/fp32), ``device`` (auto/cpu/cuda[:N]),
-    ``compile``, ``low_vram`` — the loading keys of the presets, with their defaults. A bad value
-    or a model that cannot be loaded raises adcli's error for it (a ``ValueError``).
+    ``compile``, ``quantize`` (none/int8/fp8/nf4), ``low_vram`` — the loading keys of the presets, with
+    their defaults. A bad value or a model that cannot be loaded raises adcli's error for it (a
+    ``ValueError``). What a small GPU's memory plan chose is a ``UserWarning`` (and ``model.notes``).
     """
     valid = [key for key in LOADING_KEYS if key != "model"]
     values: dict[str, Any] = loading_defaults()
@@ -70,7 +71,10 @@ def load_model(model: str | None = None, **options: Any) -> Model:
             value = tuple(_parse_lora(item) for item in as_list(value))
         values[key] = check_value(SETTINGS[key], value, "load_model")
     values["model"] = check_value(SETTINGS["model"], model, "load_model") if model is not None else default_model(values.get("arch"))
-    return open_model(values)
+    loaded = open_model(values)
+    for note in loaded.notes:  # what a small GPU's memory plan chose (the CLI prints it)
+        warnings.warn(render(note), UserWarning, stacklevel=2)
+    return loaded
 
 
 def from_pipe(pipe: Any) -> Model:

@@ -64,13 +64,17 @@ class JobResult:
     rank: int = 0
     exit_code: int = 0
     losses: list[list[float]] = field(default_factory=list)  # [step, loss] every few steps
+    peak_gpu_gb: float | None = None  # the peak GPU memory while it was made; None (left out) on a CPU
     exception: BaseException | None = field(default=None, repr=False, compare=False)
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        row = {
             "index": self.index, "name": self.name, "status": self.status, "output": self.output,
             "seconds": round(self.seconds, 3), "error": self.error, "seed": self.seed, "rank": self.rank, "losses": self.losses,
         }
+        if self.peak_gpu_gb is not None:
+            row["peak_gpu_memory_gb"] = self.peak_gpu_gb
+        return row
 
     def __getstate__(self) -> dict[str, Any]:  # exceptions need not survive the trip to the main process
         return {**self.__dict__, "exception": None}

@@ -8,18 +8,21 @@ from pathlib import Path
 from adcli.batch.plan import PlannedJob
 from adcli.engine import archs
 from adcli.engine.images import check_image
+from adcli.engine.archs.transformer_detect import check_not_quantizing_gguf
 from adcli.engine.probe import probe_model, require_safetensors_lora
 from adcli.errors import AdcliError, InputError, setting
 from adcli.presets import parse_lora_spec
 
 
 def check_model(settings: object) -> None:
-    """``--arch``, ``--layers``, ``--size``, MultiDiffusion windows and tiling with a ControlNet against
-    the model's configs, when they can be read without loading; local LoRA files are .safetensors."""
+    """``--arch``, ``--layers``, ``--size``, ``--quantize``, MultiDiffusion windows and tiling with a ControlNet
+    against the model's configs, when they can be read without loading; local LoRA files are .safetensors."""
     for spec in getattr(settings, "loras", ()):
         path = Path(parse_lora_spec(spec)[0]).expanduser()
         if path.is_file():
             require_safetensors_lora(path, spec)
+    quantize = getattr(settings, "quantize", None)
+    check_not_quantizing_gguf(settings.model, quantize)
     probe = probe_model(settings.model, getattr(settings, "model_config", None))
     if probe is None:
         return
@@ -30,6 +33,7 @@ def check_model(settings: object) -> None:
             f"pass a matching {setting('model')}, or drop {setting('arch')}"
         )
     family = archs.get(probe.arch)
+    archs.check_quantizable(family, quantize)
     count, kind = probe.self_attention_layers, family.layer_kind
     for index in getattr(settings, "layers", ()):
         if not -count <= index < count:
@@ -64,6 +68,7 @@ def check_inputs(plan: list[PlannedJob]) -> dict[int, AdcliError]:
     for planned in plan:
         settings = planned.resolved.settings
         key = (settings.model, getattr(settings, "model_config", None), getattr(settings, "arch", None),
+               getattr(settings, "quantize", None),
                tuple(getattr(settings, "layers", ())), tuple(getattr(settings, "loras", ())),
                getattr(settings, "size", None), getattr(settings, "window", None), getattr(settings, "stride", None),
                getattr(settings, "tile", None), getattr(settings, "controlnet", None))

@@ -26,7 +26,7 @@ from adcli.outputs.files import write_image, write_image_free
 from adcli.outputs.metadata import job_metadata
 from adcli.presets import for_arch
 from adcli.tasks.jobs import Reporter
-from adcli.tasks.model import Model, loading_settings, open_model
+from adcli.tasks.model import PEAK_KEY, Model, loading_settings, open_model, planned_pixels
 from adcli.tasks.registry import make_images
 
 Spell = Callable[[str], str]  # how a message spells a setting: the CLI's flag, the API's keyword
@@ -192,7 +192,7 @@ class Runner:
         except OutputError as error:
             self.fail(planned, error)
             return
-        self.record(planned, DONE, output=str(path), seconds=seconds, losses=losses)
+        self.record(planned, DONE, output=str(path), seconds=seconds, losses=losses, peak_gpu_gb=metadata.get(PEAK_KEY))
         self.reporter.job_done(planned.job.name, path, seconds)
 
     def make(self, model: Model, chunk: list[PlannedJob]) -> list[Image.Image]:
@@ -244,14 +244,18 @@ class Runner:
         """The jobs that share one model: load it once, then make them."""
         settings = items[0].resolved.settings
         self.reporter.loading(f"model {settings.model}")
+        sizes = [planned_pixels(planned.resolved.settings) for planned in items]
         try:
-            model = open_model(loading_settings(settings), shard.device(settings.device))
+            model = open_model(loading_settings(settings), shard.device(settings.device),
+                               pixels=None if None in sizes else max(sizes))
         except AdcliError as error:
             if only_model:
                 raise
             for planned in items:
                 self.fail(planned, error)
             return
+        for note in model.notes:
+            self.reporter.info(note)
         for planned in items:
             resolve_arch(planned, model.preset_arch)
         try:

@@ -32,6 +32,11 @@ def _describe(path: Path, metadata: dict) -> None:
         ("size used", metadata.get("size_used", "?")),
     ]
     rows += [("lora", f"{lora.get('name')} × {lora.get('scale')} ({lora.get('sha256', '')[:12]})") for lora in metadata.get("loras") or []]
+    model = (metadata.get("settings") or {}).get("model")
+    if model in (metadata.get("input_digests") or {}):
+        rows.append(("model file", metadata["input_digests"][model]))
+    if metadata.get("peak_gpu_memory_gb") is not None:
+        rows.append(("peak GPU memory", f"{metadata['peak_gpu_memory_gb']:.2f} GB"))
     rows += [(f"input {key}", _value(value)) for key, value in (metadata.get("inputs") or {}).items()]
     rows += [(key, _value(value)) for key, value in sorted((metadata.get("settings") or {}).items())]
     width = max(len(key) for key, _ in rows)

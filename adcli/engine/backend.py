@@ -70,6 +70,11 @@ class Backend:
     # encoders likewise visit it only to encode a prompt (once per prompt: the results are cached).
     vae_offloaded: bool = False
     encoders_offloaded: bool = False
+    # The memory plan for a small GPU (:mod:`adcli.engine.memory`): the text encoders encode on the CPU
+    # (they do not fit the GPU), or the denoiser waits on the CPU while they encode on the GPU.
+    encode_on_cpu: bool = False
+    denoiser_aside_to_encode: bool = False
+    memory_note: str | None = None  # what the memory plan chose, in one line (None: no plan)
     _prompt_cache: dict = field(default_factory=dict, repr=False)
     controlnet: torch.nn.Module | None = None
     # LoRAs fused into the weights at load time (see :mod:`adcli.engine.loras`), for the metadata.
@@ -130,9 +135,27 @@ class Backend:
         """Encode prompts the way the architecture's pipeline does; results are cached."""
         key = tuple(prompts)
         if key not in self._prompt_cache:
-            with self._on_device(self.text_encoders, self.encoders_offloaded):
+            with self._encoders_placed():
                 self._prompt_cache[key] = self.arch.encode_prompts(self, list(prompts))
         return self._prompt_cache[key]
+
+    @contextmanager
+    def _encoders_placed(self) -> Iterator[None]:
+        """The text encoders where they encode: on the device (visiting it when offloaded; the denoiser
+        waiting on the CPU meanwhile when both do not fit), or on the CPU when they do not fit the GPU."""
+        if self.encode_on_cpu or self.device.type == "cpu":
+            yield
+            return
+        aside = self.denoiser_aside_to_encode and self.encoders_offloaded
+        if aside:
+            self.denoiser.to("cpu")
+            torch.cuda.empty_cache()
+        try:
+            with self._on_device(self.text_encoders, self.encoders_offloaded):
+                yield
+        finally:
+            if aside:
+                self.denoiser.to(self.device)
 
     def model_inputs(
         self, conditioning: Conditioning, batch: int, latent_hw: tuple[int, int], guidance: float | None = None
@@ -191,25 +214,37 @@ def _place(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) ->
     module.to(device) if current == dtype or quantized else module.to(device, dtype)
 
 
+# What :func:`place_backend` may leave on the CPU.
+PARTS = ("denoiser", "vae", "text_encoders")
+
+
+def place_backend(backend: Backend, on_cpu: Sequence[str] = ()) -> None:
+    """Freeze the backend's modules in eval mode, the denoiser and text encoders in its dtype on its
+    device and the VAE in fp32 (SD VAEs overflow in fp16; it is a small share of the work). The
+    ``on_cpu`` parts (of :data:`PARTS`) get their dtype but stay on the CPU (a small GPU's memory plan)."""
+    device, dtype = backend.device, backend.dtype
+    parts = [("denoiser", backend.denoiser, dtype), ("vae", backend.vae, torch.float32)]
+    parts += [("text_encoders", encoder, dtype) for encoder in backend.text_encoders]
+    for part, module, wanted in parts:
+        module.eval().requires_grad_(False)
+        _place(module, torch.device("cpu") if part in on_cpu else device, wanted)
+
+
 def backend_from_components(
     arch: Architecture, components: dict, *, device: torch.device, dtype: torch.dtype, source: str,
     vae: torch.nn.Module | None = None, place: bool = True, shared: bool = False,
 ) -> Backend:
-    """A Backend of ``arch`` over its pipeline ``components`` (``vae`` replaces theirs).
-
-    With ``place``, weights are frozen, in eval mode, the denoiser and text encoders in ``dtype``
-    on ``device`` and the VAE in fp32 (SD VAEs overflow in fp16; it is a small share of the work).
-    """
+    """A Backend of ``arch`` over its pipeline ``components`` (``vae`` replaces theirs), with ``place``
+    placed by :func:`place_backend` (left where they are otherwise)."""
     denoiser = components[arch.denoiser_name]
     vae = vae if vae is not None else components["vae"]
     tokenizers = [components[t] for t, _ in arch.text_parts if components.get(t) is not None]
     encoders = [components[e] for _, e in arch.text_parts if components.get(e) is not None]
-    if place:
-        for module, wanted in [(denoiser, dtype), (vae, torch.float32)] + [(e, dtype) for e in encoders]:
-            module.eval().requires_grad_(False)
-            _place(module, device, wanted)
     scheduler = components.get("scheduler")
-    return Backend(
+    backend = Backend(
         arch=arch, denoiser=denoiser, vae=vae, scheduler_config=dict(scheduler.config) if scheduler is not None else {},
         tokenizers=tokenizers, text_encoders=encoders, device=device, dtype=dtype, source=source, shared=shared,
     )
+    if place:
+        place_backend(backend)
+    return backend

@@ -39,9 +39,7 @@ def enable_low_vram(backend: Backend) -> Callable[[], None]:
     backend.encoders_offloaded = True
     vae.to("cpu")
     backend.vae_offloaded = True
-    vae.enable_tiling()
-    vae.tile_sample_min_size = min(vae.tile_sample_min_size, TILE_PIXELS)
-    vae.tile_latent_min_size = min(vae.tile_latent_min_size, TILE_PIXELS // backend.vae_scale_factor)
+    tile_vae(backend)
     if backend.device.type == "cuda":
         torch.cuda.empty_cache()
 
@@ -56,6 +54,14 @@ def enable_low_vram(backend: Backend) -> Callable[[], None]:
         vae.use_tiling, vae.tile_sample_min_size, vae.tile_latent_min_size = tiling
 
     return restore
+
+
+def tile_vae(backend: Backend) -> None:
+    """The VAE encodes and decodes in tiles of at most ``TILE_PIXELS`` pixels (blended seams)."""
+    vae = backend.vae
+    vae.enable_tiling()
+    vae.tile_sample_min_size = min(vae.tile_sample_min_size, TILE_PIXELS)
+    vae.tile_latent_min_size = min(vae.tile_latent_min_size, TILE_PIXELS // backend.vae_scale_factor)
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from diffusers import AutoencoderKL, DiffusionPipeline  # loading needs them: im
 
 from adcli.engine import archs
 from adcli.engine.archs.base import Architecture, Components
-from adcli.engine.backend import Backend, backend_from_components
+from adcli.engine.backend import Backend, backend_from_components, place_backend
 from adcli.engine.hub import SINGLE_FILE_SUFFIXES, hub_hint, hub_unavailable, is_hub_id
 from adcli.engine.quiet import quiet_loading
 from adcli.errors import ModelLoadError, setting
@@ -30,20 +30,34 @@ def _first_line(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
-def _load_pretrained(source: str, dtype: torch.dtype, local_only: bool) -> tuple[Architecture, Components]:
+def _load_pretrained(source: str, dtype: torch.dtype, local_only: bool, quantize: str | None = None,
+                     ) -> tuple[Architecture, Components]:
     """Every component of a diffusers folder or hub id, by the architecture its model index names."""
     with quiet_loading():
         index = DiffusionPipeline.load_config(source, local_files_only=local_only)
     arch = archs.detect_index(index, source)
+    archs.check_quantizable(arch, quantize)
     with quiet_loading():
-        return arch, arch.load_pretrained(source, dtype, local_only)
+        return arch, arch.load_pretrained(source, dtype, local_only, quantize=quantize)
 
 
-def _load_components(model: str, model_config: str | None, dtype: torch.dtype) -> tuple[Architecture, Components]:
+def _build_tiny(arch: Architecture, model: str, dtype: torch.dtype, quantize: str | None) -> Components:
+    """A tiny model, its denoiser quantized in memory as loading would quantize it from files."""
+    archs.check_quantizable(arch, quantize)
+    with quiet_loading():  # importing a pipeline's module makes transformers log about image processors
+        components = arch.build_tiny(model)
+    if quantize:
+        from adcli.engine.archs.quantize import quantize_in_memory
+
+        quantize_in_memory(components[arch.denoiser_name].to(dtype), quantize)
+    return components
+
+
+def _load_components(model: str, model_config: str | None, dtype: torch.dtype, quantize: str | None = None,
+                     ) -> tuple[Architecture, Components]:
     tiny = archs.tiny_model_arch(model)
     if tiny is not None:
-        with quiet_loading():  # importing a pipeline's module makes transformers log about image processors
-            return tiny, tiny.build_tiny(model)
+        return tiny, _build_tiny(tiny, model, dtype, quantize)
     path = Path(model).expanduser()
     if path.is_dir():
         if not (path / "model_index.json").is_file():
@@ -52,7 +66,7 @@ def _load_components(model: str, model_config: str | None, dtype: torch.dtype) -
                 f"pass a diffusers folder, a .safetensors checkpoint or a hub id"
             )
         try:
-            return _load_pretrained(str(path), dtype, local_only=True)
+            return _load_pretrained(str(path), dtype, local_only=True, quantize=quantize)
         except ModelLoadError:
             raise
         except (OSError, ValueError, KeyError) as error:
@@ -63,7 +77,8 @@ def _load_components(model: str, model_config: str | None, dtype: torch.dtype) -
         from adcli.engine.probe import detect_arch
 
         arch = archs.get(detect_arch(path))
-        components = arch.load_single_file(path, model_config, dtype, _configs_local(model_config))
+        archs.check_quantizable(arch, quantize)
+        components = arch.load_single_file(path, model_config, dtype, _configs_local(model_config), quantize=quantize)
         return arch, components
     if not is_hub_id(model):
         what = "folder" if model.endswith(("/", os.sep)) else "file or folder"
@@ -72,7 +87,7 @@ def _load_components(model: str, model_config: str | None, dtype: torch.dtype) -
             f"check the path given as {setting('model')}"
         )
     try:
-        return _load_pretrained(model, dtype, local_only=hub_unavailable())
+        return _load_pretrained(model, dtype, local_only=hub_unavailable(), quantize=quantize)
     except ModelLoadError:
         raise
     except (OSError, ValueError):
@@ -145,6 +160,10 @@ def load_backend(
     controlnet: str | None = None,
     arch: str | None = None,
     loras: Sequence[tuple[str, float]] = (),
+    quantize: str | None = None,
+    low_vram: bool = False,
+    pixels: int | None = None,
+    free_gb: float | None = None,
 ) -> Backend:
     """Load a model for AD: weights frozen, in eval mode, denoiser and text encoders in ``dtype``.
 
@@ -152,8 +171,20 @@ def load_backend(
     architecture; ``controlnet`` is loaded alongside (see :mod:`adcli.engine.controlnet`).
     ``loras`` — ``(path_or_hub_id, scale)`` pairs — are fused into the weights in order (see
     :mod:`adcli.engine.loras`); the backend's ``loras`` records their names, scales and SHA-256.
+    ``quantize`` (int8/fp8/nf4; FLUX.1 and SD3.5) quantizes the transformer as it loads.
+
+    Where it goes: a FLUX/SD3 model on a GPU is placed by the memory plan for the free GPU memory
+    (``free_gb`` overrides it) and images of ``pixels`` pixels (:mod:`adcli.engine.memory`), which
+    ``low_vram`` asks for and a model too large for the GPU gets anyway; ``backend.memory_note`` says
+    what was chosen. Otherwise ``low_vram`` gives its fixed savings (:mod:`adcli.engine.lowvram`).
     """
-    loaded, components = _load_components(model, model_config, dtype)
+    from adcli.engine.archs.quantize import check_quantization
+    from adcli.engine.lowvram import enable_low_vram
+    from adcli.engine.memory import apply_plan, plan_for
+
+    quantize = None if quantize == "none" else quantize
+    check_quantization(quantize, device)  # before anything loads
+    loaded, components = _load_components(model, model_config, dtype, quantize)
     if arch not in (None, "auto") and arch != loaded.name:
         raise ModelLoadError(
             f"{setting('arch')} {arch} was asked for, but model {model} is {loaded.name}: "
@@ -165,7 +196,17 @@ def load_backend(
             f"VAE {vae} has {vae_model.config.latent_channels} latent channels, but {loaded.title} needs "
             f"{loaded.latent_channels}: pass a VAE made for {loaded.title} as {setting('vae')}"
         )
-    backend = backend_from_components(loaded, components, device=device, dtype=dtype, source=model, vae=vae_model)
+    backend = backend_from_components(loaded, components, device=device, dtype=dtype, source=model, vae=vae_model,
+                                      place=False)
+    quantized = quantize is not None or model.lower().endswith(".gguf")
+    placement = plan_for(backend, quantized=quantized, low_vram=low_vram, pixels=pixels, free_gb=free_gb)
+    if placement is not None:
+        apply_plan(backend, placement.plan)
+        backend.memory_note = placement.note
+    else:
+        place_backend(backend)
+        if low_vram:
+            enable_low_vram(backend)
     if loras:
         backend.loras = loaded.apply_loras(backend, loras)
     if controlnet:

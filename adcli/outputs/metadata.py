@@ -2,7 +2,8 @@
 
 An output is the same when its task, pixel-relevant settings, inputs and seed match. Inputs are
 compared by content (SHA-256 of each input file) where the metadata records it, so moving the
-input folder does not rerun a job, while editing an image does. Settings that do not change
+input folder does not rerun a job, while editing an image does; so are LoRA files and a GGUF model
+file. The quantization (``quantize``) is a setting like any other. Settings that do not change
 pixels (the device, memory and speed switches) are left out; so are run options such as the
 output path, --quiet, --overwrite and --report, which are not settings at all.
 """
@@ -47,9 +48,19 @@ def lora_files(resolved: ResolvedSettings) -> list[Path]:
     return [Path(p) for p in paths if Path(p).is_file()]
 
 
+def model_files(resolved: ResolvedSettings) -> list[Path]:
+    """The settings' model when it is a local GGUF file (quantized weights whose file names rarely say
+    which quantization they hold): its digest joins the metadata and the fingerprint, so that an edited
+    or replaced file makes --resume run the job again while a moved one does not."""
+    model = getattr(resolved.settings, "model", None)
+    path = Path(str(model)).expanduser() if model else None
+    return [path] if path is not None and path.suffix.lower() == ".gguf" and path.is_file() else []
+
+
 def job_metadata(resolved: ResolvedSettings, inputs: dict[str, Any], files: list[Path], seed: int) -> dict[str, Any]:
     """Everything an image records about how it was made (``model_arch`` is added once the model is loaded)."""
     digests = {str(path): file_digest(path) for path in [*files, *lora_files(resolved)]}
+    digests.update({str(resolved.settings.model): file_digest(path) for path in model_files(resolved)})
     return {
         "adcli_version": adcli.__version__,
         **resolved.as_dict(),
@@ -76,6 +87,8 @@ def fingerprint(metadata: dict[str, Any]) -> dict[str, Any] | None:
         digests = metadata.get("input_digests") or {}
         if settings.get("loras"):  # a LoRA file compares by its bytes, with its scale
             settings["loras"] = [_lora_fingerprint(text, digests) for text in settings["loras"]]
+        if settings.get("model") in digests:  # a GGUF model file: by its bytes
+            settings["model"] = digests[settings["model"]]
         found = {
             "task": metadata["task"],
             "settings": settings,

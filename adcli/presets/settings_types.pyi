@@ -16,6 +16,7 @@ class StyleTransferSettings(TaskSettings):
     dtype: Literal['bf16', 'fp16', 'fp32']
     device: str
     compile: bool
+    quantize: Literal['none', 'int8', 'fp8', 'nf4']
     low_vram: bool
     seed: int
     size: str
@@ -36,6 +37,7 @@ class AppearanceSettings(TaskSettings):
     dtype: Literal['bf16', 'fp16', 'fp32']
     device: str
     compile: bool
+    quantize: Literal['none', 'int8', 'fp8', 'nf4']
     low_vram: bool
     seed: int
     size: str
@@ -56,6 +58,7 @@ class TextureSettings(TaskSettings):
     dtype: Literal['bf16', 'fp16', 'fp32']
     device: str
     compile: bool
+    quantize: Literal['none', 'int8', 'fp8', 'nf4']
     low_vram: bool
     seed: int
     size: str
@@ -82,6 +85,7 @@ class T2ISettings(TaskSettings):
     dtype: Literal['bf16', 'fp16', 'fp32']
     device: str
     compile: bool
+    quantize: Literal['none', 'int8', 'fp8', 'nf4']
     low_vram: bool
     seed: int
     size: str
@@ -110,6 +114,7 @@ class ExpandSettings(_ExpandRules):
     dtype: Literal['bf16', 'fp16', 'fp32']
     device: str
     compile: bool
+    quantize: Literal['none', 'int8', 'fp8', 'nf4']
     low_vram: bool
     seed: int
     size: str

@@ -10,12 +10,13 @@ from typing import Any
 
 from adcli.engine.compile import compile_denoiser
 from adcli.engine.device import resolve_device, resolve_dtype
-from adcli.engine.lowvram import enable_low_vram
 from adcli.engine.backend import Backend
 from adcli.engine.models import load_backend
 from adcli.presets import parse_lora_spec
 from adcli.presets.table import LOADING_KEYS
 from adcli.tasks.common import ImageCache
+
+PEAK_KEY = "peak_gpu_memory_gb"  # the metadata key of an image's peak GPU memory
 
 
 @dataclass(repr=False)
@@ -28,6 +29,8 @@ class Model:
     loaded: dict[str, Any]
     cache: ImageCache = field(default_factory=ImageCache)
     session: Callable[[], AbstractContextManager] = nullcontext
+    notes: list[str] = field(default_factory=list)  # remarks on the load (the memory plan's line), said once
+    peak_gpu_gb: float | None = None  # the peak GPU memory of the last images made (None on a CPU)
 
     @property
     def arch(self) -> str:
@@ -49,29 +52,47 @@ class Model:
 
     def record(self, metadata: dict[str, Any], image: Any) -> dict[str, Any]:
         """A job's metadata completed with what only the run knows: the model's architecture, the
-        size the image was made at, and the LoRAs fused into the model (name, scale, SHA-256)."""
+        size the image was made at, the LoRAs fused into the model (name, scale, SHA-256) and, on a
+        GPU, the peak GPU memory (GB) while it was made (absent on a CPU)."""
         extra = {"model_arch": self.arch, "size_used": f"{image.width}x{image.height}"}
         if self.loaded.get("lora_files"):
             extra["loras"] = self.loaded["lora_files"]
+        if self.peak_gpu_gb is not None:
+            extra[PEAK_KEY] = round(self.peak_gpu_gb, 2)
         return {**metadata, **extra}
 
 
-def open_model(loading: dict[str, Any], device_name: str | None = None) -> Model:
-    """Load a model from its loading settings (``model``, ``vae``, ``dtype``, … as in the presets)."""
+def open_model(loading: dict[str, Any], device_name: str | None = None, pixels: int | None = None) -> Model:
+    """Load a model from its loading settings (``model``, ``vae``, ``dtype``, … as in the presets).
+    ``pixels``: the largest image the model will make, when known, for a small GPU's memory plan
+    (default: the model's native size). What the plan chose is the model's first note."""
     device = resolve_device(device_name or loading.get("device") or "auto")
     dtype = resolve_dtype(loading.get("dtype") or "bf16", device)
+    # The model is ours alone, so its memory savings stay on for its lifetime (no restore needed).
     backend = load_backend(
         loading["model"], device=device, dtype=dtype, vae=loading.get("vae"), model_config=loading.get("model_config"),
         arch=loading.get("arch"), controlnet=loading.get("controlnet"),
         loras=[parse_lora_spec(text) for text in loading.get("loras") or ()],
+        quantize=loading.get("quantize"), low_vram=bool(loading.get("low_vram")), pixels=pixels,
     )
-    # The model is ours alone, so these stay on for its lifetime (no restore needed).
-    if loading.get("low_vram"):
-        enable_low_vram(backend)
     if loading.get("compile"):
         compile_denoiser(backend.denoiser)
     recorded = {key: loading[key] for key in LOADING_KEYS if loading.get(key) is not None}
-    return Model(backend, {**recorded, "arch": backend.arch.name, "lora_files": [info.as_dict() for info in backend.loras]})
+    notes = [backend.memory_note] if backend.memory_note else []
+    return Model(backend, {**recorded, "arch": backend.arch.name, "lora_files": [info.as_dict() for info in backend.loras]},
+                 notes=notes)
+
+
+def planned_pixels(settings: Any) -> int | None:
+    """The pixels one AD pass of a job with these settings covers, for the memory plan: the image's
+    (an exact size, or the longer side squared: at most that), an expansion's batch of windows (8 px a
+    latent); None for ``auto`` (the model's native size, known once it loads)."""
+    if hasattr(settings, "window"):
+        return getattr(settings, "window_batch", 1) * (settings.window * 8) ** 2
+    spec = settings.size_spec() if hasattr(settings, "size_spec") else None
+    if spec is None or spec.kind == "auto":
+        return None
+    return spec.width * spec.height
 
 
 def loading_settings(settings: Any) -> dict[str, Any]:

@@ -102,13 +102,18 @@ def make_images(
     callback: ProgressCallback | None = None, **options: Any,
 ) -> list[Image.Image]:
     """The pictures of ``items`` by the task ``name``, as the batch runner and the public API make
-    them: torch's global seed set from the first item's (a bit-exact rerun), inside the model's session.
+    them: torch's global seed set from the first item's (a bit-exact rerun), inside the model's session;
+    the GPU memory's peak while they were made is kept as ``model.peak_gpu_gb`` (None on a CPU).
     ``options``: what only the API gives a run function (t2i's start ``latents``)."""
     import torch  # loaded with the model, never by planning
 
+    from adcli.engine.memory import peak_memory
+
     torch.manual_seed(seeds[0])
-    with model.session():
-        return task(name).run(model, items, settings, seeds, callback, **options)
+    with model.session(), peak_memory(model.backend.device) as peak:
+        images = task(name).run(model, items, settings, seeds, callback, **options)
+    model.peak_gpu_gb = peak.gb
+    return images
 
 
 def task(name: str) -> Task:

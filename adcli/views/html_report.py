@@ -1,6 +1,7 @@
 """The HTML report of a batch: one self-contained page, a card per job, rewritten after each job.
 
-Each row is a JSONL report line (index, name, status, output, seconds, error, seed, rank) plus
+Each row is a JSONL report line (index, name, status, output, seconds, error, seed, rank and, on a GPU,
+``peak_gpu_memory_gb``) plus
 ``inputs``, ``settings`` (the key ones) and ``losses`` ([step, loss] pairs, sampled). The page has
 inline CSS, thumbnails as inline base64 JPEG linked to the full images by relative path, and loss
 curves as inline SVG, so it can be copied or mailed with the images beside it. No template engine:
@@ -121,6 +122,7 @@ def _job(row: Mapping[str, Any], page: Path) -> str:
         inner = f'<img src="{uri}" alt="{escape(str(row.get("name", "")))}">' if uri else '<span class="muted">open</span>'
         picture = f'<a href="{escape(_link(output, page))}">{inner}</a>'
     details = {"seed": row.get("seed"), "time": f"{float(row.get('seconds') or 0):.1f} s", "output": output,
+               **({"peak GPU memory": f"{row['peak_gpu_memory_gb']:.2f} GB"} if row.get("peak_gpu_memory_gb") is not None else {}),
                **({"rank": row["rank"]} if row.get("rank") else {})}
     error = f'<div class="error">{escape(str(row["error"]))}</div>' if row.get("error") else ""
     return (

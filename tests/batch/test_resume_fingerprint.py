@@ -27,7 +27,7 @@ OTHER = {
     "layers": "-1", "lr": "0.2", "iterations": "3", "content_weight": "0.5", "mask_content_weight": "0.5",
     "mode": "sample", "steps": "3", "ad_iterations": "2", "negative_prompt": "blurry", "guidance": "2",
     "strength": "0.3", "control_scale": "0.5", "tile": "xy", "window": "16", "stride": "2",
-    "device": "cpu", "window_batch": "1", "preview_every": "5",
+    "device": "cpu", "window_batch": "1", "preview_every": "5", "quantize": "int8",
 }
 
 

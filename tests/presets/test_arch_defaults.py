@@ -5,6 +5,8 @@ the loaded model; the resolved values reach the metadata, --resume, --help and `
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import json
 import re
 
@@ -125,7 +127,7 @@ def test_load_model_with_an_arch_picks_its_default_model(monkeypatch):
     import adcli.api as api
 
     loaded = []
-    monkeypatch.setattr(api, "open_model", lambda loading: loaded.append(dict(loading)))
+    monkeypatch.setattr(api, "open_model", lambda loading: loaded.append(dict(loading)) or SimpleNamespace(notes=[]))
     adcli.load_model(arch="sdxl")
     adcli.load_model(arch="sd15")
     adcli.load_model()

@@ -4,6 +4,8 @@ them), the job statuses, each command's input roles, and the typed settings clas
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import ast
 import json
 import os
@@ -29,7 +31,8 @@ PACKAGE = Path(adcli.__file__).resolve().parent
 def test_loading_keys_are_the_tables_loading_settings_in_order():
     from adcli.tasks import model
 
-    assert LOADING_KEYS == ("model", "model_config", "vae", "loras", "arch", "controlnet", "dtype", "device", "compile", "low_vram")
+    assert LOADING_KEYS == ("model", "model_config", "vae", "loras", "arch", "controlnet", "dtype", "device", "compile", "quantize",
+                            "low_vram")
     assert model.LOADING_KEYS is LOADING_KEYS
     for task, keys in TASK_KEYS.items():
         assert {key for key in keys if SETTINGS[key].loading} <= set(LOADING_KEYS), task
@@ -63,7 +66,7 @@ def test_load_model_defaults_are_the_built_in_presets(monkeypatch):
     import adcli.api as api
 
     loaded = []
-    monkeypatch.setattr(api, "open_model", lambda loading: loaded.append(loading))
+    monkeypatch.setattr(api, "open_model", lambda loading: loaded.append(loading) or SimpleNamespace(notes=[]))
     adcli.load_model()
     written = yaml.safe_load(preset_path("style-transfer").read_text())
     expected = {key: value for key, value in written.items() if key in LOADING_KEYS}

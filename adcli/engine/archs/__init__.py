@@ -17,7 +17,7 @@ from adcli.engine.archs.flux import Flux
 from adcli.engine.archs.sd3 import SD3
 from adcli.engine.archs.sd15 import SD15
 from adcli.engine.archs.sdxl import SDXL
-from adcli.errors import ModelLoadError
+from adcli.errors import ModelLoadError, setting
 
 # Listing order (``arch`` choices, messages). Detection asks each in turn and takes the first
 # that claims a model; the families' rules are written to be disjoint, so the order does not decide.
@@ -96,3 +96,14 @@ def detect_pipe(pipe: Any) -> Architecture:
             f"({' or '.join(arch.pipeline_class for arch in ARCHITECTURES)})"
         )
     return found
+
+
+def check_quantizable(arch: Architecture, kind: str | None) -> None:
+    """``quantize`` on a family whose weights adcli does not quantize is a one-line error naming the ones it does."""
+    if kind in (None, "none") or arch.quantizable:
+        return
+    which = " and ".join(family.title for family in ARCHITECTURES if family.quantizable)
+    raise ModelLoadError(
+        f"{setting('quantize')} {kind} is for {which} transformers; {arch.title} runs unquantized (it fits small "
+        f"GPUs with {setting('low_vram')}): drop {setting('quantize')}"
+    )

@@ -79,6 +79,11 @@ class Architecture:
     # itself. False (transformers): tiling rolls the latent per pass or wraps MultiDiffusion windows.
     circular_padding: bool = False
 
+    # -- quantized weights ---------------------------------------------------------------------
+    # True: the denoiser's linear layers can be quantized while loading (``quantize``: int8, fp8,
+    # nf4) and it loads from GGUF files. The UNets are small enough not to need it.
+    quantizable: bool = False
+
     @property
     def size_multiple(self) -> int:
         """Image sides must be multiples of this: one token is ``vae_scale_factor × patch_size`` pixels."""
@@ -161,12 +166,17 @@ class Architecture:
         return self.count_layers(self.published_configs[self.denoiser_name])
 
     # -- loading ------------------------------------------------------------------------------
-    def load_pretrained(self, source: str, dtype: torch.dtype, local_only: bool) -> Components:
-        """Every component from a diffusers folder or hub id (the caller turns errors into one line)."""
+    def load_pretrained(self, source: str, dtype: torch.dtype, local_only: bool, quantize: str | None = None) -> Components:
+        """Every component from a diffusers folder or hub id (the caller turns errors into one line);
+        ``quantize`` (int8/fp8/nf4, only where :attr:`quantizable`, checked against the device by the
+        caller) quantizes the denoiser while it loads."""
         raise NotImplementedError
 
-    def load_single_file(self, path: Any, config: str | None, dtype: torch.dtype, local_only: bool) -> Components:
-        """Every component from one original-layout checkpoint; ``config``: diffusers configs to read it with."""
+    def load_single_file(
+        self, path: Any, config: str | None, dtype: torch.dtype, local_only: bool, quantize: str | None = None,
+    ) -> Components:
+        """Every component from one original-layout checkpoint; ``config``: diffusers configs to read it with;
+        ``quantize`` as for :meth:`load_pretrained`."""
         raise NotImplementedError
 
     def build_tiny(self, name: str) -> Components:

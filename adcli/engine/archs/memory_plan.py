@@ -7,6 +7,9 @@ The savings, cheapest first, each taken only when the previous ones do not fit:
 3. group offloading of the transformer (blocks streamed from CPU memory: slow, the last resort),
    with a suggestion of the quantization that would fit without it (it changes the picture, so it
    is the user's choice).
+Encoding a prompt needs the text encoders on the GPU beside what stays there; when that does not fit,
+the transformer steps aside to the CPU while they encode (a second or two of copying per new prompt),
+and encoders larger than the GPU itself encode on the CPU (slow: T5-XXL takes tens of seconds).
 
 Sizes are estimates in GB (bf16 weights of the released models; activations of one AD pass at the
 run's size, see :func:`transformer_sizes`) to be checked by ``make gpu-check`` on a real GPU. A
@@ -36,6 +39,7 @@ class ModelSizes:
     activations: float
     checkpointed_activations: float
     blocks: int
+    stored: float | None = None  # GB of the transformer's weights as loaded (quantized or not), when measured
 
 
 # The released models' parameter counts × 2 bytes: FLUX.1 12 B; SD3.5 Large 8.1 B, Medium 2.5 B;
@@ -50,17 +54,22 @@ RELEASED = {
 SAVED_VALUES_PER_TOKEN = 30
 
 
+def activation_sizes(tokens: int, width: int, blocks: int, bytes_per_value: int = 2) -> tuple[float, float]:
+    """GB one AD pass keeps for its backward over ``tokens`` joint tokens in a transformer ``width`` wide
+    with ``blocks`` blocks: (everything, with per-block checkpointing — each block's input plus one block)."""
+    per_block = tokens * width * bytes_per_value / 1e9  # one (tokens, width) tensor
+    return per_block * SAVED_VALUES_PER_TOKEN * blocks, per_block * (blocks + SAVED_VALUES_PER_TOKEN)
+
+
 def transformer_sizes(model: str, width: int, height: int, text_tokens: int = 512) -> ModelSizes:
     """Sizes of a released ``model`` (``flux``, ``sd3.5-large``, ``sd3.5-medium``) for an image of
     ``width`` × ``height`` pixels (one token per 16 × 16 pixels) and ``text_tokens`` prompt tokens."""
     spec = RELEASED[model]
     tokens = (width // 16) * (height // 16) + text_tokens
-    per_block = tokens * spec["width"] * 2 / 1e9  # one (tokens, width) bf16 tensor
+    activations, checkpointed = activation_sizes(tokens, spec["width"], spec["blocks"])
     return ModelSizes(
         transformer=spec["transformer"], text_encoders=spec["text_encoders"], vae=spec["vae"],
-        activations=per_block * SAVED_VALUES_PER_TOKEN * spec["blocks"],
-        checkpointed_activations=per_block * (spec["blocks"] + SAVED_VALUES_PER_TOKEN),  # inputs + one block
-        blocks=spec["blocks"],
+        activations=activations, checkpointed_activations=checkpointed, blocks=spec["blocks"],
     )
 
 
@@ -72,6 +81,8 @@ class MemoryPlan:
     checkpointing: bool = False
     vae_tiling: bool = False
     group_offload: bool = False
+    encode_aside: bool = False  # the transformer waits on the CPU while the text encoders encode
+    encode_on_cpu: bool = False  # the text encoders do not fit the GPU at all: they encode on the CPU
     suggest_quantize: str | None = None
     expected_gb: float = 0.0
     free_gb: float = 0.0
@@ -83,6 +94,8 @@ class MemoryPlan:
             (self.checkpointing, "gradient checkpointing"),
             (self.vae_tiling, "tiled VAE"),
             (self.group_offload, "transformer blocks streamed from CPU memory (slow)"),
+            (self.encode_aside, "the transformer on the CPU while a prompt encodes"),
+            (self.encode_on_cpu, "text encoders run on the CPU (slow)"),
         ] if flag]
         line = f"{self.free_gb:.0f} GB free: " + (", ".join(chosen) if chosen else "everything fits on the GPU")
         line += f" (about {self.expected_gb:.0f} GB)"
@@ -93,9 +106,10 @@ class MemoryPlan:
 
 def plan_memory(free_gb: float, sizes: ModelSizes, quantize: str | None = None) -> MemoryPlan:
     """The cheapest plan whose expected use fits ``free_gb`` (see the module's docstring);
-    ``quantize`` is how the transformer's weights are stored (None: bf16; ``int8``, ``nf4``, ``q8_0``…)."""
+    ``quantize`` is how the transformer's weights are stored (None: bf16; ``int8``, ``nf4``, ``q8_0``…);
+    ``sizes.stored``, when measured, is their size as loaded."""
     budget = free_gb * HEADROOM
-    weights = sizes.transformer * WEIGHT_FACTORS[quantize]
+    weights = sizes.stored if sizes.stored is not None else sizes.transformer * WEIGHT_FACTORS[quantize]
     plan = MemoryPlan(free_gb=free_gb)
     steps = [
         (replace(plan), weights + sizes.text_encoders + sizes.vae + sizes.activations),
@@ -105,7 +119,7 @@ def plan_memory(free_gb: float, sizes: ModelSizes, quantize: str | None = None) 
     ]
     for candidate, expected in steps:
         if expected <= budget:
-            return replace(candidate, expected_gb=expected)
+            return _encoding(replace(candidate, expected_gb=expected), sizes, weights, budget)
     # Streaming: two groups of blocks on the GPU at a time (the one computing, the next arriving).
     streamed = 2 * weights / sizes.blocks + sizes.vae + sizes.checkpointed_activations
     suggestion = None
@@ -113,5 +127,16 @@ def plan_memory(free_gb: float, sizes: ModelSizes, quantize: str | None = None) 
         fitting = [q for q in SUGGESTIONS
                    if sizes.transformer * WEIGHT_FACTORS[q] + sizes.vae + sizes.checkpointed_activations <= budget]
         suggestion = fitting[0] if fitting else None
-    return MemoryPlan(text_encoders_off_gpu=True, checkpointing=True, vae_tiling=True, group_offload=True,
+    plan = MemoryPlan(text_encoders_off_gpu=True, checkpointing=True, vae_tiling=True, group_offload=True,
                       suggest_quantize=suggestion, expected_gb=streamed, free_gb=free_gb)
+    return _encoding(plan, sizes, 2 * weights / sizes.blocks, budget)
+
+
+def _encoding(plan: MemoryPlan, sizes: ModelSizes, resident: float, budget: float) -> MemoryPlan:
+    """Where the text encoders encode when they leave the GPU after encoding: beside the ``resident``
+    transformer weights when both fit, else with the transformer aside, else on the CPU."""
+    if not plan.text_encoders_off_gpu or resident + sizes.text_encoders <= budget:
+        return plan
+    if sizes.text_encoders <= budget:
+        return replace(plan, encode_aside=True)
+    return replace(plan, encode_on_cpu=True)

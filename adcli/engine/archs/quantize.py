@@ -36,12 +36,15 @@ def quiet_quantization_backends() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def check_quantization(kind: str | None, device: torch.device) -> None:
-    """A one-line error for a ``quantize`` value this device cannot run, before anything loads."""
-    if kind is None:
+def check_quantization(kind: str | None, device: torch.device | None = None) -> None:
+    """A one-line error for a ``quantize`` value that adcli does not know or ``device`` (when given)
+    cannot run, before anything loads. None and ``"none"`` are no quantization."""
+    if kind in (None, "none"):
         return
     if kind not in QUANTIZATIONS:
         raise ModelLoadError(f"{setting('quantize')} {kind} is not a quantization adcli knows: use one of {', '.join(QUANTIZATIONS)}")
+    if device is None:
+        return
     device = torch.device(device)
     if kind == "nf4" and device.type != "cuda":
         raise DeviceError(
@@ -70,11 +73,11 @@ def _bitsandbytes_config(compute_dtype: torch.dtype):
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype)
 
 
-def quantization_config(kind: str | None, *, device: torch.device, compute_dtype: torch.dtype):
+def quantization_config(kind: str | None, *, compute_dtype: torch.dtype, device: torch.device | None = None):
     """The ``quantization_config`` for diffusers' ``from_pretrained``/``from_single_file`` of the
-    transformer (None for no quantization); checked against ``device`` first."""
+    transformer (None for no quantization); checked against ``device`` first when it is given."""
     check_quantization(kind, device)
-    if kind is None:
+    if kind in (None, "none"):
         return None
     if kind == "nf4":
         return _bitsandbytes_config(compute_dtype)
@@ -91,7 +94,7 @@ def gguf_config(compute_dtype: torch.dtype):
     return GGUFQuantizationConfig(compute_dtype=compute_dtype)
 
 
-def quantize_in_memory(module: torch.nn.Module, kind: str, *, device: torch.device) -> torch.nn.Module:
+def quantize_in_memory(module: torch.nn.Module, kind: str, *, device: torch.device | None = None) -> torch.nn.Module:
     """torchao's weight-only quantization applied to ``module``'s linear layers in place — what loading
     with :func:`quantization_config` does to each of them — for models built in code (the tiny ones).
     nf4 is a load-time option of bitsandbytes only."""

@@ -55,6 +55,7 @@ class TransformerArchitecture(Architecture):
     denoiser_name = "transformer"
     transformer_class = ""  # diffusers' class name of the denoiser
     layer_kind = "attention"
+    quantizable = True
     latent_channels = 16
     patch_size = 2
     # T5 tokens a prompt is padded to, as the family's pipeline does by default (capped by the
@@ -89,15 +90,19 @@ class TransformerArchitecture(Architecture):
         return probe.attention_layers
 
     # -- loading --------------------------------------------------------------------------------
-    def load_pretrained(self, source: str, dtype: torch.dtype, local_only: bool) -> Components:
+    def load_pretrained(self, source: str, dtype: torch.dtype, local_only: bool, quantize: str | None = None) -> Components:
+        from adcli.engine.archs.quantize import quantization_config
         from adcli.engine.archs.transformer_loading import load_pretrained_components
 
-        return load_pretrained_components(source, arch=self.name, dtype=dtype, local_only=local_only)
+        quantization = quantization_config(quantize, compute_dtype=dtype)
+        return load_pretrained_components(source, arch=self.name, dtype=dtype, local_only=local_only, quantization=quantization)
 
-    def load_single_file(self, path: Any, config: str | None, dtype: torch.dtype, local_only: bool) -> Components:
+    def load_single_file(
+        self, path: Any, config: str | None, dtype: torch.dtype, local_only: bool, quantize: str | None = None,
+    ) -> Components:
         from adcli.engine.archs.transformer_loading import load_transformer_components
 
-        return load_transformer_components(str(path), dtype=dtype, arch=self.name, model_config=config)[1]
+        return load_transformer_components(str(path), dtype=dtype, arch=self.name, model_config=config, quantize=quantize)[1]
 
     def pipeline(self, components: Components) -> Any:
         import diffusers

@@ -197,6 +197,12 @@ def probe_transformer(spec: str) -> TransformerProbe | None:
     return None
 
 
+def check_not_quantizing_gguf(model: str, quantize: str | None) -> None:
+    """A GGUF file is quantized already: asking to quantize it again is a one-line error."""
+    if quantize not in (None, "none") and str(model).lower().endswith(".gguf"):
+        raise ModelLoadError(f"{Path(model).name} is a GGUF file, quantized already: drop {setting('quantize')}")
+
+
 def check_arch(probe: TransformerProbe, wanted: str | None, name: str) -> None:
     """A model of another architecture than ``wanted`` (``flux``/``sd3``; None or ``auto``: any) is a
     one-line error naming both."""

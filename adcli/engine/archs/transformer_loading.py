@@ -26,6 +26,7 @@ from adcli.engine.archs.transformer_detect import (
     TransformerProbe,
     check_arch,
     check_config_matches,
+    check_not_quantizing_gguf,
     probe_transformer,
     probe_transformer_file,
 )
@@ -124,8 +125,7 @@ def load_transformer_file(
     as it runs; ``quantization`` applies to an unquantized file only."""
     path = Path(path)
     gguf = path.suffix.lower() == ".gguf"
-    if gguf and quantization is not None:
-        raise ModelLoadError(f"{path.name} is a GGUF file, quantized already: drop {setting('quantize')}")
+    check_not_quantizing_gguf(str(path), "given" if quantization is not None else None)
     checkpoint = _read_checkpoint(path)
     if probe.arch == "flux" and probe.layout == "original":
         checkpoint = flux_original_to_diffusers(checkpoint, path.name)  # diffusers' converter is FLUX.1-wide only
@@ -192,16 +192,16 @@ def _configs_local(config: str) -> bool:
 
 def load_transformer_components(
     model: str, *, dtype: torch.dtype, arch: str | None = None, model_config: str | None = None,
-    quantize: str | None = None, vae: str | None = None, device: torch.device | str = "cpu",
+    quantize: str | None = None, vae: str | None = None, device: torch.device | str | None = None,
 ) -> tuple[str, dict]:
     """``(arch, components)`` of a FLUX/SD3 ``model`` (see the module's docstring), in ``dtype``, on the CPU.
 
     ``arch`` (``flux``/``sd3``), when given, must be the model's: another architecture is a one-line
-    error naming both. ``quantize`` is checked against ``device``, where the model will run.
+    error naming both. ``quantize`` is checked against ``device`` (where the model will run) when given.
     """
-    if quantize is not None and model.lower().endswith(".gguf"):  # before asking for the quantization's packages
-        raise ModelLoadError(f"{Path(model).name} is a GGUF file, quantized already: drop {setting('quantize')}")
-    quantization = quantization_config(quantize, device=torch.device(device), compute_dtype=dtype)
+    quantize = None if quantize == "none" else quantize
+    check_not_quantizing_gguf(model, quantize)  # before asking for the quantization's packages
+    quantization = quantization_config(quantize, device=None if device is None else torch.device(device), compute_dtype=dtype)
     given = {}
     path = Path(model).expanduser()
     if path.is_dir():

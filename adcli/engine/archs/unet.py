@@ -92,7 +92,7 @@ class UNetArchitecture(Architecture):
 
         return getattr(transformers, self.text_encoder_classes[index])
 
-    def load_pretrained(self, source: str, dtype: torch.dtype, local_only: bool) -> Components:
+    def load_pretrained(self, source: str, dtype: torch.dtype, local_only: bool, quantize: str | None = None) -> Components:
         from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
         from transformers import CLIPTokenizer
 
@@ -114,7 +114,9 @@ class UNetArchitecture(Architecture):
 
         return getattr(diffusers, self.pipeline_class)
 
-    def load_single_file(self, path: Any, config: str | None, dtype: torch.dtype, local_only: bool) -> Components:
+    def load_single_file(
+        self, path: Any, config: str | None, dtype: torch.dtype, local_only: bool, quantize: str | None = None,
+    ) -> Components:
         from adcli.engine.probe import detect_arch
         from adcli.engine.single_file import load_single_file_components
 
