@@ -94,7 +94,7 @@ def plan_for(backend: Backend, *, quantized: bool, low_vram: bool, pixels: int |
     if not (low_vram or saves):
         return None
     side = round(pixels**0.5)
-    line = f"{plan.describe()} for {side}x{side}-pixel images"
+    line = plan.describe(f"{side}x{side}-pixel images" if side * side == pixels else f"{pixels / 1e6:.2g}-megapixel images")
     if not low_vram:
         line = f"the model does not fit the GPU as it is, so {setting('low_vram')} chose: {line}"
     else:

@@ -44,12 +44,14 @@ def _load_pretrained(source: str, dtype: torch.dtype, local_only: bool, quantize
 def _build_tiny(arch: Architecture, model: str, dtype: torch.dtype, quantize: str | None) -> Components:
     """A tiny model, its denoiser quantized in memory as loading would quantize it from files."""
     archs.check_quantizable(arch, quantize)
-    with quiet_loading():  # importing a pipeline's module makes transformers log about image processors
+    # quiet: importing a pipeline's module makes transformers log about image processors, and a cast
+    # before quantizing makes diffusers log about modules to keep in float32 (the tiny models have none)
+    with quiet_loading():
         components = arch.build_tiny(model)
-    if quantize:
-        from adcli.engine.archs.quantize import quantize_in_memory
+        if quantize:
+            from adcli.engine.archs.quantize import quantize_in_memory
 
-        quantize_in_memory(components[arch.denoiser_name].to(dtype), quantize)
+            quantize_in_memory(components[arch.denoiser_name].to(dtype), quantize)
     return components
 
 

@@ -73,6 +73,12 @@ def transformer_sizes(model: str, width: int, height: int, text_tokens: int = 51
     )
 
 
+def gb(value: float) -> str:
+    """GB for a one-line note: whole GB from 10 up, one decimal below, two significant digits under 0.1
+    (the tiny test models need MBs)."""
+    return f"{value:.0f}" if value >= 10 else f"{value:.1f}" if value >= 0.1 else f"{value:.2g}"
+
+
 @dataclass(frozen=True)
 class MemoryPlan:
     """What a run does to fit, and the GPU memory it expects (GB)."""
@@ -87,8 +93,8 @@ class MemoryPlan:
     expected_gb: float = 0.0
     free_gb: float = 0.0
 
-    def describe(self) -> str:
-        """One line saying what was chosen and why."""
+    def describe(self, images: str = "") -> str:
+        """One line saying what was chosen and why; ``images`` (e.g. "512x512-pixel images") says what for."""
         chosen = [text for flag, text in [
             (self.text_encoders_off_gpu, "text encoders off the GPU after encoding"),
             (self.checkpointing, "gradient checkpointing"),
@@ -97,8 +103,8 @@ class MemoryPlan:
             (self.encode_aside, "the transformer on the CPU while a prompt encodes"),
             (self.encode_on_cpu, "text encoders run on the CPU (slow)"),
         ] if flag]
-        line = f"{self.free_gb:.0f} GB free: " + (", ".join(chosen) if chosen else "everything fits on the GPU")
-        line += f" (about {self.expected_gb:.0f} GB)"
+        line = f"{gb(self.free_gb)} GB free" + (f" for {images}" if images else "") + ": "
+        line += (", ".join(chosen) if chosen else "everything fits on the GPU") + f" (about {gb(self.expected_gb)} GB)"
         if self.suggest_quantize:
             line += f"; {self.suggest_quantize} weights would fit without streaming"
         return line

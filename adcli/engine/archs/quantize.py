@@ -16,24 +16,13 @@ install or use instead. The packages are optional: ``pip install 'adcli[quant]'`
 
 from __future__ import annotations
 
-import logging
-
 import torch
 
+from adcli.engine.quiet import quiet_quantization_backends  # noqa: F401  (where it lives: see there)
 from adcli.errors import DeviceError, ModelLoadError, setting
 
 QUANTIZATIONS = ("int8", "fp8", "nf4")
 INSTALL_HINT = "pip install 'adcli[quant]'"
-# Loggers that talk while diffusers imports the optional backends (torchao 0.18 on torch 2.13: CUDA-only
-# extensions it cannot load on a CPU, a pytree deprecation; bitsandbytes: a CPU kernel package it lacks).
-BACKEND_LOGGERS = ("torchao", "bitsandbytes", "torch.utils._pytree", "diffusers.quantizers.torchao.torchao_quantizer")
-
-
-def quiet_quantization_backends() -> None:
-    """Silence what torchao and bitsandbytes log (below errors) when diffusers imports them — which it does
-    whenever they are installed, on the first ``import diffusers``; so call this before that import."""
-    for name in BACKEND_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def check_quantization(kind: str | None, device: torch.device | None = None) -> None:
