@@ -92,7 +92,7 @@ def test_a_gguf_file_runs_from_the_cli_and_the_api_close_to_the_unquantized_mode
 
     plain = adcli.load_model(str(config), device="cpu")
     unquantized = adcli.t2i(plain, "a red house", STYLE, **T2I_API, **layers_for(qtype))[0]
-    assert psnr(made, unquantized) >= MIN_PSNR[qtype]
+    assert MIN_PSNR[qtype] <= psnr(made, unquantized) < 80  # close, and quantized (not the very same picture)
     other_seed = adcli.t2i(plain, "a red house", STYLE, **(T2I_API | {"seed": 2}), **layers_for(qtype))[0]
     assert psnr(other_seed, unquantized) < UNRELATED_PSNR
 
@@ -133,7 +133,7 @@ def test_quantize_runs_a_whole_command_close_to_the_unquantized_model(tmp_path, 
     assert run(*T2I, "--model", model, "--quantize", kind, "-o", tmp_path / "q.png", "--quiet").exit_code == 0
     assert run(*T2I, "--model", model, "-o", tmp_path / "plain.png", "--quiet").exit_code == 0
     quantized, plain = Image.open(tmp_path / "q.png"), Image.open(tmp_path / "plain.png")
-    assert psnr(quantized, plain) >= MIN_PSNR[kind]
+    assert MIN_PSNR[kind] <= psnr(quantized, plain) < 80  # close, and quantized (not the very same picture)
     assert adcli.load_model(model, device="cpu", quantize=kind).loaded["quantize"] == kind
     # the setting reaches the image's metadata
     info = run("info", "--json", tmp_path / "q.png")
