@@ -35,8 +35,8 @@ try:
     import torchao  # noqa: F401
 except ImportError:
     torchao = None
-# CI installs the quant extra (the Makefile's test target): there these run; elsewhere they say why not.
-needs_torchao = pytest.mark.skipif(torchao is None, reason="--quantize int8/fp8 needs torchao: pip install -e '.[test,quant]'")
+# CI installs torchao with the test extra (pyproject.toml; checked in tests/engine/archs/test_quantize.py).
+needs_torchao = pytest.mark.skipif(torchao is None, reason="--quantize int8/fp8 needs torchao, in the test extra: pip install -e '.[test]'")
 
 Q = gguf.GGMLQuantizationType
 STYLE = "samples/style/hubble.jpg"
@@ -194,7 +194,7 @@ def test_the_latent_gradient_passes_every_quantized_layer(files, arch, kind):
     (a gradient that skipped a layer, or flipped its sign, is off by 100 % or more)."""
     if kind in ("int8", "fp8"):
         if torchao is None:
-            pytest.skip("--quantize int8/fp8 needs torchao: pip install -e '.[test,quant]'")
+            pytest.skip("--quantize int8/fp8 needs torchao, in the test extra: pip install -e '.[test]'")
         quantized = adcli.load_model(f"tiny-{arch}", device="cpu", quantize=kind)
         plain = adcli.load_model(f"tiny-{arch}", device="cpu")
     else:

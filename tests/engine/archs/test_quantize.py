@@ -18,7 +18,7 @@ try:
     import torchao  # noqa: F401
 except ImportError:
     torchao = None
-needs_torchao = pytest.mark.skipif(torchao is None, reason="needs the quant extra: pip install -e '.[test,quant]'")
+needs_torchao = pytest.mark.skipif(torchao is None, reason="needs torchao, in the test extra: pip install -e '.[test]'")
 
 CPU = torch.device("cpu")
 F32 = torch.float32
@@ -149,3 +149,14 @@ def test_without_torchao_the_error_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "torchao.quantization", None)  # makes the import fail
     with pytest.raises(ModelLoadError, match=r"quantize int8 needs torchao: pip install 'adcli\[quant\]'"):
         quantization_config("int8", device=CPU, compute_dtype=F32)
+
+
+def test_ci_installs_torchao_so_the_quantized_tests_run():
+    """The int8/fp8 tests skip without torchao; CI (`make test` installs the test extra) must not."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    (test_extra,) = re.findall(r"^test = \[(.*?)\]", (root / "pyproject.toml").read_text(), re.MULTILINE)  # tomllib: 3.11+
+    assert '"torchao' in test_extra
+    assert "-e '.[test]'" in (root / "Makefile").read_text()
