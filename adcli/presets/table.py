@@ -96,7 +96,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("device", str, "auto (CUDA if present), cpu, cuda or cuda:N.", loading=True, pixels=False),
         Setting("compile", bool, "torch.compile the denoiser: the first iterations are slow (compiling), long runs and batches get faster.", loading=True, pixels=False),
         Setting("quantize", Quantize, "FLUX.1/SD3.5: store the transformer's weights in fewer bits while it loads: int8 or fp8 (torchao weight-only, CPU or CUDA), nf4 (bitsandbytes, CUDA only); none keeps --dtype. Needs pip install 'adcli[quant]'; a .gguf model is quantized already.", loading=True),
-        Setting("low_vram", bool, "For small GPUs: gradient checkpointing (per transformer block on FLUX.1/SD3.5), text encoders and VAE off the GPU but while they encode or decode, tiled VAE. Slower.", loading=True, pixels=False),
+        Setting("low_vram", bool, "For small GPUs: gradient checkpointing, text encoders and VAE off the GPU but while they encode or decode, tiled VAE. FLUX.1/SD3.5: as much of that as the free GPU memory needs, then transformer blocks streamed from CPU memory; says in one line what it chose. Slower.", loading=True, pixels=False),
         # what every image command computes
         Setting("seed", int, "Base seed; each image's seed is derived from it and the image's inputs.", minimum=0, maximum=2**63 - 1,
                 help_for={"finetune-vae": "Seed of the random crops and flips."}),

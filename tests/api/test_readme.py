@@ -102,3 +102,56 @@ def test_readme_python_block_runs_and_does_what_it_says(index, tmp_path, monkeyp
     names = {"__name__": "readme"}
     exec(compile(block, f"README.md python block {index + 1}", "exec"), names)
     check_for(block)(names, capsys.readouterr().out.splitlines(), tmp_path)
+
+
+def small_gpu_commands() -> list[tuple[list[str], str]]:
+    """The ``adcli`` lines of the README's "Small GPUs" section: (arguments, trailing comment)."""
+    import shlex
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("### Small GPUs"):]
+    section = section[: section.index("\n### ", 1)]
+    lines = [line for block in re.findall(r"```sh\n(.*?)```", section, re.S) for line in block.splitlines()]
+    return [(shlex.split(line, comments=True)[1:], line.partition("#")[2].strip())
+            for line in lines if line.startswith("adcli ")]
+
+
+def on_tiny_models(args: list[str], gguf_file: Path, config: Path) -> list[str]:
+    """The same command on the tiny models: the GGUF file and its config written from tiny-flux, --arch's
+    tiny model, a small size and few steps (later options override earlier ones)."""
+    swapped = {"flux1-dev-Q8_0.gguf": str(gguf_file), "black-forest-labs/FLUX.1-dev": str(config)}
+    args = [swapped.get(arg, arg) for arg in args]
+    if "--arch" in args:
+        args += ["--model", "tiny-" + args[args.index("--arch") + 1]]
+    fast = {"t2i": ["--size", "64x64", "--steps", "2", "--ad-iterations", "1"],
+            "style-transfer": ["--size", "64", "--iterations", "2"]}
+    return args + fast.get(args[0], []) + (["--quiet", "--overwrite"] if args[0] in fast else [])
+
+
+@pytest.mark.slow
+def test_the_small_gpus_section_runs_on_the_tiny_models(tmp_path, monkeypatch):
+    """Every command of "Small GPUs" runs as written with the tiny models in place of the real ones (on
+    this CPU: nf4, marked CUDA only, is the one-line error that says what to use instead)."""
+    import gguf
+    import torch
+
+    from adcli.engine.archs.tiny_transformers import tiny_flux_pipeline
+    from tests.support.batch_helpers import one_line_error, run
+    from tests.support.quantized_models import write_transformer_gguf
+
+    pipe = tiny_flux_pipeline()
+    pipe.save_pretrained(tmp_path / "flux-config")
+    write_transformer_gguf(pipe.transformer, "flux", tmp_path / "flux.gguf", gguf.GGMLQuantizationType.Q8_0)
+    for name, sample in {"ink.png": "style/hubble.jpg", "painting.png": "style/brick.jpg", "photo.jpg": "content/chelsea.jpg"}.items():
+        shutil.copy(ROOT / "samples" / sample, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    commands = small_gpu_commands()
+    assert {"--quantize", "--model-config", "--low-vram"} <= {arg for args, _ in commands for arg in args}
+    for args, comment in commands:
+        result = run(*on_tiny_models(args, tmp_path / "flux.gguf", tmp_path / "flux-config"))
+        if "CUDA only" in comment and not torch.cuda.is_available():
+            assert "--quantize nf4 needs a CUDA GPU" in one_line_error(result)
+        else:
+            assert result.exit_code == 0, (args, result.output)
+        if args[0] == "info":  # it shows what the comment says
+            assert re.search(r"quantize\s+int8", result.stdout)  # the last lighthouse.png was quantized to int8
