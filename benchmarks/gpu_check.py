@@ -1,12 +1,14 @@
 """``make gpu-check`` / ``python -m benchmarks.gpu_check``: the CUDA proof and the measured table, in one command.
 
-Three steps, each a subprocess killed at its time budget (what it finished is kept):
+Four steps, each a subprocess killed at its time budget (what it finished is kept):
 1. every adcli command on the tiny models, bf16 (one fp16), each image checked (``gpu_commands``);
 2. the CUDA tests, ``pytest -m cuda tests/engine/test_cuda.py`` (skipped without CUDA);
 3. the benchmark's key rows on the full-size SD1.5/SDXL architectures with random weights, engine
-   and literal baseline side by side, with the targets of issue 12.
+   and literal baseline side by side, with the targets of issue 12;
+4. FLUX.1-dev and SD3.5 Medium AD t2i on full-size random-weight transformers: peak memory, time and
+   the quantizations' cost to the picture, against issues 18 and 19's goals (``transformer_rows``).
 On a CPU (``--device cpu``, ``make gpu-check DEVICE=cpu``) the same steps run at tiny sizes in
-under 3 minutes, and CI runs them, so that the script cannot rot between GPU sessions. It never
+about 3 minutes, and CI runs them, so that the script cannot rot between GPU sessions. It never
 installs anything: on a machine without network, missing packages come as wheels (README, "GPU check").
 """
 
