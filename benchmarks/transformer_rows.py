@@ -92,15 +92,16 @@ def _release(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def build(arch: str, weights: str, device: torch.device):
-    """A backend of ``arch`` with ``weights``: full size in bf16 on a GPU, the tiny model in fp32 on a CPU."""
+def build(arch: str, weights: str, device: torch.device, models: str):
+    """A backend of ``arch`` with ``weights``: the published architecture (``models`` "full", bf16 on a GPU)
+    or the tiny model (fp32)."""
     from adcli.engine import archs
     from adcli.engine.models import load_backend
 
-    if device.type == "cuda":
+    if models == "full":
         from benchmarks.archs import build_full_backend
 
-        backend = build_full_backend(arch, device, torch.bfloat16)
+        backend = build_full_backend(arch, device, torch.bfloat16 if device.type == "cuda" else torch.float32)
     else:
         backend = load_backend(archs.get(arch).tiny_models[0], device=device, dtype=torch.float32)
     if weights == "int8":
@@ -195,15 +196,17 @@ def _picture_cost(references: dict, key: tuple[str, int], image: torch.Tensor, i
     return {"psnr_db": None, "psnr_note": "identical pixels"} if math.isinf(value) else {"psnr_db": value}
 
 
-def run_rows(device: torch.device, budget_s: float, on_row: Callable[[dict], None]) -> None:
+def run_rows(device: torch.device, budget_s: float, on_row: Callable[[dict], None], models: str | None = None) -> None:
     """Every row in order, each reported through ``on_row`` (figures, or its error, or why it was
-    skipped); rows of one architecture and weight format share one build."""
+    skipped); rows of one architecture and weight format share one build. ``models``: "full" (the
+    default on a GPU) or "tiny" (on a CPU), the tiny ones at 1/``TINY_FACTOR`` of each size."""
     kind = device.type
+    models = models or ("full" if kind == "cuda" else "tiny")
     deadline = time.monotonic() + budget_s
     references: dict[tuple[str, int], torch.Tensor] = {}
     backend, built = None, None
     for row in ROWS:
-        side = row.size if kind == "cuda" else row.size // TINY_FACTOR
+        side = row.size if kind == "cuda" else row.size // TINY_FACTOR  # a CPU: small images whatever the model
         record = asdict(row) | {"name": row.name, "side": side}
         if row.weights == "int8" and not torchao_available():
             on_row(record | {"skipped": TORCHAO_MISSING})
@@ -216,7 +219,7 @@ def run_rows(device: torch.device, budget_s: float, on_row: Callable[[dict], Non
                 backend, built = None, None
                 _release(device)
                 started = time.monotonic()
-                backend = build(row.arch, row.weights, device)
+                backend = build(row.arch, row.weights, device, models)
                 built, record["build_s"] = (row.arch, row.weights), time.monotonic() - started
             plan = plan_for_card(backend, row.card_gb, side)
             record["plan"] = plan.describe()

@@ -85,3 +85,30 @@ def test_table_judges_goals_and_reports_failures():
     assert ("| flux q8_0 512² on 16 GB | 17.2 | ≤ 16 GB ❌ | 0.80 (3) | 40.5 s (50×2) | ≤ 45 s ✅ | 41.2 dB | "
             "16 GB free: gradient checkpointing |  |") in lines
     assert "| flux int8 512² on 16 GB | FAILED: RuntimeError: out of memory | | | | | | |  |" in lines
+
+
+@pytest.mark.slow
+def test_full_size_rows_run_end_to_end_on_shallow_published_architectures(monkeypatch):
+    """The GPU's path — the published FLUX.1/SD3.5 configs built with random weights, quantized, planned
+    for the row's card and measured — on a CPU, with the transformers cut to 7 attention layers and 128
+    wide (the VAE and every other setting as published): every row gives figures, the quantized ones a
+    picture close to, and not the same as, the bf16 one."""
+    from adcli.engine.archs.flux import Flux
+    from adcli.engine.archs.sd3 import SD3
+
+    for key, value in dict(num_layers=2, num_single_layers=5, num_attention_heads=1).items():
+        monkeypatch.setitem(Flux.published_configs["transformer"], key, value)
+    for key, value in dict(num_layers=4, dual_attention_layers=(0, 1, 2), num_attention_heads=2,
+                           caption_projection_dim=128).items():
+        monkeypatch.setitem(SD3.published_configs["transformer"], key, value)
+    found = []
+    run_rows(torch.device("cpu"), 600.0, found.append, models="full")
+    assert [r["name"] for r in found] == [row.name for row in ROWS]
+    assert not [r for r in found if "error" in r], [r["error"] for r in found if "error" in r]
+    measured = [r for r in found if "skipped" not in r]
+    assert all(r["s_per_step"] > 0 and r["plan"].startswith(f"{r['card_gb']:.0f} GB free: ") for r in measured)
+    quantized = [r for r in measured if r["weights"] != "bf16"]
+    assert quantized and all(15 < r["psnr_db"] < 150 for r in quantized)
+    # the plan counts SD3.5's released text encoders (11.1 GB): on a 12 GB card they leave the GPU
+    sd3 = next(r for r in measured if r["arch"] == "sd3")
+    assert sd3["card_gb"] == 12 and "text encoders off the GPU" in sd3["plan"]
