@@ -54,16 +54,19 @@ def markdown_rows(records: list[dict], judged: bool) -> list[str]:
     lines = [*EXPLANATION, ""]
     if not judged:
         lines += [f"On a CPU: the tiny models at 1/{TINY_FACTOR} of each size, no goals judged.", ""]
-    lines += ["| row | peak GB | goal | s/step (measured steps) | whole run, extrapolated | goal | PSNR vs bf16 | "
-              "plan on that card | note |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["| row | peak GB (reserved) | goal | s/step (measured steps) | whole run, extrapolated | goal | "
+              "TFLOP/s (% of bf16 peak) | PSNR vs bf16 | plan on that card | note |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         if "error" in r or "skipped" in r:
             what = f"FAILED: {r['error']}" if "error" in r else f"skipped: {r['skipped']}"
-            lines.append(f"| {r['name']} | {what} | | | | | | | {r.get('note', '')} |")
+            lines.append(f"| {r['name']} | {what} | | | | | | | | {r.get('note', '')} |")
             continue
         run = f"{r['extrapolated_s']:.1f} s ({r['steps']}×{r['ad_iterations']})"
+        memory = _number(r["peak_gb"], ".1f") + (f" ({r['reserved_gb']:.1f})" if r.get("reserved_gb") else "")
+        speed = _number(r.get("tflops_per_s"), ".0f") + (f" ({r['peak_percent']:.0f} %)" if r.get("peak_percent") else "")
         lines.append(
-            f"| {r['name']} | {_number(r['peak_gb'], '.1f')} | {_goal(r['peak_gb'], r['goal_gb'], 'GB', judged)} | "
+            f"| {r['name']} | {memory} | {_goal(r['peak_gb'], r['goal_gb'], 'GB', judged)} | "
             f"{r['s_per_step']:.2f} ({r['measured_steps']}) | {run} | {_goal(r['extrapolated_s'], r['goal_s'], 's', judged)} | "
-            f"{_psnr(r)} | {r['plan']} | {r.get('note', '')} |")
+            f"{speed} | {_psnr(r)} | {r['plan']} | {r.get('note', '')} |")
     return lines

@@ -174,13 +174,28 @@ def measure(backend, row: TransformerRow, side: int, steps: int) -> tuple[dict, 
     sampled = time.perf_counter()
     image = backend.decode_latents(latents)
     decode_s = time.perf_counter() - sampled
-    peak = torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None
+    on_cuda = device.type == "cuda"
+    peak = torch.cuda.max_memory_allocated(device) / 1e9 if on_cuda else None
+    reserved = torch.cuda.max_memory_reserved(device) / 1e9 if on_cuda else None
     per_step = (sampled - started) / steps
     preset = t2i_settings(backend.arch.name)
     figures = {"measured_steps": steps, "s_per_step": per_step, "decode_s": decode_s, "peak_gb": peak,
-               "steps": preset["steps"], "ad_iterations": preset["ad_iterations"],
+               "reserved_gb": reserved, "steps": preset["steps"], "ad_iterations": preset["ad_iterations"],
                "extrapolated_s": per_step * preset["steps"] + decode_s}
+    if row.weights == "bf16":  # the speed rows: the work of one step, and the share of the GPU's peak it ran at
+        figures |= _throughput(backend, side, per_step)
     return figures, image
+
+
+def _throughput(backend, side: int, per_step: float) -> dict:
+    """TFLOP of one step (torch's FlopCounterMode over a one-step run), TFLOP/s and % of the bf16 peak."""
+    from benchmarks.cases import count_flops
+    from benchmarks.report import device_name, device_peak_tflops
+
+    tflop = count_flops(t2i_run(backend, side, 1), backend.device) / 1e12
+    peak = device_peak_tflops(device_name(backend.device)) if backend.device.type == "cuda" else None
+    return {"tflop_per_step": tflop, "tflops_per_s": tflop / per_step,
+            "peak_percent": None if peak is None else 100 * tflop / per_step / peak}
 
 
 def _picture_cost(references: dict, key: tuple[str, int], image: torch.Tensor, is_bf16: bool) -> dict:

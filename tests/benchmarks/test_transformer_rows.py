@@ -77,14 +77,15 @@ def test_rows_out_of_time_are_skipped_with_a_note_and_unreached_rows_listed():
 
 
 def test_table_judges_goals_and_reports_failures():
-    row = {"name": "flux q8_0 512² on 16 GB", "peak_gb": 17.2, "goal_gb": 16, "s_per_step": 0.8, "measured_steps": 3,
+    row = {"name": "flux q8_0 512² on 16 GB", "peak_gb": 17.2, "reserved_gb": 18.0, "tflops_per_s": 400.0,
+           "peak_percent": 40.4, "goal_gb": 16, "s_per_step": 0.8, "measured_steps": 3,
            "extrapolated_s": 40.5, "steps": 50, "ad_iterations": 2, "goal_s": 45, "psnr_db": 41.23,
            "plan": "16 GB free: gradient checkpointing", "note": ""}
     failed = {"name": "flux int8 512² on 16 GB", "error": "RuntimeError: out of memory", "note": ""}
     lines = markdown_rows([row, failed], judged=True)
-    assert ("| flux q8_0 512² on 16 GB | 17.2 | ≤ 16 GB ❌ | 0.80 (3) | 40.5 s (50×2) | ≤ 45 s ✅ | 41.2 dB | "
-            "16 GB free: gradient checkpointing |  |") in lines
-    assert "| flux int8 512² on 16 GB | FAILED: RuntimeError: out of memory | | | | | | |  |" in lines
+    assert ("| flux q8_0 512² on 16 GB | 17.2 (18.0) | ≤ 16 GB ❌ | 0.80 (3) | 40.5 s (50×2) | ≤ 45 s ✅ | 400 (40 %) | "
+            "41.2 dB | 16 GB free: gradient checkpointing |  |") in lines
+    assert "| flux int8 512² on 16 GB | FAILED: RuntimeError: out of memory | | | | | | | |  |" in lines
 
 
 @pytest.mark.slow
@@ -107,6 +108,7 @@ def test_full_size_rows_run_end_to_end_on_shallow_published_architectures(monkey
     assert not [r for r in found if "error" in r], [r["error"] for r in found if "error" in r]
     measured = [r for r in found if "skipped" not in r]
     assert all(r["s_per_step"] > 0 and r["plan"].startswith(f"{r['card_gb']:.0f} GB free: ") for r in measured)
+    assert all(r["tflop_per_step"] > 0 for r in measured if r["weights"] == "bf16")
     quantized = [r for r in measured if r["weights"] != "bf16"]
     assert quantized and all(15 < r["psnr_db"] < 150 for r in quantized)
     # the plan counts SD3.5's released text encoders (11.1 GB): on a 12 GB card they leave the GPU
