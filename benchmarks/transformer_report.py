@@ -25,7 +25,7 @@ EXPLANATION = [
 def with_missing_rows(records: list[dict], stopped: str) -> list[dict]:
     """The step's records with a ``skipped`` record for each row it did not reach (killed at its budget)."""
     seen = {r["name"] for r in records}
-    why = f"not reached: the step {stopped}" if stopped else "not reached"
+    why = f"not reached ({stopped})" if stopped else "not reached"
     missing = [asdict(row) | {"name": row.name, "skipped": why} for row in ROWS if row.name not in seen]
     return records + missing
 

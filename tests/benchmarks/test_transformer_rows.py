@@ -73,7 +73,7 @@ def test_rows_out_of_time_are_skipped_with_a_note_and_unreached_rows_listed():
     assert {r["skipped"] for r in found if r["weights"] != "int8"} == {"not started: the step's time was nearly spent"}
     filled = with_missing_rows(found[:2], "stopped at its 170 s budget")
     assert [r["name"] for r in filled] == [row.name for row in ROWS]
-    assert filled[-1]["skipped"] == "not reached: the step stopped at its 170 s budget"
+    assert filled[-1]["skipped"] == "not reached (stopped at its 170 s budget)"
 
 
 def test_table_judges_goals_and_reports_failures():
