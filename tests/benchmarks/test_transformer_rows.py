@@ -114,3 +114,25 @@ def test_full_size_rows_run_end_to_end_on_shallow_published_architectures(monkey
     # the plan counts SD3.5's released text encoders (11.1 GB): on a 12 GB card they leave the GPU
     sd3 = next(r for r in measured if r["arch"] == "sd3")
     assert sd3["card_gb"] == 12 and "text encoders off the GPU" in sd3["plan"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch, weights", [("flux", "q8_0"), ("sd3", "q4_k"), ("flux", "int8")])
+def test_a_row_planned_for_a_small_card_gives_the_picture_it_gives_without_the_plan(arch, weights):
+    """What the GPU's small-card rows do — encoders off the GPU, per-block checkpointing through GGUF or
+    int8 linears, tiled VAE — on a tiny model: the AD gradients flow through the recomputed quantized
+    blocks and the picture is the one the unplanned model makes."""
+    from adcli.engine.archs.memory_plan import MemoryPlan
+    from adcli.engine.memory import apply_plan
+    from benchmarks.transformer_rows import TransformerRow, build, measure, torchao_available
+
+    if weights == "int8" and not torchao_available():
+        pytest.skip("torchao is not installed")
+    row = TransformerRow(arch, 512, weights, 8)
+    _, plain = measure(build(arch, weights, torch.device("cpu"), "tiny"), row, 64, 2)
+    backend = build(arch, weights, torch.device("cpu"), "tiny")
+    apply_plan(backend, MemoryPlan(text_encoders_off_gpu=True, checkpointing=True, vae_tiling=True))
+    assert backend.denoiser.is_gradient_checkpointing
+    figures, planned = measure(backend, row, 64, 2)
+    assert figures["s_per_step"] > 0 and planned.shape == plain.shape == (1, 3, 64, 64)
+    assert 0.05 < planned.std() and psnr(planned, plain) > 60  # the same picture, up to float rounding
