@@ -1,4 +1,4 @@
-"""adcli: Attention Distillation (CVPR 2025) for Stable Diffusion 1.5 and SDXL, as a library and a
+"""adcli: Attention Distillation (CVPR 2025) for Stable Diffusion 1.5, SDXL, FLUX.1 and SD3.5, as a library and a
 command-line tool. ``import adcli`` is cheap: the model libraries load on first use of the API."""
 
 from __future__ import annotations

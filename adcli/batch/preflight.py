@@ -24,9 +24,11 @@ def check_model(settings: object) -> None:
     quantize = getattr(settings, "quantize", None)
     check_not_quantizing_gguf(settings.model, quantize)
     probe = probe_model(settings.model, getattr(settings, "model_config", None))
-    if probe is None:
-        return
     arch = getattr(settings, "arch", "auto")
+    if probe is None:  # not readable before loading (a hub id not yet downloaded): --arch still names the family
+        if arch not in (None, "auto") and arch in archs.names():
+            check_geometry(settings, archs.get(arch))
+        return
     if arch not in (None, "auto") and arch != probe.arch:
         raise InputError(
             f"{setting('arch')} {arch} was asked for, but model {settings.model} is {probe.arch}: "

@@ -22,9 +22,9 @@ from adcli.cli.tile_preview import tile_preview
 
 app = typer.Typer(
     name="adcli",
-    help="Attention Distillation (CVPR 2025) on Stable Diffusion 1.5 and SDXL: transfer the style, "
+    help="Attention Distillation (CVPR 2025) on Stable Diffusion 1.5, SDXL, FLUX.1 and SD3.5: transfer the style, "
     "appearance or texture of reference images. Try any command with --model tiny for a fast, "
-    "download-free run (tiny random models draw noise; real results need the SD weights).",
+    "download-free run (tiny random models draw noise; real results need the real weights).",
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,

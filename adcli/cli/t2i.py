@@ -28,7 +28,7 @@ def t2i(
     *,
     common: CommonOptions,
 ) -> None:
-    """Generate images of PROMPT in the style of --style: DDIM sampling with AD steps (paper Alg. 2).
+    """Generate images of PROMPT in the style of --style: sampling with AD steps (paper Alg. 2).
 
     [bold]Examples[/]
 

@@ -52,3 +52,13 @@ def test_in_a_batch_the_job_with_a_broken_second_style_fails_alone(tmp_path):
     lines = report_lines(report)
     assert [line["status"] for line in lines] == ["done", "failed", "done"]
     assert str(broken) in lines[1]["error"]
+
+
+@pytest.mark.parametrize("arch", ["flux", "sd3"])
+def test_arch_alone_checks_the_size_multiple_before_the_model_loads(arch, tmp_path, no_model_load):
+    """A hub model not downloaded yet cannot be probed, but --arch names its family: a side that is not a
+    multiple of 16 px is refused at once instead of after a download."""
+    style = image(tmp_path / "style.png", seed=1)
+    line = one_line_error(run("t2i", "a house", "--style", style, "--arch", arch, "--size", "104x64", "--quiet",
+                              "-o", tmp_path / "out"))
+    assert "multiples of 16" in line and no_model_load == []

@@ -3,23 +3,15 @@ says what a value is, and a help column wide enough to read."""
 
 from __future__ import annotations
 
-import fcntl
 import os
-import pty
 import re
-import select
-import struct
-import subprocess
-import sys
-import termios
-import time
-from pathlib import Path
 
 import pytest
 
+from tests.support.terminal import run_in_pty
+
 pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = ["style-transfer", "appearance", "texture", "t2i", "expand", "finetune-vae"]
 MIN_HELP_COLUMN = 36  # characters of help text per line; it was ~18 beside a type column
 
@@ -27,28 +19,10 @@ MIN_HELP_COLUMN = 36  # characters of help text per line; it was ~18 beside a ty
 def help_in_terminal(command: str, columns: int = 80) -> str:
     """``adcli COMMAND --help`` drawn in a pseudo-terminal ``columns`` wide (no COLUMNS variable:
     Rich asks the terminal), colours removed."""
-    leader, follower = pty.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 60, columns, 0, 0))
     env = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "LINES")}
-    process = subprocess.Popen([sys.executable, "-m", "adcli", command, "--help"], stdout=follower, stderr=follower,
-                               cwd=ROOT, env={**env, "TERM": "xterm-256color"})
-    os.close(follower)
-    chunks, deadline = [], time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if select.select([leader], [], [], 0.5)[0]:
-            try:
-                data = os.read(leader, 65536)
-            except OSError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-        elif process.poll() is not None:
-            break
-    process.wait(timeout=10)
-    os.close(leader)
-    assert process.returncode == 0
-    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode()).replace("\r", "")
+    code, screen = run_in_pty([command, "--help"], {**env, "TERM": "xterm-256color"}, columns=columns, timeout=60)
+    assert code == 0, screen[-2000:]
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen).replace("\r", "")
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,8 @@ MAX_LEVELS = 3
 MEAN_LEVELS = 0.25
 
 CASES = cases()
+# `make quick` checks each architecture's t2i, style transfer and expansion; `make test` every case.
+QUICK = {f"{arch}_{command}" for arch in ("sd15", "sdxl", "flux", "sd3") for command in ("t2i", "style_transfer", "expand")}
 _models: dict[str, object] = {}
 
 
@@ -29,7 +31,9 @@ def one_thread():
     _models.clear()
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize(
+    "case", [pytest.param(case, marks=() if case in QUICK else pytest.mark.slow) for case in sorted(CASES)]
+)
 def test_output_unchanged(case):
     model_name, make = CASES[case]
     model = _models.setdefault(model_name, load(model_name))

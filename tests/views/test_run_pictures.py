@@ -5,12 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import re
-import select
-import subprocess
-import sys
-import time
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -21,33 +16,14 @@ from PIL import Image
 import adcli.views.watchers as watchers
 from adcli.views.preview import PreviewWriter
 from tests.support.batch_helpers import TINY, image, pixels, run
-
-ROOT = Path(__file__).resolve().parents[2]
-
+from tests.support.terminal import run_in_pty
 
 def run_in_terminal(*args: str, timeout: float = 240) -> str:
     """``python -m adcli ARGS`` with a pseudo-terminal as stdout and stderr; everything it drew."""
-    leader, follower = pty.openpty()
     env = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="160", TERM="xterm-256color")
-    process = subprocess.Popen([sys.executable, "-m", "adcli", *args], stdout=follower, stderr=follower, cwd=ROOT, env=env)
-    os.close(follower)
-    chunks, deadline = [], time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([leader], [], [], 0.5)
-        if ready:
-            try:
-                data = os.read(leader, 65536)
-            except OSError:  # the child closed the terminal
-                break
-            if not data:
-                break
-            chunks.append(data)
-        elif process.poll() is not None:
-            break
-    process.wait(timeout=10)
-    os.close(leader)
-    assert process.returncode == 0, b"".join(chunks).decode(errors="replace")[-2000:]
-    return b"".join(chunks).decode(errors="replace")
+    code, screen = run_in_pty(list(args), env, timeout=timeout)
+    assert code == 0, screen[-2000:]
+    return screen
 
 
 @pytest.mark.subprocess

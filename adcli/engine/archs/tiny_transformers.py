@@ -23,7 +23,6 @@ from diffusers import (
     StableDiffusion3Pipeline,
 )
 from transformers import (
-    CLIPTextConfig,
     CLIPTextModel,
     CLIPTextModelWithProjection,
     T5Config,
@@ -31,7 +30,7 @@ from transformers import (
     T5TokenizerFast,
 )
 
-from adcli.engine.tiny import MAX_TOKENS, TINY_SEED, tiny_tokenizer
+from adcli.engine.tiny import TINY_SEED, text_config, tiny_tokenizer
 
 CLIP_WIDTH = 32  # CLIP-L stand-in (FLUX's only CLIP; SD3's first)
 CLIP_G_WIDTH = 48  # SD3's CLIP-G stand-in: wider than CLIP-L, as 1280 is wider than 768
@@ -74,21 +73,6 @@ def tiny_t5_tokenizer() -> T5TokenizerFast:
     vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
     vocab += [(c, -3.0) for c in characters] + [("▁" + c, -3.5) for c in characters]
     return T5TokenizerFast(vocab=vocab, extra_ids=0, model_max_length=TINY_T5_TOKENS)
-
-
-def _clip_config(width: int) -> CLIPTextConfig:
-    return CLIPTextConfig(
-        vocab_size=1024,
-        hidden_size=width,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        max_position_embeddings=MAX_TOKENS,
-        projection_dim=width,
-        bos_token_id=0,
-        eos_token_id=1,
-        pad_token_id=1,
-    )
 
 
 def tiny_t5(width: int) -> T5EncoderModel:
@@ -181,11 +165,11 @@ def small_text_parts(clip_widths: tuple[int, ...], t5_width: int) -> dict:
     parts: dict = {}
     names = [("tokenizer", "text_encoder"), ("tokenizer_2", "text_encoder_2"), ("tokenizer_3", "text_encoder_3")]
     for (tokenizer, encoder), width in zip(names, clip_widths):
-        parts[tokenizer], parts[encoder] = tiny_tokenizer(), CLIPTextModelWithProjection(_clip_config(width))
+        parts[tokenizer], parts[encoder] = tiny_tokenizer(), CLIPTextModelWithProjection(text_config(width))
     tokenizer, encoder = names[len(clip_widths)]
     parts[tokenizer], parts[encoder] = tiny_t5_tokenizer(), tiny_t5(t5_width)
     if len(clip_widths) == 1:  # FLUX reads CLIP-L's pooled output without a projection
-        parts["text_encoder"] = CLIPTextModel(_clip_config(clip_widths[0]))
+        parts["text_encoder"] = CLIPTextModel(text_config(clip_widths[0]))
     return _frozen(parts)
 
 
@@ -206,7 +190,7 @@ def build_tiny_flux_components(variant: str = "dev") -> dict:
         components = {
             "scheduler": FlowMatchEulerDiscreteScheduler(**(FLUX_DEV_SCHEDULER if dev else FLUX_SCHNELL_SCHEDULER)),
             "vae": tiny_vae16(FLUX_VAE_FACTORS),
-            "text_encoder": CLIPTextModel(_clip_config(CLIP_WIDTH)),
+            "text_encoder": CLIPTextModel(text_config(CLIP_WIDTH)),
             "tokenizer": tiny_tokenizer(),
             "text_encoder_2": tiny_t5(T5_WIDTH),
             "tokenizer_2": tiny_t5_tokenizer(),
@@ -222,9 +206,9 @@ def build_tiny_sd3_components() -> dict:
         components = {
             "scheduler": FlowMatchEulerDiscreteScheduler(**SD35_SCHEDULER),
             "vae": tiny_vae16(SD3_VAE_FACTORS),
-            "text_encoder": CLIPTextModelWithProjection(_clip_config(CLIP_WIDTH)),
+            "text_encoder": CLIPTextModelWithProjection(text_config(CLIP_WIDTH)),
             "tokenizer": tiny_tokenizer(),
-            "text_encoder_2": CLIPTextModelWithProjection(_clip_config(CLIP_G_WIDTH)),
+            "text_encoder_2": CLIPTextModelWithProjection(text_config(CLIP_G_WIDTH)),
             "tokenizer_2": tiny_tokenizer(),
             "text_encoder_3": tiny_t5(SD3_T5_WIDTH),
             "tokenizer_3": tiny_t5_tokenizer(),

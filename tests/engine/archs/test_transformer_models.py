@@ -125,6 +125,7 @@ def test_arch_picks_its_hub_model_and_offline_says_which_is_missing(arch, hub_id
     assert hub_id in line and "Traceback" not in line
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["tiny-flux", "tiny-sd3"])
 def test_low_vram_checkpoints_each_block_and_keeps_the_picture(name):
     """Gradient checkpointing per transformer block, text encoders and VAE off the GPU but while they

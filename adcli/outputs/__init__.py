@@ -1,0 +1,1 @@
+"""Files a run writes: atomic writes, image formats with settings, names, metadata and fingerprints."""
