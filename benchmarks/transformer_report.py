@@ -64,7 +64,7 @@ def markdown_rows(records: list[dict], judged: bool) -> list[str]:
             continue
         run = f"{r['extrapolated_s']:.1f} s ({r['steps']}×{r['ad_iterations']})"
         memory = _number(r["peak_gb"], ".1f") + (f" ({r['reserved_gb']:.1f})" if r.get("reserved_gb") else "")
-        speed = _number(r.get("tflops_per_s"), ".0f") + (f" ({r['peak_percent']:.0f} %)" if r.get("peak_percent") else "")
+        speed = _number(r.get("tflops_per_s"), ".3g") + (f" ({r['peak_percent']:.0f} %)" if r.get("peak_percent") else "")
         lines.append(
             f"| {r['name']} | {memory} | {_goal(r['peak_gb'], r['goal_gb'], 'GB', judged)} | "
             f"{r['s_per_step']:.2f} ({r['measured_steps']}) | {run} | {_goal(r['extrapolated_s'], r['goal_s'], 's', judged)} | "
