@@ -15,9 +15,12 @@ TINY := --model tiny --size 128x128 --quiet
 DEVICE ?= auto
 WHEELS := .whl
 GPU_SITE := /tmp/adcli-gpu-site
-# What the GPU machine's image lacks or holds at another version (see README, GPU check); pure Python but pydantic_core.
+# What the GPU machine's image lacks or holds at another version (see README, GPU check); pure Python but pydantic_core
+# and torchao (int8 weights; 0.18 needs torch >= 2.11, the machine's). gguf: the GGUF rows. bitsandbytes (nf4) is left
+# out: its 43 MB wheel would leave the working tree under 8 MiB of the 64 MiB the device tool carries.
 GPU_WHEEL_SPECS := diffusers==0.42.1 importlib_metadata==10.2.0 lazy-importer==0.1.0 typer==0.29.2 pydantic==2.14.4 \
-	pydantic_core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 typing_extensions==4.16.0
+	pydantic_core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 typing_extensions==4.16.0 \
+	gguf==0.19.0 torchao==0.18.0
 ifeq ($(DEVICE),cpu)
 CHECK_PYTHON := $(BIN)/python
 CHECK_NEEDS := setup
@@ -88,7 +91,7 @@ gpu-check: $(CHECK_NEEDS)
 gpu-wheels:
 	rm -rf $(WHEELS)
 	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
 		-d $(WHEELS) $(GPU_WHEEL_SPECS)
 	@du -sk $(WHEELS) | awk '{ printf "$(WHEELS)/: %.1f MiB of the 64 MiB the device tool carries\n", $$1 / 1024; \
 		if ($$1 > 48 * 1024) { print "too large: leave room for the working tree"; exit 1 } }'

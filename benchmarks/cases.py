@@ -35,11 +35,11 @@ class Case:
     """One row: a task at the paper's settings, run by the engine or the literal baseline."""
 
     task: str  # "style-transfer" | "texture" | "vae-decode" | "texture-sampling" | "expand" | "t2i" | "preview"
-    arch: str  # "sd15" | "sdxl"
+    arch: str  # "sd15" | "sdxl" | "flux" | "sd3"
     size: int  # output width in pixels (the side of a square output)
     iterations: int  # optimization iterations; DDIM steps when sampling; decodes for vae-decode; preview calls
     impl: str = "engine"  # "engine" | "baseline"
-    variant: str = ""  # "" | "low-vram" | "compile" | "chunk=N"
+    variant: str = ""  # "" | "low-vram" | "compile" | "chunk=N" | "int8" (torchao weights; PSNR vs the plain model)
     height: int = 0  # output height in pixels when not square
     ad_iterations: int = 0  # sampling: AD iterations after each DDIM step
     stride: int = 0  # expand: latents between neighbouring windows (the window is the UNet's size)
@@ -63,7 +63,8 @@ class Case:
 
 
 def plan(
-    full: bool, iterations: int | None, with_compile: bool, size: int | None = None, steps: int | None = None
+    full: bool, iterations: int | None, with_compile: bool, size: int | None = None, steps: int | None = None,
+    with_int8: bool = False,
 ) -> list[Case]:
     """The rows: full-size models at the paper's sizes on a GPU, tiny models at small sizes on a CPU.
 
@@ -107,6 +108,20 @@ def plan(
     ]
     if with_compile:
         cases.append(Case("style-transfer", "sdxl", xl, n_xl, "engine", "compile"))
+    return cases + transformer_cases(full, size, n_steps, with_int8)
+
+
+def transformer_cases(full: bool, size: int | None, steps: int, with_int8: bool) -> list[Case]:
+    """FLUX.1-dev (512²) and SD3.5 Medium (1024²) t2i at the preset's settings, by the engine and the
+    literal flow-matching loop (:mod:`benchmarks.baseline_flow`), and with int8 weights when torchao is
+    installed (its cost to the picture as PSNR against the plain model's)."""
+    cases = []
+    for arch, side in (("flux", 512), ("sd3", 1024)):
+        side = size or (side if full else 64)
+        cases += [Case("t2i", arch, side, steps, "engine", ad_iterations=2),
+                  Case("t2i", arch, side, steps, "baseline", ad_iterations=2)]
+        if with_int8:
+            cases.append(Case("t2i", arch, side, steps, "engine", "int8", ad_iterations=2))
     return cases
 
 
@@ -179,6 +194,7 @@ class Measurement:
     host_syncs: int | None  # times the host waited for the GPU in the first timed run (CUDA only)
     reference_passes: float | None = None  # sampling: no-gradient denoiser passes for the reference, per step
     windows: int | None = None  # expand: MultiDiffusion windows
+    psnr_db: float | None = None  # int8 rows: the decoded image against the plain model's (same seed)
 
 
 @contextmanager
@@ -235,6 +251,18 @@ def measure(backend: Backend, case: Case, warmup: int, repeat: int = 1) -> Measu
         min(walls), peak, flops, len(syncs) if device.type == "cuda" else None,
         reference_passes=len(passes) / short if case.sampling else None, windows=window_count(backend, case),
     )
+
+
+def picture_psnr(plain: Backend, quantized: Backend, case: Case) -> float | None:
+    """PSNR (dB) of the image ``case`` makes on the ``quantized`` model against the ``plain`` model's,
+    the same seed and inputs (None when they are identical)."""
+    import math
+
+    from benchmarks.transformer_rows import psnr
+
+    images = [backend.decode_latents(workload(backend, case)(case.iterations)) for backend in (plain, quantized)]
+    value = psnr(*images)
+    return None if math.isinf(value) else value
 
 
 def count_flops(fn: Callable[[], object], device: torch.device) -> int:

@@ -1,12 +1,14 @@
 """``make gpu-check`` / ``python -m benchmarks.gpu_check``: the CUDA proof and the measured table, in one command.
 
-Three steps, each a subprocess killed at its time budget (what it finished is kept):
+Four steps, each a subprocess killed at its time budget (what it finished is kept):
 1. every adcli command on the tiny models, bf16 (one fp16), each image checked (``gpu_commands``);
 2. the CUDA tests, ``pytest -m cuda tests/engine/test_cuda.py`` (skipped without CUDA);
 3. the benchmark's key rows on the full-size SD1.5/SDXL architectures with random weights, engine
-   and literal baseline side by side, with the targets of issue 12.
+   and literal baseline side by side, with the targets of issue 12;
+4. FLUX.1-dev and SD3.5 Medium AD t2i on full-size random-weight transformers: peak memory, time and
+   the quantizations' cost to the picture, against issues 18 and 19's goals (``transformer_rows``).
 On a CPU (``--device cpu``, ``make gpu-check DEVICE=cpu``) the same steps run at tiny sizes in
-under 3 minutes, and CI runs them, so that the script cannot rot between GPU sessions. It never
+about 3 minutes, and CI runs them, so that the script cannot rot between GPU sessions. It never
 installs anything: on a machine without network, missing packages come as wheels (README, "GPU check").
 """
 
@@ -29,15 +31,16 @@ import torch
 
 from benchmarks.gpu_commands import ROOT, commands, run_commands
 
-STEPS = ("commands", "cuda-tests", "benchmark")
-# Seconds per step: on one H100 the three add up to 7.5 minutes; on a CPU to 3. A step may also use
+STEPS = ("commands", "cuda-tests", "benchmark", "transformers")
+# Seconds per step: on one H100/H200 the four add up to 9 minutes, what one call of the device tool
+# allows beside the wheels' install (10 minutes at most); on a CPU to about 3.5. A step may also use
 # what the steps before it left unused.
 # On CUDA the budgets fit the device tool's minutes. On a CPU (CI) they only stop a hung step:
 # the CPU run checks that every step works, not how fast a busy 2-core machine does it.
-BUDGETS = {"cuda": {"commands": 150, "cuda-tests": 90, "benchmark": 210},
-           "cpu": {"commands": 480, "cuda-tests": 120, "benchmark": 360}}
+BUDGETS = {"cuda": {"commands": 120, "cuda-tests": 75, "benchmark": 175, "transformers": 170},
+           "cpu": {"commands": 480, "cuda-tests": 120, "benchmark": 360, "transformers": 240}}
 TITLES = {"commands": "1. Every command (tiny models)", "cuda-tests": "2. CUDA tests (pytest -m cuda)",
-          "benchmark": "3. Benchmark key rows"}
+          "benchmark": "3. Benchmark key rows", "transformers": "4. FLUX.1 and SD3.5: memory, time, quantization"}
 # The rows of step 3, as (task, arch, impl, variant) of benchmarks.cases.plan, in running order:
 # the compile row last, so that a slow compile cannot cost the others their time.
 KEY_ROWS = (
@@ -64,6 +67,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip", action="append", default=[], choices=STEPS, help="leave out a step (repeatable)")
     parser.add_argument("--step", choices=STEPS, help=argparse.SUPPRESS)  # internal: run one step, in a child
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--budget", type=float, default=600.0, help=argparse.SUPPRESS)  # the child's seconds
     return parser.parse_args(argv)
 
 
@@ -97,6 +101,14 @@ def step_cuda_tests(work: Path, records: Path) -> None:
                 outcome, message = tag, (found.get("message") or "").splitlines()[0][:200] if found.get("message") else ""
         _append(records, {"name": case.get("name"), "outcome": outcome, "seconds": float(case.get("time", 0)),
                           "message": message})
+
+
+def step_transformers(device: torch.device, records: Path, budget: float) -> None:
+    from benchmarks.transformer_rows import run_rows
+
+    if device.type == "cpu":
+        torch.set_num_threads(1)  # tiny models: dispatch-bound
+    run_rows(device, budget, lambda row: _append(records, row))
 
 
 def step_benchmark(device: torch.device, records: Path) -> None:
@@ -138,7 +150,8 @@ def _run_step(step: str, device: str, work: Path, jobs: int | None, budget: floa
     """Run ``step`` in a child killed at ``budget``; returns its records, seconds and "" or why it stopped."""
     records = work / f"{step}.jsonl"
     records.unlink(missing_ok=True)
-    args = [sys.executable, "-m", "benchmarks.gpu_check", "--step", step, "--device", device, "--work", str(work)]
+    args = [sys.executable, "-m", "benchmarks.gpu_check", "--step", step, "--device", device, "--work", str(work),
+            "--budget", str(budget)]
     if jobs:
         args += ["--jobs", str(jobs)]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -217,6 +230,10 @@ def markdown(report: dict) -> str:
             for r in records:
                 images = "; ".join(f"{i['size'][0]}×{i['size'][1]}, {i['mean']:.0f}, {i['std']:.0f}" for i in r["images"])
                 lines.append(f"| {r['name']} | {'ok' if r['ok'] else 'FAILED: ' + r['problem']} | {r['seconds']:.1f} | {images or '—'} |")
+        elif name == "transformers":
+            from benchmarks.transformer_report import markdown_rows
+
+            lines += markdown_rows(records, judged=meta["models"] != "tiny")
         elif name == "cuda-tests":
             lines += ["| test | outcome | seconds |", "|---|---|---|"]
             lines += [f"| {r['name']} | {r['outcome']}{': ' + r['message'] if r['message'] else ''} | {r['seconds']:.1f} |"
@@ -251,6 +268,9 @@ def _step_ok(step: dict, on_cuda: bool) -> bool:
     if step["step"] == "cuda-tests":
         bad = [r for r in records if r["outcome"] in ("failure", "error") or (on_cuda and r["outcome"] == "skipped")]
         return bool(records) and not bad
+    if step["step"] == "transformers":
+        # a row skipped for a package that a CPU run lacks (torchao) is fine there; on CUDA it must run
+        return bool(records) and not any("error" in r or (on_cuda and "skipped" in r) for r in records)
     return len(records) == len(KEY_ROWS) and not any("error" in r for r in records)
 
 
@@ -265,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
             step_commands(kind, args.work, records, args.jobs)
         elif args.step == "cuda-tests":
             step_cuda_tests(args.work, records)
+        elif args.step == "transformers":
+            # the rows stop starting a little before the parent's kill, so that the table says which were skipped
+            step_transformers(device, records, args.budget - 10)
         else:
             step_benchmark(device, records)
         return 0
@@ -281,6 +304,10 @@ def main(argv: list[str] | None = None) -> int:
             budget = round(sum(BUDGETS[kind][s] for s in steps) - (time.monotonic() - started) - later)
             print(f"== {TITLES[step]} (budget {budget} s)", file=sys.stderr, flush=True)
             records, seconds, stopped = _run_step(step, kind, work, args.jobs, budget)
+            if step == "transformers":
+                from benchmarks.transformer_report import with_missing_rows
+
+                records = with_missing_rows(records, stopped)
             report["steps"].append({"step": step, "budget_s": budget, "seconds": seconds, "stopped": stopped,
                                     "records": records})
     finally:

@@ -60,6 +60,7 @@ class Row:
     windows: int | None = None  # expand: MultiDiffusion windows
     ms_per_megapixel_step: float | None = None  # sampling: wall time per output megapixel per step
     reference_passes_per_step: float | None = None  # sampling: no-gradient reference UNet passes
+    psnr_db: float | None = None  # int8 rows: the picture against the plain model's (None: identical)
 
     @property
     def shape(self) -> str:
@@ -86,7 +87,7 @@ def make_rows(results: list[tuple[Case, Measurement]], peak_tflops: float | None
             tflop=m.flops / 1e12,
             peak_fraction=None if peak_tflops is None else achieved / peak_tflops,
             host_syncs=m.host_syncs, height=height, ad_iterations=case.ad_iterations, windows=m.windows,
-            ms_per_megapixel_step=per_mpx, reference_passes_per_step=m.reference_passes,
+            ms_per_megapixel_step=per_mpx, reference_passes_per_step=m.reference_passes, psnr_db=m.psnr_db,
         ))
     key = lambda r: (r.task, r.arch, r.size, r.height, r.iterations, r.ad_iterations)  # noqa: E731
     baselines = {key(r): r for r in rows if r.impl == "baseline"}
@@ -122,7 +123,25 @@ def markdown(rows: list[Row], meta: dict) -> str:
             f"{r.ms_per_iteration:.1f} | {_cell(r.peak_gpu_mib, '.0f')} | {r.tflop:.3g} | "
             f"{_cell(fraction, '.1f')} | {'—' if r.host_syncs is None else r.host_syncs} | {speedup} |"
         )
-    return "\n".join(lines + _preview_note(rows) + _sampling_table(rows)) + "\n"
+    return "\n".join(lines + _preview_note(rows) + _sampling_table(rows) + _quantization_table(rows)) + "\n"
+
+
+def _quantization_table(rows: list[Row]) -> list[str]:
+    """int8 weights against the plain model (bf16 on a GPU, fp32 on a CPU): time and the picture's PSNR."""
+    lines = []
+    for r in (r for r in rows if r.variant == "int8"):
+        plain = next((p for p in rows if p.impl == "engine" and not p.variant and (p.task, p.arch, p.size, p.height,
+                      p.iterations) == (r.task, r.arch, r.size, r.height, r.iterations)), None)
+        if plain is None:
+            continue
+        if not lines:
+            lines = ["", "Quantized weights against the plain model (same seed and inputs):", "",
+                     "| task | arch | size | weights | ms/step | plain ms/step | time ratio | PSNR vs plain |",
+                     "|---|---|---|---|---|---|---|---|"]
+        psnr = "identical" if r.psnr_db is None else f"{r.psnr_db:.1f} dB"
+        lines.append(f"| {r.task} | {r.arch} | {r.shape} | {r.variant} | {r.ms_per_iteration:.1f} | "
+                     f"{plain.ms_per_iteration:.1f} | {r.wall_s / plain.wall_s:.2f} | {psnr} |")
+    return lines
 
 
 def _preview_note(rows: list[Row]) -> list[str]:

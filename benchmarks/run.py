@@ -18,7 +18,7 @@ import torch
 from adcli.engine import archs
 from adcli.engine.backend import Backend
 from adcli.engine.models import load_backend
-from benchmarks.cases import Case, measure, plan
+from benchmarks.cases import Case, measure, picture_psnr, plan
 from benchmarks.report import make_rows, markdown, metadata, write
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -43,12 +43,17 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _backend(arch: str, models: str, device: torch.device) -> Backend:
+def _backend(arch: str, models: str, device: torch.device, quantize: str | None = None) -> Backend:
     if models == "tiny":
-        return load_backend(archs.get(arch).tiny_models[0], device=device, dtype=torch.float32)
+        return load_backend(archs.get(arch).tiny_models[0], device=device, dtype=torch.float32, quantize=quantize)
     from benchmarks.archs import build_full_backend
 
-    return build_full_backend(arch, device, torch.bfloat16 if device.type == "cuda" else torch.float32)
+    backend = build_full_backend(arch, device, torch.bfloat16 if device.type == "cuda" else torch.float32)
+    if quantize:
+        from adcli.engine.archs.quantize import quantize_in_memory
+
+        quantize_in_memory(backend.denoiser, quantize, device=device)
+    return backend
 
 
 def _release(device: torch.device) -> None:
@@ -63,6 +68,11 @@ def _label(case: Case) -> str:
     return f"{case.name} {width}x{height}"
 
 
+def _say(case: Case) -> None:
+    work = f"{case.iterations}×{case.ad_iterations}" if case.sampling else case.iterations
+    print(f"… {case.arch} {_label(case)} ({work})", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
@@ -73,18 +83,28 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(1)
     repeat = args.repeat or (1 if device.type == "cuda" else 3)
     with_compile = args.compile if args.compile is not None else device.type == "cuda"
+    from benchmarks.transformer_rows import torchao_available
+
     cases = [
-        c for c in plan(models == "full", args.iterations, with_compile, args.size, args.steps)
+        c for c in plan(models == "full", args.iterations, with_compile, args.size, args.steps, torchao_available())
         if (not args.only or any(s in _label(c) for s in args.only)) and (not args.arch or c.arch in args.arch)
     ]
     meta = metadata(device, models)
     results: list[tuple[Case, object]] = []
     for arch in dict.fromkeys(c.arch for c in cases):
         backend = _backend(arch, models, device)
-        for case in (c for c in cases if c.arch == arch):
-            work = f"{case.iterations}×{case.ad_iterations}" if case.sampling else case.iterations
-            print(f"… {case.arch} {_label(case)} ({work})", file=sys.stderr, flush=True)
+        for case in (c for c in cases if c.arch == arch and c.variant != "int8"):
+            _say(case)
             results.append((case, measure(backend, case, args.warmup, repeat)))
+        int8 = [c for c in cases if c.arch == arch and c.variant == "int8"]
+        if int8:  # the same weights quantized, beside the plain model (for the picture's PSNR)
+            quantized = _backend(arch, models, device, quantize="int8")
+            for case in int8:
+                _say(case)
+                measured = measure(quantized, case, args.warmup, repeat)
+                measured.psnr_db = picture_psnr(backend, quantized, case)
+                results.append((case, measured))
+            del quantized
         del backend
         _release(device)
     rows = make_rows(results, meta["peak_bf16_tflops"])

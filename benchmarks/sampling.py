@@ -22,6 +22,7 @@ from adcli.engine.features import Guide
 from adcli.engine.multidiffusion import expand_by_sampling, windows
 from adcli.engine.sampler import distill_by_sampling, negative_conditioning, text_denoiser
 from benchmarks.baseline import literal_algorithm2, literal_multidiffusion
+from benchmarks.baseline_flow import literal_flow_sampling
 
 if TYPE_CHECKING:
     from benchmarks.cases import Case
@@ -39,6 +40,9 @@ def sampling_workload(
     window = backend.native_size()[0] // backend.vae_scale_factor
     t2i = case.task == "t2i"
     config = SamplingConfig(1, case.ad_iterations, T2I_LR if t2i else lr, layers, adain=t2i)
+    flow = backend.prediction.name == "flow"
+    if t2i and flow:  # FLUX.1/SD3.5: their preset's settings (layers, lr, guidance)
+        return _transformer_t2i(backend, case)
     if t2i:
         negative = negative_conditioning(backend, "")
         denoise = text_denoiser(backend, backend.encode_prompts([T2I_PROMPT]), negative, T2I_GUIDANCE)
@@ -62,6 +66,26 @@ def sampling_workload(
     return lambda n: distill_by_sampling(
         backend, denoise, Guide(reference), replace(config, steps=n), size=case.pixels, generator=seed()
     )
+
+
+def _transformer_t2i(backend: Backend, case: Case) -> Callable[[int], object]:
+    """FLUX.1/SD3.5 t2i at the preset's settings, by the engine or the literal flow-matching loop."""
+    from benchmarks.transformer_rows import t2i_settings
+
+    preset = t2i_settings(backend.arch.name)
+    config = SamplingConfig(1, case.ad_iterations, preset["lr"], tuple(preset["layers"]), adain=preset["adain"])
+    negative = negative_conditioning(backend, "") if backend.arch.classifier_free_guidance else None
+    denoise = text_denoiser(backend, backend.encode_prompts([T2I_PROMPT]), negative, preset["guidance"])
+    side = backend.vae_scale_factor
+    reference = torch.randn(1, backend.arch.latent_channels, case.size // side, case.pixels[1] // side,
+                            generator=torch.Generator().manual_seed(1)).to(backend.device)
+    seed = lambda: torch.Generator("cpu").manual_seed(0)  # noqa: E731
+    sample = literal_flow_sampling if case.impl == "baseline" else _engine_sampling
+    return lambda n: sample(backend, denoise, reference, replace(config, steps=n), size=case.pixels, generator=seed())
+
+
+def _engine_sampling(backend, denoise, reference, config, *, size, generator):
+    return distill_by_sampling(backend, denoise, Guide(reference), config, size=size, generator=generator)
 
 
 def window_count(backend: Backend, case: Case) -> int | None:

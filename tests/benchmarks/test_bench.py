@@ -261,3 +261,27 @@ def test_report_says_why_a_sampling_row_has_no_baseline():
     table = markdown(rows, {"device_name": "test", "models": "tiny", "date": "", "torch": "", "diffusers": ""})
     assert "| expand | engine | sd15 | 192² | 25 | 4000.0 |" in table
     assert "No baseline row for expand at 192²: the literal baseline would run 75 reference passes per step" in table
+
+
+@pytest.mark.subprocess
+@pytest.mark.slow
+def test_cpu_bench_flux_rows(tmp_path):
+    """tiny-FLUX t2i at FLUX.1-dev's preset beside the literal flow-matching loop (a reference pass per AD
+    iteration, against the engine's one per step), and, with torchao installed, int8 weights and their PSNR."""
+    from benchmarks.transformer_rows import torchao_available
+
+    command = [sys.executable, "-m", "benchmarks.run", "--device", "cpu", "--steps", "1", "--repeat", "1",
+               "--warmup", "1", "--arch", "flux", "--out", str(tmp_path)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {(r["impl"], r["variant"]): r for r in json.loads((tmp_path / "latest.json").read_text())["rows"]}
+    assert set(rows) == {("engine", ""), ("baseline", "")} | ({("engine", "int8")} if torchao_available() else set())
+    engine, literal = rows[("engine", "")], rows[("baseline", "")]
+    assert engine["ad_iterations"] == literal["ad_iterations"] == 2 and engine["size"] == 64
+    assert engine["reference_passes_per_step"] == 1 and literal["reference_passes_per_step"] == 2
+    assert engine["speedup_vs_baseline"] == pytest.approx(literal["wall_s"] / engine["wall_s"])
+    table = (tmp_path / "latest.md").read_text()
+    assert "| t2i | baseline | flux | 64² | 1×2 |" in table
+    if torchao_available():
+        assert 20 < rows[("engine", "int8")]["psnr_db"] < 120  # close to the fp32 picture, not the same
+        assert "| t2i | flux | 64² | int8 |" in table

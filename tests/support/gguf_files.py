@@ -17,21 +17,11 @@ import gguf
 import numpy as np
 import torch
 
+from benchmarks.gguf_weights import FLOAT_THRESHOLD, tensor_type  # noqa: F401  (shared with the GPU check)
 from tests.support import kquants
 
 Q = gguf.GGMLQuantizationType
 KQUANT_ENCODERS = {Q.Q4_K: kquants.quantize_q4_k, Q.Q5_K: kquants.quantize_q5_k, Q.Q6_K: kquants.quantize_q6_k}
-FLOAT_THRESHOLD = 1024  # tensors this small stay F32 (city96's QUANTIZATION_THRESHOLD)
-
-
-def tensor_type(name: str, shape: tuple[int, ...], wanted: gguf.GGMLQuantizationType) -> gguf.GGMLQuantizationType:
-    """The type a community file gives this tensor when ``wanted`` is the file's type."""
-    if len(shape) != 2 or int(np.prod(shape)) <= FLOAT_THRESHOLD or wanted == Q.F32:
-        return Q.F32
-    for candidate in (wanted, Q.Q8_0):
-        if shape[-1] % gguf.GGML_QUANT_SIZES[candidate][0] == 0:
-            return candidate
-    return Q.F16
 
 
 def encode(values: np.ndarray, qtype: gguf.GGMLQuantizationType) -> np.ndarray:
