@@ -74,9 +74,11 @@ def transformer_sizes(model: str, width: int, height: int, text_tokens: int = 51
 
 
 def gb(value: float) -> str:
-    """GB for a one-line note: whole GB from 10 up, one decimal below, two significant digits under 0.1
-    (the tiny test models need MBs)."""
-    return f"{value:.0f}" if value >= 10 else f"{value:.1f}" if value >= 0.1 else f"{value:.2g}"
+    """GB for a one-line note: whole GB from 10 up, one decimal below (none on a whole number: "8 GB
+    free"), two significant digits under 0.1 (the tiny test models need MBs)."""
+    if value >= 10:
+        return f"{value:.0f}"
+    return f"{value:.1f}".removesuffix(".0") if value >= 0.1 else f"{value:.2g}"
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adcli.engine.archs.memory_plan import ModelSizes, plan_memory, transformer_sizes
+from adcli.engine.archs.memory_plan import ModelSizes, gb, plan_memory, transformer_sizes
 
 FLUX_512 = transformer_sizes("flux", 512, 512)
 
@@ -69,3 +69,9 @@ def test_the_line_says_what_was_chosen():
                            "transformer blocks streamed from CPU memory (slow)")
     assert line.endswith("; int8 weights would fit without streaming") and "\n" not in line
     assert plan_memory(80, FLUX_512).describe().startswith("80 GB free: everything fits on the GPU (about 50 GB)")
+
+
+@pytest.mark.parametrize("value, shown", [(80.0, "80"), (12.4, "12"), (8.0, "8"), (7.96, "8"), (1.25, "1.2"),
+                                          (0.5, "0.5"), (0.0113, "0.011")])
+def test_gigabytes_read_as_a_person_writes_them(value, shown):
+    assert gb(value) == shown
