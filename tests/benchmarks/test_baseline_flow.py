@@ -15,13 +15,6 @@ from benchmarks.baseline_flow import literal_flow_sampling, pack, packed_adain, 
 LAYERS = (-7, -6, -5, -4, -3, -2, -1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_packed_adain_matches_each_packed_channel_to_the_reference():
     """Each (channel, dy, dx) of the 2×2 patches gets the reference's mean and unbiased std over tokens."""

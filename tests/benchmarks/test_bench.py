@@ -29,14 +29,6 @@ LAYERS = (-6, -5, -4, -3, -2, -1)
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny models are dispatch-bound: a second thread only waits on a shared, busy core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def sd15():
