@@ -62,20 +62,22 @@ def text_config(width: int) -> CLIPTextConfig:
     )
 
 
-def tiny_vae() -> AutoencoderKL:
-    """Four blocks, so one latent pixel is 8×8 image pixels, as in the real SD VAE."""
-    return AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 16, 16, 16),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=8,
-        sample_size=64,
-        scaling_factor=0.18215,
-    )
+def tiny_vae(latent_channels: int = 4, **config) -> AutoencoderKL:
+    """Four blocks, so one latent pixel is 8×8 image pixels, as in the real VAEs; ``config`` overrides
+    the SD VAE's settings (FLUX's and SD3's: 16 channels, their factors, no quant convs)."""
+    return AutoencoderKL(**{
+        "in_channels": 3,
+        "out_channels": 3,
+        "down_block_types": ("DownEncoderBlock2D",) * 4,
+        "up_block_types": ("UpDecoderBlock2D",) * 4,
+        "block_out_channels": (8, 16, 16, 16),
+        "layers_per_block": 1,
+        "latent_channels": latent_channels,
+        "norm_num_groups": 8,
+        "sample_size": 64,
+        "scaling_factor": 0.18215,
+        **config,
+    })
 
 
 def frozen(components: dict) -> dict:

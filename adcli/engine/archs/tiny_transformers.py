@@ -30,7 +30,7 @@ from transformers import (
     T5TokenizerFast,
 )
 
-from adcli.engine.tiny import TINY_SEED, text_config, tiny_tokenizer
+from adcli.engine.tiny import TINY_SEED, text_config, tiny_tokenizer, tiny_vae
 
 CLIP_WIDTH = 32  # CLIP-L stand-in (FLUX's only CLIP; SD3's first)
 CLIP_G_WIDTH = 48  # SD3's CLIP-G stand-in: wider than CLIP-L, as 1280 is wider than 768
@@ -96,21 +96,8 @@ def tiny_t5(width: int) -> T5EncoderModel:
 
 
 def tiny_vae16(factors: dict) -> AutoencoderKL:
-    """Four blocks (8× downsampling) to 16 latent channels, no quant convs, as FLUX's and SD3's VAEs."""
-    return AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 16, 16, 16),
-        layers_per_block=1,
-        latent_channels=16,
-        norm_num_groups=8,
-        sample_size=64,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
-        **factors,
-    )
+    """The tiny VAE with 16 latent channels and no quant convs, as FLUX's and SD3's VAEs."""
+    return tiny_vae(16, use_quant_conv=False, use_post_quant_conv=False, **factors)
 
 
 def tiny_flux_transformer(guidance_embeds: bool = True) -> FluxTransformer2DModel:
