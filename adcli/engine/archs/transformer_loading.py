@@ -122,10 +122,10 @@ def load_transformer_file(
 ) -> torch.nn.Module:
     """The transformer of one ``.safetensors``/``.gguf`` file, its config from ``config`` (a diffusers
     folder or hub id). A GGUF file loads through diffusers' GGUF support, dequantized to ``dtype``
-    as it runs; ``quantization`` applies to an unquantized file only."""
+    as it runs; ``quantization`` applies to an unquantized file only (:func:`load_transformer_components`
+    refuses one for a GGUF file before building it)."""
     path = Path(path)
     gguf = path.suffix.lower() == ".gguf"
-    check_not_quantizing_gguf(str(path), "given" if quantization is not None else None)
     checkpoint = _read_checkpoint(path)
     if probe.arch == "flux" and probe.layout == "original":
         checkpoint = flux_original_to_diffusers(checkpoint, path.name)  # diffusers' converter is FLUX.1-wide only
