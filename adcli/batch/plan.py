@@ -15,7 +15,7 @@ from adcli.presets import ResolvedSettings
 from adcli.tasks.jobs import Job, derive_seed
 from adcli.outputs.naming import COMMON_FIELDS, NameTemplate, clean_value, relative_name
 from adcli.outputs.files import DEFAULT_QUALITY, OUTPUT_FORMATS, format_suffix, is_image_file_path
-from adcli.outputs.metadata import job_metadata
+from adcli.outputs.metadata import PEAK_KEY, job_metadata
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class JobResult:
             "seconds": round(self.seconds, 3), "error": self.error, "seed": self.seed, "rank": self.rank, "losses": self.losses,
         }
         if self.peak_gpu_gb is not None:
-            row["peak_gpu_memory_gb"] = self.peak_gpu_gb
+            row[PEAK_KEY] = self.peak_gpu_gb
         return row
 
     def __getstate__(self) -> dict[str, Any]:  # exceptions need not survive the trip to the main process

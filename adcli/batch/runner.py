@@ -23,10 +23,10 @@ from adcli.batch.sharding import Shard
 from adcli.batch.status import DONE, FAILED, INTERRUPTED, NOT_RUN, SKIPPED, out_of_memory_message
 from adcli.errors import AdcliError, OutOfMemory, OutputError, StorageFull, as_keyword
 from adcli.outputs.files import write_image, write_image_free
-from adcli.outputs.metadata import job_metadata
+from adcli.outputs.metadata import PEAK_KEY, job_metadata
 from adcli.presets import for_arch
 from adcli.tasks.jobs import Reporter
-from adcli.tasks.model import PEAK_KEY, Model, loading_settings, open_model, planned_pixels
+from adcli.tasks.model import Model, loading_settings, open_model, planned_pixels
 from adcli.tasks.registry import make_images
 
 Spell = Callable[[str], str]  # how a message spells a setting: the CLI's flag, the API's keyword

@@ -14,6 +14,7 @@ from rich.markup import escape
 from adcli.cli.console import handle_errors, stdout
 from adcli.errors import InputError
 from adcli.outputs.files import read_metadata
+from adcli.outputs.metadata import peak_memory_text
 
 
 def _value(value: object) -> str:
@@ -35,8 +36,8 @@ def _describe(path: Path, metadata: dict) -> None:
     model = (metadata.get("settings") or {}).get("model")
     if model in (metadata.get("input_digests") or {}):
         rows.append(("model file", metadata["input_digests"][model]))
-    if metadata.get("peak_gpu_memory_gb") is not None:
-        rows.append(("peak GPU memory", f"{metadata['peak_gpu_memory_gb']:.2f} GB"))
+    if peak := peak_memory_text(metadata):
+        rows.append(("peak GPU memory", peak))
     rows += [(f"input {key}", _value(value)) for key, value in (metadata.get("inputs") or {}).items()]
     rows += [(key, _value(value)) for key, value in sorted((metadata.get("settings") or {}).items())]
     width = max(len(key) for key, _ in rows)

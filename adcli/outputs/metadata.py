@@ -18,6 +18,14 @@ from typing import Any
 import adcli
 from adcli.presets import SETTINGS, ResolvedSettings, parse_lora_spec
 
+PEAK_KEY = "peak_gpu_memory_gb"  # an image's (and a report row's) peak GPU memory; absent on a CPU
+
+
+def peak_memory_text(record: dict[str, Any]) -> str | None:
+    """A metadata dict's or report row's peak GPU memory as people read it ("3.14 GB"); None without one."""
+    value = record.get(PEAK_KEY)
+    return None if value is None else f"{value:.2f} GB"
+
 NON_PIXEL_SETTINGS = frozenset(name for name, setting in SETTINGS.items() if not setting.pixels)
 _digests: dict[tuple[str, int, int], str] = {}
 _resolved: dict[str, str] = {}  # a path as given → the file it names (a plan names the same files again and again)

@@ -12,11 +12,10 @@ from adcli.engine.compile import compile_denoiser
 from adcli.engine.device import resolve_device, resolve_dtype
 from adcli.engine.backend import Backend
 from adcli.engine.models import load_backend
+from adcli.outputs.metadata import PEAK_KEY
 from adcli.presets import parse_lora_spec
 from adcli.presets.table import LOADING_KEYS
 from adcli.tasks.common import ImageCache
-
-PEAK_KEY = "peak_gpu_memory_gb"  # the metadata key of an image's peak GPU memory
 
 
 @dataclass(repr=False)

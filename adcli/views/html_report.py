@@ -23,6 +23,7 @@ from urllib.parse import quote
 from PIL import Image, ImageOps
 
 from adcli.outputs.atomic import replace_atomically
+from adcli.outputs.metadata import peak_memory_text
 
 THUMBNAIL = 160
 CURVE_WIDTH, CURVE_HEIGHT = 240, 64
@@ -122,7 +123,7 @@ def _job(row: Mapping[str, Any], page: Path) -> str:
         inner = f'<img src="{uri}" alt="{escape(str(row.get("name", "")))}">' if uri else '<span class="muted">open</span>'
         picture = f'<a href="{escape(_link(output, page))}">{inner}</a>'
     details = {"seed": row.get("seed"), "time": f"{float(row.get('seconds') or 0):.1f} s", "output": output,
-               **({"peak GPU memory": f"{row['peak_gpu_memory_gb']:.2f} GB"} if row.get("peak_gpu_memory_gb") is not None else {}),
+               **({"peak GPU memory": peak} if (peak := peak_memory_text(row)) else {}),
                **({"rank": row["rank"]} if row.get("rank") else {})}
     error = f'<div class="error">{escape(str(row["error"]))}</div>' if row.get("error") else ""
     return (
