@@ -58,9 +58,9 @@ def model_sizes(backend: Backend, pixels: int) -> ModelSizes:
     width = int(config.num_attention_heads) * int(config.attention_head_dim)
     blocks = len(denoiser.transformer_blocks) + len(getattr(denoiser, "single_transformer_blocks", ()))
     tokens = pixels // backend.size_multiple**2 + backend.arch.text_sequence_length
-    activations, checkpointed = activation_sizes(tokens, width, blocks, torch.finfo(backend.dtype).bits // 8)
-    parameters = sum(p.numel() for p in denoiser.parameters())  # logical values: bf16 GB below
     value_bytes = torch.finfo(backend.dtype).bits // 8
+    activations, checkpointed = activation_sizes(tokens, width, blocks, value_bytes)
+    parameters = sum(p.numel() for p in denoiser.parameters())  # logical values: bf16 GB below
     encoders = sum(sum(p.numel() for p in e.parameters()) for e in backend.text_encoders) * value_bytes / GB
     vae = sum(p.numel() for p in backend.vae.parameters()) * 4 / GB
     return ModelSizes(
