@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 import warnings
@@ -21,6 +22,7 @@ from adcli.engine.lowvram import low_vram
 from adcli.engine.backend import Backend
 from adcli.views.preview import PreviewWriter
 from benchmarks.baseline import literal_algorithm1
+from benchmarks.devices import psnr, sync
 from benchmarks.sampling import counting_reference_passes, sampling_workload, window_count
 
 LAYERS = (-6, -5, -4, -3, -2, -1)
@@ -181,11 +183,6 @@ def options(backend: Backend, case: Case) -> ExitStack:
     return stack
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 @dataclass
 class Measurement:
     wall_s: float
@@ -231,7 +228,7 @@ def measure(backend: Backend, case: Case, warmup: int, repeat: int = 1) -> Measu
         warm, short = min(warmup, case.iterations), 1
     with options(backend, case):
         run(warm)
-        _sync(device)
+        sync(device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         walls, syncs = [], []
@@ -241,7 +238,7 @@ def measure(backend: Backend, case: Case, warmup: int, repeat: int = 1) -> Measu
             started = time.perf_counter()
             with counting_syncs(device, syncs) if attempt == 0 else nullcontext():
                 run(case.iterations)
-            _sync(device)
+            sync(device)
             walls.append(time.perf_counter() - started)
         peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
         passes: list = []
@@ -256,10 +253,6 @@ def measure(backend: Backend, case: Case, warmup: int, repeat: int = 1) -> Measu
 def picture_psnr(plain: Backend, quantized: Backend, case: Case) -> float | None:
     """PSNR (dB) of the image ``case`` makes on the ``quantized`` model against the ``plain`` model's,
     the same seed and inputs (None when they are identical)."""
-    import math
-
-    from benchmarks.transformer_rows import psnr
-
     images = [backend.decode_latents(workload(backend, case)(case.iterations)) for backend in (plain, quantized)]
     value = psnr(*images)
     return None if math.isinf(value) else value

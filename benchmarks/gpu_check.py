@@ -114,7 +114,8 @@ def step_transformers(device: torch.device, records: Path, budget: float) -> Non
 def step_benchmark(device: torch.device, records: Path) -> None:
     from benchmarks.cases import measure, plan
     from benchmarks.report import device_name, device_peak_tflops, make_rows
-    from benchmarks.run import _backend, _release
+    from benchmarks.devices import release_memory
+    from benchmarks.run import _backend
 
     full = device.type == "cuda"
     peak = device_peak_tflops(device_name(device)) if full else None
@@ -140,7 +141,7 @@ def step_benchmark(device: torch.device, records: Path) -> None:
                        "error": f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"}
             _append(records, row)
         del backend
-        _release(device)
+        release_memory(device)
 
 
 # --- the parent: budgets, the report ----------------------------------------------------------

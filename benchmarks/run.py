@@ -9,7 +9,6 @@ Results go to ``benchmarks/results/`` as JSON and Markdown, and the table is pri
 from __future__ import annotations
 
 import argparse
-import gc
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from adcli.engine import archs
 from adcli.engine.backend import Backend
 from adcli.engine.models import load_backend
 from benchmarks.cases import Case, measure, picture_psnr, plan
+from benchmarks.devices import release_memory, torchao_available
 from benchmarks.report import make_rows, markdown, metadata, write
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -56,12 +56,6 @@ def _backend(arch: str, models: str, device: torch.device, quantize: str | None 
     return backend
 
 
-def _release(device: torch.device) -> None:
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-
-
 def _label(case: Case) -> str:
     """What ``--only`` matches: the row's name and size, e.g. ``expand engine 1024x512``."""
     width, height = case.pixels
@@ -83,7 +77,6 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(1)
     repeat = args.repeat or (1 if device.type == "cuda" else 3)
     with_compile = args.compile if args.compile is not None else device.type == "cuda"
-    from benchmarks.transformer_rows import torchao_available
 
     cases = [
         c for c in plan(models == "full", args.iterations, with_compile, args.size, args.steps, torchao_available())
@@ -106,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                 results.append((case, measured))
             del quantized
         del backend
-        _release(device)
+        release_memory(device)
     rows = make_rows(results, meta["peak_bf16_tflops"])
     json_path, md_path = write(rows, meta, args.out)
     print(markdown(rows, meta))

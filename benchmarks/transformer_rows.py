@@ -19,13 +19,14 @@ On a CPU the same rows run on the tiny models at an eighth of the size (only the
 
 from __future__ import annotations
 
-import gc
 import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 import torch
+
+from benchmarks.devices import psnr, release_memory, sync, torchao_available
 
 TORCHAO_MISSING = "torchao is not installed (pip install 'adcli[quant]'; make gpu-wheels carries it)"
 # The 4-bit row: bitsandbytes' nf4 needs its CUDA wheel, which does not fit the device tool's 64 MiB with
@@ -80,18 +81,6 @@ def t2i_settings(arch: str) -> dict:
     return {key: builtin_arch_defaults("t2i", key).get(arch, builtin_default("t2i", key)) for key in keys}
 
 
-def torchao_available() -> bool:
-    from importlib.util import find_spec
-
-    return find_spec("torchao") is not None
-
-
-def _release(device: torch.device) -> None:
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-
-
 def build(arch: str, weights: str, device: torch.device, models: str):
     """A backend of ``arch`` with ``weights``: the published architecture (``models`` "full", bf16 on a GPU)
     or the tiny model (fp32)."""
@@ -112,7 +101,7 @@ def build(arch: str, weights: str, device: torch.device, models: str):
         from benchmarks.gguf_weights import quantize_linears
 
         quantize_linears(backend.denoiser, weights, backend.dtype)
-    _release(device)
+    release_memory(device)
     return backend
 
 
@@ -127,11 +116,6 @@ def plan_for_card(backend, card_gb: float, side: int):
     plan = plan_memory(card_gb, sizes, "stored" if quantized else None)
     apply_plan(backend, plan)
     return plan
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def t2i_run(backend, side: int, steps: int) -> Callable[[], torch.Tensor]:
@@ -153,24 +137,18 @@ def t2i_run(backend, side: int, steps: int) -> Callable[[], torch.Tensor]:
                                        generator=torch.Generator().manual_seed(0))
 
 
-def psnr(image: torch.Tensor, reference: torch.Tensor) -> float:
-    """PSNR in dB of two images in [0, 1] (inf when equal)."""
-    mse = float(((image.double() - reference.double()) ** 2).mean())
-    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
-
-
 def measure(backend, row: TransformerRow, side: int, steps: int) -> tuple[dict, torch.Tensor]:
     """Warm up (one step, the prompt encoded), then time ``steps`` steps and the decode, with the peak
     GPU memory of both; returns the row's figures and the decoded image (1, 3, H, W) in [0, 1]."""
     device = backend.device
     t2i_run(backend, side, 1)()
-    _sync(device)
+    sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     run = t2i_run(backend, side, steps)
     started = time.perf_counter()
     latents = run()
-    _sync(device)
+    sync(device)
     sampled = time.perf_counter()
     image = backend.decode_latents(latents)
     decode_s = time.perf_counter() - sampled
@@ -232,7 +210,7 @@ def run_rows(device: torch.device, budget_s: float, on_row: Callable[[dict], Non
         try:
             if built != (row.arch, row.weights):
                 backend, built = None, None
-                _release(device)
+                release_memory(device)
                 started = time.monotonic()
                 backend = build(row.arch, row.weights, device, models)
                 built, record["build_s"] = (row.arch, row.weights), time.monotonic() - started
@@ -245,7 +223,7 @@ def run_rows(device: torch.device, budget_s: float, on_row: Callable[[dict], Non
             message = str(error).strip().splitlines()
             record["error"] = f"{type(error).__name__}: {message[0][:200] if message else ''}"
             backend, built = None, None  # a half-quantized or half-placed model is not reused
-            _release(device)
+            release_memory(device)
         on_row(record)
     backend = None
-    _release(device)
+    release_memory(device)

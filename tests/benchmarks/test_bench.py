@@ -260,7 +260,7 @@ def test_report_says_why_a_sampling_row_has_no_baseline():
 def test_cpu_bench_flux_rows(tmp_path):
     """tiny-FLUX t2i at FLUX.1-dev's preset beside the literal flow-matching loop (a reference pass per AD
     iteration, against the engine's one per step), and, with torchao installed, int8 weights and their PSNR."""
-    from benchmarks.transformer_rows import torchao_available
+    from benchmarks.devices import torchao_available
 
     command = [sys.executable, "-m", "benchmarks.run", "--device", "cpu", "--steps", "1", "--repeat", "1",
                "--warmup", "1", "--arch", "flux", "--out", str(tmp_path)]

@@ -12,7 +12,8 @@ import torch
 
 from benchmarks.gguf_weights import q4_k_blocks, q8_0_blocks, quantize_linears
 from benchmarks.transformer_report import markdown_rows, with_missing_rows
-from benchmarks.transformer_rows import ROWS, psnr, run_rows
+from benchmarks.devices import psnr
+from benchmarks.transformer_rows import ROWS, run_rows
 from tests.support import kquants
 
 Q = gguf.GGMLQuantizationType
@@ -124,7 +125,8 @@ def test_a_row_planned_for_a_small_card_gives_the_picture_it_gives_without_the_p
     blocks and the picture is the one the unplanned model makes."""
     from adcli.engine.archs.memory_plan import MemoryPlan
     from adcli.engine.memory import apply_plan
-    from benchmarks.transformer_rows import TransformerRow, build, measure, torchao_available
+    from benchmarks.devices import torchao_available
+    from benchmarks.transformer_rows import TransformerRow, build, measure
 
     if weights == "int8" and not torchao_available():
         pytest.skip("torchao is not installed")
